@@ -1,0 +1,431 @@
+package sinktest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/mapping"
+	"github.com/zulip-bridge/zulip-bridge/sink"
+)
+
+// unreachableTimeout is the context a Publish or Close gets while the broker
+// is down: the call must give up with it, not hang.
+const unreachableTimeout = 300 * time.Millisecond
+
+// midBatchSize is large enough that a broker stop or a cancellation issued
+// once the first messages are stored lands while the rest is in flight.
+const midBatchSize = 3000
+
+// Run runs the conformance suite against the sink and broker of s, one
+// subtest per property and a new harness for each.
+func Run(t *testing.T, s Suite) {
+	if s.New == nil {
+		t.Fatal("sinktest.Suite.New is nil")
+	}
+	c := &conformance{Suite: s}
+	t.Run("PublishConfirmsAll", c.publishConfirmsAll)
+	t.Run("EmptyBatch", c.emptyBatch)
+	t.Run("LargeMessage", c.largeMessage)
+	t.Run("CanceledContext", c.canceledContext)
+	t.Run("CancelMidBatch", c.cancelMidBatch)
+	t.Run("CloseFlushes", c.closeFlushes)
+	t.Run("DuplicateStoredOnce", c.duplicateStoredOnce)
+	t.Run("Recoverer", c.recoverer)
+	t.Run("BrokerUnreachable", c.brokerUnreachable)
+	t.Run("CloseWhileUnreachable", c.closeWhileUnreachable)
+	t.Run("RestartMidBatch", c.restartMidBatch)
+	t.Run("Ready", c.ready)
+}
+
+type conformance struct {
+	Suite
+}
+
+// open returns a new sink that is closed, and must close cleanly, when the
+// subtest ends.
+func (c *conformance) open(t *testing.T, h Harness) sink.Sink {
+	t.Helper()
+	s := h.NewSink(t)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+		defer cancel()
+		if err := closeGuarded(t, ctx, s); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func (c *conformance) restarter(t *testing.T, h Harness) Restarter {
+	t.Helper()
+	r, ok := h.(Restarter)
+	if !ok {
+		t.Skip("harness cannot stop and restart its broker")
+	}
+	return r
+}
+
+// afterRetries is the expectation for messages that went through failed
+// attempts: exactly once where the broker dedups, at least once otherwise.
+func (c *conformance) afterRetries(sent ...[]*mapping.Message) expectation {
+	return expectation{sent: concat(sent...), exactlyOnce: c.Dedups}
+}
+
+// publishConfirmsAll: batches confirmed with nil are stored, once each, as
+// published, every conversation in order within and across batches.
+func (c *conformance) publishConfirmsAll(t *testing.T) {
+	h := c.New(t)
+	s := c.open(t, h)
+	var g Generator
+	var sent []*mapping.Message
+	for _, n := range []int{1, 7, 120, 40} {
+		batch := g.Batch(n)
+		ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+		err := s.Publish(ctx, batch)
+		cancel()
+		if err != nil {
+			t.Fatalf("Publish(%d messages) with the broker up: %v", n, err)
+		}
+		sent = append(sent, batch...)
+	}
+	checkStored(t, h, expectation{sent: sent, exactlyOnce: true})
+}
+
+func (c *conformance) emptyBatch(t *testing.T) {
+	h := c.New(t)
+	s := c.open(t, h)
+	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+	defer cancel()
+	for _, batch := range [][]*mapping.Message{nil, {}} {
+		if err := s.Publish(ctx, batch); err != nil {
+			t.Fatalf("Publish(%#v): %v", batch, err)
+		}
+	}
+	var g Generator
+	batch := g.Batch(3)
+	if err := s.Publish(ctx, batch); err != nil {
+		t.Fatalf("Publish after empty batches: %v", err)
+	}
+	checkStored(t, h, expectation{sent: batch, exactlyOnce: true})
+}
+
+// largeMessage: a payload of LargePayloadSize between small messages of
+// the same conversation arrives byte for byte and in order.
+func (c *conformance) largeMessage(t *testing.T) {
+	h := c.New(t)
+	s := c.open(t, h)
+	var g Generator
+	batch := g.Batch(5)
+	batch = append(batch, g.Large(LargePayloadSize))
+	batch = append(batch, g.Batch(5)...)
+	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+	defer cancel()
+	if err := s.Publish(ctx, batch); err != nil {
+		t.Fatalf("Publish with a %d-byte payload: %v", LargePayloadSize, err)
+	}
+	checkStored(t, h, expectation{sent: batch, exactlyOnce: true})
+}
+
+// canceledContext: a context that is already done gives an error that
+// says so, never a success, and the sink stays usable.
+func (c *conformance) canceledContext(t *testing.T) {
+	h := c.New(t)
+	s := c.open(t, h)
+	var g Generator
+	first := g.Batch(3)
+	publishAll(t, s, first)
+
+	batch := g.Batch(20)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := publishGuarded(t, ctx, s, batch)
+	if err == nil {
+		t.Fatal("Publish with a canceled context returned nil")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Publish with a canceled context: %v, want an error wrapping context.Canceled", err)
+	}
+	checkPublishError(t, batch, err)
+	publishAll(t, s, sink.Unconfirmed(batch, err))
+	checkStored(t, h, c.afterRetries(first, batch))
+}
+
+// cancelMidBatch: cancelling while a large batch is in flight returns
+// promptly; what the error leaves unconfirmed, sent again, completes the
+// batch without loss or reordering.
+func (c *conformance) cancelMidBatch(t *testing.T) {
+	h := c.New(t)
+	s := c.open(t, h)
+	var g Generator
+	batch := g.Batch(midBatchSize)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Publish(ctx, batch) }()
+	waitFor(t, "the first messages of the batch to be stored", func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			return true
+		default:
+			return storedAny(t, h, batch)
+		}
+	})
+	cancel()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(hangGuard):
+		t.Fatalf("Publish did not return within %v of its context being canceled", hangGuard)
+	}
+	if err == nil {
+		t.Log("the whole batch was confirmed before the cancellation")
+	} else {
+		checkPublishError(t, batch, err)
+		t.Logf("canceled with %d of %d unconfirmed: %v", len(sink.Unconfirmed(batch, err)), len(batch), err)
+	}
+	publishAll(t, s, sink.Unconfirmed(batch, err))
+	checkStored(t, h, c.afterRetries(batch))
+}
+
+// closeFlushes: Close after confirmed batches returns nil and leaves them
+// stored; a closed sink confirms nothing.
+func (c *conformance) closeFlushes(t *testing.T) {
+	h := c.New(t)
+	s := h.NewSink(t)
+	var g Generator
+	batch := g.Batch(50)
+	publishAll(t, s, batch)
+	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+	defer cancel()
+	if err := closeGuarded(t, ctx, s); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	late := g.Batch(3)
+	err := publishGuarded(t, ctx, s, late)
+	if err == nil {
+		t.Fatal("Publish on a closed sink returned nil")
+	}
+	if n := len(sink.Unconfirmed(late, err)); n != len(late) {
+		t.Errorf("Publish on a closed sink reports %d of %d message(s) unconfirmed, want all: %v", n, len(late), err)
+	}
+	checkStored(t, h, expectation{sent: batch, exactlyOnce: true})
+}
+
+// duplicateStoredOnce: publishing a confirmed batch again stores nothing
+// new, for brokers that dedup.
+func (c *conformance) duplicateStoredOnce(t *testing.T) {
+	if !c.Dedups {
+		t.Skip("broker does not dedup")
+	}
+	h := c.New(t)
+	s := c.open(t, h)
+	var g Generator
+	batch := g.Batch(30)
+	publishAll(t, s, batch)
+	publishAll(t, s, batch)
+	publishAll(t, s, batch[10:20])
+	checkStored(t, h, expectation{sent: batch, exactlyOnce: true})
+}
+
+// recoverer: a sink that implements sink.Recoverer reports, to a new sink
+// as after a restart, every message confirmed after a Position and nothing
+// it did not publish.
+func (c *conformance) recoverer(t *testing.T) {
+	h := c.New(t)
+	s := c.open(t, h)
+	rec, ok := s.(sink.Recoverer)
+	if !ok {
+		t.Skip("sink does not implement sink.Recoverer")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), retryTimeout)
+	defer cancel()
+	start, err := rec.Position(ctx)
+	if err != nil {
+		t.Fatalf("Position before any publish: %v", err)
+	}
+	var g Generator
+	before := g.Batch(40)
+	publishAll(t, s, before)
+	pos, err := rec.Position(ctx)
+	if err != nil {
+		t.Fatalf("Position: %v", err)
+	}
+	after := g.Batch(40)
+	publishAll(t, s, after)
+
+	restarted, ok := c.open(t, h).(sink.Recoverer)
+	if !ok {
+		t.Fatal("second sink from the same harness does not implement sink.Recoverer")
+	}
+	check := func(name string, pos []byte, must ...[]*mapping.Message) {
+		t.Helper()
+		got, err := restarted.PublishedSince(ctx, pos)
+		if err != nil {
+			t.Fatalf("PublishedSince(%s): %v", name, err)
+		}
+		all := keysOf(before, after)
+		for k := range got {
+			if !all[k] {
+				t.Errorf("PublishedSince(%s) reports %q, which was never published", name, k)
+			}
+		}
+		for k := range keysOf(must...) {
+			if _, ok := got[k]; !ok {
+				t.Errorf("PublishedSince(%s) misses %q, confirmed after that position", name, k)
+			}
+		}
+	}
+	check("position after the first batch", pos, after)
+	check("position before any publish", start, before, after)
+	check("nil", nil, before, after)
+}
+
+// brokerUnreachable: with the broker down, Publish fails within its
+// context instead of hanging or claiming success; once the broker is back,
+// sending what it left unconfirmed completes the batch.
+func (c *conformance) brokerUnreachable(t *testing.T) {
+	h := c.New(t)
+	r := c.restarter(t, h)
+	s := c.open(t, h)
+	var g Generator
+	first := g.Batch(5)
+	publishAll(t, s, first)
+
+	r.StopBroker(t)
+	batch := g.Batch(20)
+	ctx, cancel := context.WithTimeout(context.Background(), unreachableTimeout)
+	defer cancel()
+	err := publishGuarded(t, ctx, s, batch)
+	if err == nil {
+		t.Fatal("Publish returned nil while the broker was down")
+	}
+	checkPublishError(t, batch, err)
+	if n := len(sink.Unconfirmed(batch, err)); n != len(batch) {
+		t.Errorf("broker down: %d of %d message(s) reported unconfirmed, want all", n, len(batch))
+	}
+	r.StartBroker(t)
+	publishAll(t, s, sink.Unconfirmed(batch, err))
+	checkStored(t, h, c.afterRetries(first, batch))
+}
+
+// closeWhileUnreachable: Close gives up when its context is done, even
+// with messages in flight to a broker that is gone.
+func (c *conformance) closeWhileUnreachable(t *testing.T) {
+	h := c.New(t)
+	r := c.restarter(t, h)
+	s := h.NewSink(t)
+	var g Generator
+	publishAll(t, s, g.Batch(5))
+	r.StopBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), unreachableTimeout)
+	defer cancel()
+	if err := publishGuarded(t, ctx, s, g.Batch(20)); err == nil {
+		t.Fatal("Publish returned nil while the broker was down")
+	}
+	closeCtx, closeCancel := context.WithTimeout(context.Background(), unreachableTimeout)
+	defer closeCancel()
+	err := closeGuarded(t, closeCtx, s)
+	t.Logf("Close with the broker down: %v", err)
+	r.StartBroker(t)
+}
+
+// restartMidBatch: the broker stops while a batch is in flight and comes
+// back; the sink reports what it could not confirm, and sending that again
+// leaves every message stored (exactly once where the broker dedups), in
+// order, including the ones confirmed before the stop.
+func (c *conformance) restartMidBatch(t *testing.T) {
+	h := c.New(t)
+	r := c.restarter(t, h)
+	s := c.open(t, h)
+	var g Generator
+	before := g.Batch(20)
+	publishAll(t, s, before)
+
+	batch := g.Batch(midBatchSize)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Publish(ctx, batch) }()
+	waitFor(t, "the first messages of the batch to be stored", func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			return true
+		default:
+			return storedAny(t, h, batch)
+		}
+	})
+	r.StopBroker(t)
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(hangGuard):
+		t.Fatalf("Publish did not return within %v of the broker stopping", hangGuard)
+	}
+	unconfirmed := sink.Unconfirmed(batch, err)
+	if err == nil {
+		t.Log("the whole batch was confirmed before the broker stopped")
+	} else {
+		checkPublishError(t, batch, err)
+		t.Logf("broker stopped with %d of %d unconfirmed: %v", len(unconfirmed), len(batch), err)
+	}
+	r.StartBroker(t)
+
+	want := c.afterRetries(before, batch)
+	if c.AtMostOnce {
+		// What core NATS accepted just before the stop may have died in
+		// the server's buffers; only what is sent again must arrive.
+		want.mayBeLost = keysOf(batch)
+		for k := range keysOf(unconfirmed) {
+			delete(want.mayBeLost, k)
+		}
+	} else {
+		checkStored(t, h, expectation{sent: concat(before, batch), mayBeLost: keysOf(unconfirmed), exactlyOnce: c.Dedups})
+	}
+	publishAll(t, s, unconfirmed)
+	after := g.Batch(20)
+	publishAll(t, s, after)
+	want.sent = append(want.sent, after...)
+	checkStored(t, h, want)
+}
+
+// ready: a sink that implements sink.ReadyChecker is ready while its
+// broker is up, not ready while it is down, and ready again after.
+func (c *conformance) ready(t *testing.T) {
+	h := c.New(t)
+	s := c.open(t, h)
+	rc, ok := s.(sink.ReadyChecker)
+	if !ok {
+		t.Skip("sink does not implement sink.ReadyChecker")
+	}
+	var g Generator
+	publishAll(t, s, g.Batch(3))
+	readyErr := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+		defer cancel()
+		return rc.Ready(ctx)
+	}
+	if err := readyErr(); err != nil {
+		t.Fatalf("Ready with the broker up: %v", err)
+	}
+	r, ok := h.(Restarter)
+	if !ok {
+		return
+	}
+	r.StopBroker(t)
+	waitFor(t, "Ready to fail with the broker down", func() bool { return readyErr() != nil })
+	r.StartBroker(t)
+	waitFor(t, "Ready to succeed with the broker back", func() bool { return readyErr() == nil })
+	publishAll(t, s, g.Batch(3))
+}
+
+func concat(batches ...[]*mapping.Message) []*mapping.Message {
+	var out []*mapping.Message
+	for _, b := range batches {
+		out = append(out, b...)
+	}
+	return out
+}
