@@ -1,0 +1,297 @@
+package envconfig
+
+import (
+	"encoding"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Var describes one environment variable of a configuration struct.
+type Var struct {
+	Key     string // e.g. BRIDGE_SINK
+	Default string // envDefault, "" when none
+	Secret  bool   // value must never be shown
+	File    bool   // the variable holds a file path whose content is the value
+	Example string // a valid value, from the `example` tag
+	Help    string // one line, from the `help` tag
+	Type    reflect.Type
+}
+
+// Error is a configuration error about one variable.
+type Error struct {
+	Key     string
+	Problem string
+	Example string
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("%s: %s", e.Key, e.Problem)
+	if e.Example != "" {
+		msg += fmt.Sprintf(" (example: %s=%s)", e.Key, e.Example)
+	}
+	return msg
+}
+
+// secretSuffixes are the names that hold credentials even when a struct
+// forgets to tag them secret: better to hide too much than too little.
+var secretSuffixes = []string{"_API_KEY", "_PASSWORD", "_TOKEN", "_NKEY", "_SECRET", "_CREDS_CONTENT"}
+
+// IsSecretName reports whether a variable name denotes a credential.
+func IsSecretName(key string) bool {
+	k := strings.TrimSuffix(key, "_FILE")
+	for _, s := range secretSuffixes {
+		if strings.HasSuffix(k, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Vars lists the variables of the struct v points to, in field order,
+// each once (two packages may read the same variable, e.g. the state dir).
+func Vars(v any) []Var {
+	var out []Var
+	seen := map[string]bool{}
+	walk(reflect.TypeOf(v), func(f reflect.StructField) {
+		key, opts := splitTag(f.Tag.Get("env"))
+		if key == "" || key == "-" || seen[key] {
+			return
+		}
+		seen[key] = true
+		out = append(out, Var{
+			Key:     key,
+			Default: f.Tag.Get("envDefault"),
+			Secret:  f.Tag.Get("secret") == "true" || IsSecretName(key),
+			File:    contains(opts, "file"),
+			Example: f.Tag.Get("example"),
+			Help:    f.Tag.Get("help"),
+			Type:    f.Type,
+		})
+	})
+	return out
+}
+
+func walk(t reflect.Type, fn func(reflect.StructField)) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return
+	}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		if _, has := f.Tag.Lookup("env"); !has && isStruct(f.Type) {
+			walk(f.Type, fn)
+			continue
+		}
+		fn(f)
+	}
+}
+
+func isStruct(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return false
+	}
+	// time.Time and friends parse from text; they are values, not sections.
+	return !reflect.PointerTo(t).Implements(reflect.TypeFor[encoding.TextUnmarshaler]())
+}
+
+func splitTag(tag string) (string, []string) {
+	parts := strings.Split(tag, ",")
+	return parts[0], parts[1:]
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Parse fills the struct v points to from environ (KEY=VALUE pairs, as
+// os.Environ returns them). Every value that is set is checked against its
+// field's type first, so that an error names the variable and shows a valid
+// value instead of a Go field name.
+func Parse(v any, environ []string) error {
+	envMap := ToMap(environ)
+	var errs []error
+	walk(reflect.TypeOf(v), func(f reflect.StructField) {
+		key, opts := splitTag(f.Tag.Get("env"))
+		if key == "" || key == "-" || contains(opts, "file") {
+			return
+		}
+		val, ok := envMap[key]
+		if !ok || val == "" {
+			return
+		}
+		if err := checkValue(f.Type, val); err != nil {
+			shown := fmt.Sprintf("%q", val)
+			if f.Tag.Get("secret") == "true" || IsSecretName(key) {
+				shown = "the value"
+			}
+			errs = append(errs, &Error{
+				Key:     key,
+				Problem: fmt.Sprintf("%s is not %s", shown, err),
+				Example: exampleFor(f),
+			})
+		}
+	})
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if err := env.ParseWithOptions(v, env.Options{Environment: envMap}); err != nil {
+		return cleanEnvError(err)
+	}
+	return nil
+}
+
+// cleanEnvError rewrites the env library's errors so they name variables
+// and never echo a value (a file variable's error would otherwise be a path,
+// harmless, but a parse error could quote a secret).
+func cleanEnvError(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	var out []error
+	for _, e := range agg.Errors {
+		var fileErr env.LoadFileContentError
+		var notSet env.VarIsNotSetError
+		var empty env.EmptyVarError
+		switch {
+		case errors.As(e, &fileErr):
+			out = append(out, &Error{Key: fileErr.Key, Problem: fmt.Sprintf("cannot read file %q: %v", fileErr.Filename, errors.Unwrap(fileErr.Err))})
+		case errors.As(e, &notSet):
+			out = append(out, &Error{Key: notSet.Key, Problem: "is required but not set"})
+		case errors.As(e, &empty):
+			out = append(out, &Error{Key: empty.Key, Problem: "must not be empty"})
+		default:
+			out = append(out, e)
+		}
+	}
+	return errors.Join(out...)
+}
+
+func checkValue(t reflect.Type, val string) error {
+	if t == reflect.TypeFor[time.Duration]() {
+		if _, err := time.ParseDuration(strings.TrimSpace(val)); err != nil {
+			return fmt.Errorf("a duration")
+		}
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		if _, err := strconv.ParseBool(val); err != nil {
+			return fmt.Errorf("a boolean (true or false)")
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if _, err := strconv.ParseInt(val, 10, t.Bits()); err != nil {
+			return fmt.Errorf("an integer")
+		}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if _, err := strconv.ParseUint(val, 10, t.Bits()); err != nil {
+			return fmt.Errorf("a non-negative integer")
+		}
+	case reflect.Float32, reflect.Float64:
+		if _, err := strconv.ParseFloat(val, t.Bits()); err != nil {
+			return fmt.Errorf("a number")
+		}
+	}
+	return nil
+}
+
+func exampleFor(f reflect.StructField) string {
+	if ex := f.Tag.Get("example"); ex != "" {
+		return ex
+	}
+	if d := f.Tag.Get("envDefault"); d != "" {
+		return d
+	}
+	if f.Type == reflect.TypeFor[time.Duration]() {
+		return "30s"
+	}
+	switch f.Type.Kind() {
+	case reflect.Bool:
+		return "true"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "10"
+	case reflect.Float32, reflect.Float64:
+		return "1.5"
+	}
+	return ""
+}
+
+// ToMap turns KEY=VALUE pairs into a map; later pairs win, as in a shell.
+func ToMap(environ []string) map[string]string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// Describe renders the `bridge env` table: every variable, its default, and
+// its current value, secrets shown only as set or unset.
+func Describe(vars []Var, environ []string) string {
+	envMap := ToMap(environ)
+	var b strings.Builder
+	w := 0
+	for _, v := range vars {
+		w = max(w, len(v.Key))
+	}
+	for _, v := range vars {
+		val, set := envMap[v.Key]
+		var shown string
+		switch {
+		case !set:
+			shown = "unset"
+		case v.Secret:
+			shown = "set (secret)"
+		default:
+			shown = "set: " + strconv.Quote(val)
+		}
+		def := v.Default
+		if def == "" {
+			def = "-"
+		}
+		fmt.Fprintf(&b, "%-*s  default=%s  %s\n", w, v.Key, strconv.Quote(def), shown)
+	}
+	return b.String()
+}
+
+// Unknown returns the BRIDGE_* and ZULIP_* variables in environ that no
+// field reads: almost always a typo worth a warning.
+func Unknown(vars []Var, environ []string, prefixes ...string) []string {
+	known := map[string]bool{}
+	for _, v := range vars {
+		known[v.Key] = true
+	}
+	var out []string
+	for k := range ToMap(environ) {
+		for _, p := range prefixes {
+			if strings.HasPrefix(k, p) && !known[k] {
+				out = append(out, k)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
