@@ -1,0 +1,244 @@
+package zuliptest
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+)
+
+// QueueInfo describes an event queue.
+type QueueInfo struct {
+	ID string
+	// Bot is the email of the bot that registered the queue.
+	Bot string
+	// EventTypes is the registered event_types; nil means every type.
+	EventTypes []string
+	// Narrow is the registered narrow.
+	Narrow           []NarrowTerm
+	AllPublicStreams bool
+	ApplyMarkdown    bool
+	ClientGravatar   bool
+	// Lifespan is the idle time after which the queue expires.
+	Lifespan time.Duration
+	Created  time.Time
+	// LastEventID is the highest event id assigned; -1 when none.
+	LastEventID int64
+	// Acked is the highest event id the client acknowledged (pruned with
+	// last_event_id); -1 when none.
+	Acked int64
+	// Pending is how many events are not yet acknowledged.
+	Pending int
+	// Waiting reports whether a GET /events is waiting on the queue.
+	Waiting bool
+	// ExpiresAt is when the queue expires if no GET waits before; zero
+	// while one waits.
+	ExpiresAt time.Time
+}
+
+// DeliveredEvent is one event a queue handed out in a whole, intact
+// GET /events response.
+type DeliveredEvent struct {
+	ID   int64
+	Type string
+	// Raw is the event exactly as it appeared in the response body.
+	Raw json.RawMessage
+	// Deliveries counts the responses that carried the event (a client
+	// resending the same last_event_id gets it again).
+	Deliveries int
+	// FirstDelivered is when the first of those responses was written.
+	FirstDelivered time.Time
+}
+
+// QueueHistory is the record the simulator keeps of a queue, even after
+// the queue expired, was deleted or was lost in a crash: what the server
+// delivered, to compare with what reached a broker.
+type QueueHistory struct {
+	// Info is the queue as it was last seen alive.
+	Info QueueInfo
+	// Delivered lists every event delivered, in id order.
+	Delivered []DeliveredEvent
+	// Acked is the highest event id acknowledged; -1 when none.
+	Acked int64
+	// Ended is "" while the queue lives, else EndExpired, EndDeleted or
+	// EndCrashed; EndedAt is when.
+	Ended   string
+	EndedAt time.Time
+}
+
+type history struct {
+	info      QueueInfo
+	delivered []DeliveredEvent
+	index     map[int64]int
+	acked     int64
+	ended     string
+	endedAt   time.Time
+}
+
+func (h *history) record(events []queuedEvent, now time.Time) {
+	for _, e := range events {
+		if i, ok := h.index[e.id]; ok {
+			h.delivered[i].Deliveries++
+			continue
+		}
+		h.index[e.id] = len(h.delivered)
+		h.delivered = append(h.delivered, DeliveredEvent{ID: e.id, Type: e.typ, Raw: e.raw, Deliveries: 1, FirstDelivered: now})
+	}
+}
+
+func (q *queue) infoLocked() QueueInfo {
+	info := QueueInfo{
+		ID:               q.id,
+		Bot:              q.user.Email,
+		EventTypes:       slices.Clone(q.eventTypes),
+		Narrow:           slices.Clone(q.narrow),
+		AllPublicStreams: q.allPublicStreams,
+		ApplyMarkdown:    q.applyMarkdown,
+		ClientGravatar:   q.clientGravatar,
+		Lifespan:         q.lifespan,
+		Created:          q.created,
+		LastEventID:      q.nextID - 1,
+		Acked:            q.newestPruned,
+		Pending:          len(q.pending),
+		Waiting:          q.waiter != nil,
+	}
+	if q.waiter == nil {
+		info.ExpiresAt = q.lastConnection.Add(q.lifespan)
+	}
+	return info
+}
+
+// Queues lists the live queues, oldest first. Expired queues are collected
+// first, so a queue past its lifespan is not listed.
+func (s *Server) Queues() []QueueInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gcLocked()
+	out := make([]QueueInfo, 0, len(s.queues))
+	for _, q := range s.queues {
+		out = append(out, q.infoLocked())
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// History returns the record of a queue, live or gone, and whether the
+// server ever had that queue.
+func (s *Server) History(queueID string) (QueueHistory, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gcLocked()
+	h, ok := s.histories[queueID]
+	if !ok {
+		return QueueHistory{}, false
+	}
+	if q, live := s.queues[queueID]; live {
+		h.info = q.infoLocked()
+	}
+	out := QueueHistory{Info: h.info, Acked: h.acked, Ended: h.ended, EndedAt: h.endedAt}
+	out.Delivered = slices.Clone(h.delivered)
+	slices.SortFunc(out.Delivered, func(a, b DeliveredEvent) int { return cmp.Compare(a.ID, b.ID) })
+	return out, true
+}
+
+// Delivered returns every event the queue handed out, in id order, with
+// the exact bytes the client received. It works after the queue is gone.
+func (s *Server) Delivered(queueID string) []DeliveredEvent {
+	h, _ := s.History(queueID)
+	return h.Delivered
+}
+
+// Acked returns the highest event id the client acknowledged on the
+// queue; -1 when none (or no such queue).
+func (s *Server) Acked(queueID string) int64 {
+	h, ok := s.History(queueID)
+	if !ok {
+		return -1
+	}
+	return h.Acked
+}
+
+// ExpireQueue garbage-collects the queue now, as if its lifespan had
+// passed; a GET waiting on it returns what the queue held. The next GET
+// gets BAD_EVENT_QUEUE_ID. It reports whether the queue existed.
+func (s *Server) ExpireQueue(queueID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q, ok := s.queues[queueID]
+	if !ok {
+		return false
+	}
+	s.log.Info("zuliptest queue expired by test", "queue_id", queueID)
+	q.hist.info = q.infoLocked()
+	s.removeLocked(q, EndExpired)
+	return true
+}
+
+// Crash drops every queue, as a Zulip server crash does (a graceful
+// restart would keep them): waiting GETs lose their connections, and
+// every later GET gets BAD_EVENT_QUEUE_ID. Messages survive, as they do in
+// Zulip's database.
+func (s *Server) Crash() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.log.Info("zuliptest crash", "queues", len(s.queues))
+	for _, q := range s.queues {
+		q.hist.info = q.infoLocked()
+		s.removeLocked(q, EndCrashed)
+	}
+}
+
+// ErrNotEvent is returned by InjectEvent for input that is not a JSON
+// object with a string "type".
+var ErrNotEvent = errors.New("zuliptest: not an event: want a JSON object with a string \"type\"")
+
+// InjectEvent puts an event into every live queue whose filters accept it
+// (event_types, narrow for message events, client capabilities), as the
+// server does with the events it generates. Any "id" in raw is replaced by
+// each queue's next id; the rest of the bytes are delivered as given
+// (compacted). It returns the id assigned per queue id. Message events
+// injected this way do not enter the message store: use SendMessage for
+// messages GET /messages should return.
+func (s *Server) InjectEvent(raw json.RawMessage) (map[string]int64, error) {
+	compact, head, err := parseEvent(raw)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gcLocked()
+	ids := map[string]int64{}
+	for _, q := range s.queues {
+		if q.accepts(head) {
+			ids[q.id] = s.pushLocked(q, head.Type, compact)
+		}
+	}
+	return ids, nil
+}
+
+func parseEvent(raw json.RawMessage) (json.RawMessage, *eventHead, error) {
+	var head eventHead
+	if err := json.Unmarshal(raw, &head); err != nil || head.Type == "" {
+		return nil, nil, ErrNotEvent
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil {
+		return nil, nil, ErrNotEvent
+	}
+	if _, ok := members["type"]; !ok {
+		return nil, nil, ErrNotEvent
+	}
+	compact, err := compactJSON(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("zuliptest: compact event: %w", err)
+	}
+	return compact, &head, nil
+}
