@@ -24,8 +24,11 @@ const (
 	// its own (its context expired, the broker is gone) before it reports a
 	// hang. It is a failure detector, not a speed requirement.
 	hangGuard = 60 * time.Second
-	// pollInterval paces the suite's waits on conditions.
-	pollInterval = 10 * time.Millisecond
+	// pollInterval paces the suite's waits on conditions; short, so that
+	// a subtest acting mid-batch catches the batch in flight.
+	pollInterval = time.Millisecond
+	// retryPause paces publishAll's attempts, as a caller's backoff would.
+	retryPause = 20 * time.Millisecond
 )
 
 // publishAll publishes batch until the sink confirms all of it, sending
@@ -47,7 +50,7 @@ func publishAll(t testing.TB, s sink.Sink, batch []*mapping.Message) {
 		}
 		pending = sink.Unconfirmed(pending, err)
 		t.Logf("attempt %d: %d of %d message(s) to send again: %v", attempt, len(pending), len(batch), err)
-		waitTick()
+		pause(retryPause)
 	}
 }
 
@@ -80,8 +83,8 @@ func closeGuarded(t testing.TB, ctx context.Context, s sink.Sink) error {
 	}
 }
 
-func waitTick() {
-	timer := time.NewTimer(pollInterval)
+func pause(d time.Duration) {
+	timer := time.NewTimer(d)
 	defer timer.Stop()
 	<-timer.C
 }
@@ -94,7 +97,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s", hangGuard, what)
 		}
-		waitTick()
+		pause(pollInterval)
 	}
 }
 
@@ -261,8 +264,12 @@ func firstDiff(a, b []byte) int {
 	return min(len(a), len(b))
 }
 
-// storedAny reports whether the broker holds at least one of msgs.
-func storedAny(t testing.TB, h Harness, msgs []*mapping.Message) bool {
+// storedAny reports whether the broker holds at least one of msgs, given
+// that it held base messages before they were published.
+func storedAny(t testing.TB, h Harness, base int, msgs []*mapping.Message) bool {
+	if c, ok := h.(Counter); ok {
+		return c.Count(t) > base
+	}
 	keys := make(map[string]bool, len(msgs))
 	for _, m := range msgs {
 		keys[m.DedupKey] = true
@@ -273,6 +280,14 @@ func storedAny(t testing.TB, h Harness, msgs []*mapping.Message) bool {
 		}
 	}
 	return false
+}
+
+// count returns how many messages the broker holds.
+func count(t testing.TB, h Harness) int {
+	if c, ok := h.(Counter); ok {
+		return c.Count(t)
+	}
+	return len(h.Stored(t))
 }
 
 // keysOf returns the dedup keys of msgs.

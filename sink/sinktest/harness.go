@@ -41,6 +41,14 @@ type Restarter interface {
 	StartBroker(t testing.TB)
 }
 
+// Counter is implemented by harnesses that can count what the broker
+// holds on the suite's subjects or topics more cheaply than Stored reads it
+// (stream or partition metadata). The subtests that act in the middle of a
+// batch poll it to strike while the batch is still in flight.
+type Counter interface {
+	Count(t testing.TB) int
+}
+
 // Suite describes the implementation under test.
 type Suite struct {
 	// New returns a harness with a running broker for one subtest. It

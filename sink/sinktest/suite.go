@@ -16,7 +16,7 @@ const unreachableTimeout = 300 * time.Millisecond
 
 // midBatchSize is large enough that a broker stop or a cancellation issued
 // once the first messages are stored lands while the rest is in flight.
-const midBatchSize = 3000
+const midBatchSize = 5000
 
 // Run runs the conformance suite against the sink and broker of s, one
 // subtest per property and a new harness for each.
@@ -160,6 +160,7 @@ func (c *conformance) cancelMidBatch(t *testing.T) {
 	s := c.open(t, h)
 	var g Generator
 	batch := g.Batch(midBatchSize)
+	base := count(t, h)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -170,7 +171,7 @@ func (c *conformance) cancelMidBatch(t *testing.T) {
 			done <- err
 			return true
 		default:
-			return storedAny(t, h, batch)
+			return storedAny(t, h, base, batch)
 		}
 	})
 	cancel()
@@ -345,6 +346,7 @@ func (c *conformance) restartMidBatch(t *testing.T) {
 	publishAll(t, s, before)
 
 	batch := g.Batch(midBatchSize)
+	base := count(t, h)
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	done := make(chan error, 1)
@@ -355,7 +357,7 @@ func (c *conformance) restartMidBatch(t *testing.T) {
 			done <- err
 			return true
 		default:
-			return storedAny(t, h, batch)
+			return storedAny(t, h, base, batch)
 		}
 	})
 	r.StopBroker(t)
