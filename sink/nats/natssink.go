@@ -1,0 +1,293 @@
+package natssink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/zulip-bridge/zulip-bridge/mapping"
+	"github.com/zulip-bridge/zulip-bridge/sink"
+)
+
+// Option adjusts New.
+type Option func(*options)
+
+type options struct {
+	logger      *slog.Logger
+	connectOpts []nats.Option
+}
+
+// WithLogger sets the logger for connection state changes (connected,
+// disconnected, reconnected, closed). Nothing is logged per message.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
+
+// WithConnectOptions appends nats.go options after the sink's own, e.g.
+// nats.InProcessServer for an embedded server, in which case Config.URL may
+// be empty.
+func WithConnectOptions(opts ...nats.Option) Option {
+	return func(o *options) { o.connectOpts = append(o.connectOpts, opts...) }
+}
+
+// New validates cfg, connects to NATS and returns the sink: a *JetStream
+// (which also implements sink.Recoverer) or, with cfg.JetStream false, a
+// *Core. Both implement sink.ReadyChecker. prefix is the first token of
+// every subject; a stream New creates captures prefix + ".>".
+//
+// New fails if the first connection fails (bad credentials, no server):
+// the caller decides whether to retry. After that the connection
+// reconnects forever with backoff.
+func New(ctx context.Context, cfg Config, prefix string, opts ...Option) (sink.Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if prefix == "" || strings.ContainsAny(prefix, " \t\r\n*>") {
+		return nil, fmt.Errorf("nats sink: subject prefix %q must be a non-empty subject without wildcards", prefix)
+	}
+	o := options{logger: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c, err := connect(ctx, cfg, o)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.JetStream {
+		return &Core{conn: c}, nil
+	}
+	js, err := newJetStream(ctx, c, cfg, prefix)
+	if err != nil {
+		c.nc.Close()
+		return nil, err
+	}
+	return js, nil
+}
+
+// conn is what both sinks share: the connection, its state and closing.
+type conn struct {
+	nc  *nats.Conn
+	log *slog.Logger
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// connect dials NATS with the bridge's policy: reconnect forever with
+// capped exponential backoff, and no reconnect buffer, so that a message
+// is only ever written to a live connection and nothing written before a
+// disconnect is replayed behind the sink's back after it (which could
+// store a later message of a subject before an earlier one).
+func connect(ctx context.Context, cfg Config, o options) (*conn, error) {
+	urls, err := cfg.urls()
+	if err != nil {
+		return nil, err
+	}
+	if len(urls) == 0 && len(o.connectOpts) == 0 {
+		return nil, fmt.Errorf("%w: set BRIDGE_NATS_URL or pass an in-process connection", ErrNoURL)
+	}
+	c := &conn{log: o.logger.With("component", "nats")}
+	nopts := []nats.Option{
+		nats.Name("zulip-bridge"),
+		nats.MaxReconnects(-1),
+		nats.CustomReconnectDelay(backoff),
+		nats.ReconnectBufSize(-1),
+		nats.PingInterval(20 * time.Second),
+		nats.MaxPingsOutstanding(3),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			c.log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err != nil {
+				c.log.Warn("nats disconnected", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			c.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			c.log.Info("nats connection closed")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			c.log.Warn("nats asynchronous error", "error", err)
+		}),
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		nopts = append(nopts, nats.Timeout(max(time.Until(deadline), time.Millisecond)))
+	}
+	switch {
+	case cfg.Creds != "":
+		nopts = append(nopts, nats.UserCredentials(cfg.Creds))
+	case cfg.NKey != "":
+		opt, err := nats.NkeyOptionFromSeed(cfg.NKey)
+		if err != nil {
+			// nats.go reports a malformed seed without echoing it.
+			return nil, fmt.Errorf("nats sink: BRIDGE_NATS_NKEY %q: %w", cfg.NKey, err)
+		}
+		nopts = append(nopts, opt)
+	case cfg.User != "":
+		nopts = append(nopts, nats.UserInfo(cfg.User, cfg.password()))
+	case cfg.token() != "":
+		nopts = append(nopts, nats.Token(cfg.token()))
+	}
+	tlsCfg, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if tlsCfg != nil {
+		nopts = append(nopts, nats.Secure(tlsCfg))
+	}
+	nopts = append(nopts, o.connectOpts...)
+
+	type result struct {
+		nc  *nats.Conn
+		err error
+	}
+	// nats.Connect takes no context; run it aside so that ctx bounds New.
+	done := make(chan result, 1)
+	go func() {
+		nc, err := nats.Connect(strings.Join(urls, ","), nopts...)
+		done <- result{nc, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, fmt.Errorf("nats sink: connect: %w", r.err)
+		}
+		c.nc = r.nc
+		return c, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.nc != nil {
+				r.nc.Close()
+			}
+		}()
+		return nil, fmt.Errorf("nats sink: connect: %w", ctx.Err())
+	}
+}
+
+// backoff is the delay before another round of reconnect attempts:
+// exponential from 100ms, capped at 5s, with up to 20% jitter so that many
+// bridges do not reconnect in step.
+func backoff(attempt int) time.Duration {
+	const base, ceiling = 100 * time.Millisecond, 5 * time.Second
+	d := ceiling
+	if attempt < 7 {
+		d = min(base<<max(attempt-1, 0), ceiling)
+	}
+	return d + rand.N(d/5+1)
+}
+
+// ready reports whether a message could be sent right now.
+func (c *conn) ready() error {
+	switch st := c.nc.Status(); st {
+	case nats.CONNECTED:
+		return nil
+	case nats.CLOSED:
+		return ErrClosed
+	default:
+		return fmt.Errorf("%w (%s)", ErrNotConnected, strings.ToLower(st.String()))
+	}
+}
+
+// Ready reports whether the connection to NATS is up.
+func (c *conn) Ready(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.ready()
+}
+
+// checkPublish is what Publish checks before sending anything.
+func (c *conn) checkPublish(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("nats sink: publish: %w", err)
+	}
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if err := c.ready(); err != nil {
+		return fmt.Errorf("nats sink: publish: %w", err)
+	}
+	return nil
+}
+
+// close flushes what the connection holds and closes it; wait, if not
+// nil, is called first to let in-flight work finish within ctx.
+func (c *conn) close(ctx context.Context, wait func(context.Context) error) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	defer c.nc.Close()
+	var errs []error
+	if wait != nil {
+		if err := wait(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.nc.Status() == nats.CONNECTED {
+		fctx, cancel := ensureDeadline(ctx)
+		defer cancel()
+		if err := c.nc.FlushWithContext(fctx); err != nil {
+			errs = append(errs, fmt.Errorf("flush: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("nats sink: close: %w", err)
+	}
+	return nil
+}
+
+// defaultFlushTimeout bounds a flush when the caller's context has no
+// deadline: nats.go requires one, and a flush that takes this long means the
+// connection is gone.
+const defaultFlushTimeout = 30 * time.Second
+
+func ensureDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, defaultFlushTimeout)
+}
+
+// sendErr explains a failed write: with the reconnect buffer disabled,
+// nats.go reports a dropped connection as a full buffer.
+func sendErr(err error) error {
+	if errors.Is(err, nats.ErrReconnectBufExceeded) {
+		return fmt.Errorf("%w: connection lost", ErrNotConnected)
+	}
+	return err
+}
+
+// natsMsg turns a mapping.Message into a NATS message. msgID, when not
+// empty, becomes Nats-Msg-Id.
+func natsMsg(m *mapping.Message, msgID string) (*nats.Msg, error) {
+	if m.Subject == "" {
+		return nil, fmt.Errorf("%w: empty subject (dedup key %q)", ErrInvalidMessage, m.DedupKey)
+	}
+	h := make(nats.Header, len(m.Headers)+1)
+	for _, kv := range m.Headers {
+		if kv.Key == "" || strings.ContainsAny(kv.Key, ": \t\r\n") || strings.ContainsAny(kv.Value, "\r\n") {
+			return nil, fmt.Errorf("%w: header %q on %s cannot be carried by NATS", ErrInvalidMessage, kv.Key, m.Subject)
+		}
+		h[kv.Key] = append(h[kv.Key], kv.Value)
+	}
+	if msgID != "" {
+		h[nats.MsgIdHdr] = []string{msgID}
+	}
+	return &nats.Msg{Subject: m.Subject, Header: h, Data: m.Payload}, nil
+}
