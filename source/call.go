@@ -1,0 +1,122 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// EventHandler handles one event. Returning an error means "not done": the
+// event is not acknowledged and comes again (after a backoff delay).
+type EventHandler func(ctx context.Context, ev Event) error
+
+// MessageHandler handles one message; errors as for EventHandler.
+type MessageHandler func(ctx context.Context, msg Message) error
+
+// CallOption configures CallOnEachEvent and CallOnEachMessage.
+type CallOption func(*callConfig)
+
+type callConfig struct {
+	state      State
+	onLost     func(context.Context, QueueLost, *Registration) error
+	heartbeats bool
+}
+
+// FromState resumes a saved queue instead of registering a new one.
+func FromState(st State) CallOption { return func(c *callConfig) { c.state = st } }
+
+// OnQueueLost is called when a lost queue was replaced, before any event of
+// the new queue, e.g. to backfill with GetMessages. An error is retried
+// after a backoff delay. Without it, losses are only logged.
+func OnQueueLost(f func(ctx context.Context, lost QueueLost, reg *Registration) error) CallOption {
+	return func(c *callConfig) { c.onLost = f }
+}
+
+// WithHeartbeats passes heartbeat events to the handler too; by default
+// they are acknowledged without it.
+func WithHeartbeats() CallOption { return func(c *callConfig) { c.heartbeats = true } }
+
+// CallOnEachEvent registers a queue (or resumes one, FromState) and calls
+// handler for every event, in order, acknowledging each event only after
+// its handler returned nil. It is the Go counterpart of the Python
+// bindings' call_on_each_event, with the guarantee that a handler error
+// leaves the event unacknowledged. It returns ctx's error when ctx ends, or
+// a fatal error (e.g. one matching ErrUnauthorized).
+func (c *Client) CallOnEachEvent(ctx context.Context, handler EventHandler, opts ...CallOption) error {
+	var cfg callConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	q, err := c.Open(ctx, cfg.state)
+	if err != nil {
+		return err
+	}
+	failures := 0
+	for {
+		b, err := q.Next(ctx)
+		if err != nil {
+			return err
+		}
+		if err := c.handleBatch(ctx, q, b, handler, &cfg); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			failures++
+			d := c.backoff(failures)
+			c.log.Warn("zulip event handler failed, the event comes again", "attempt", failures, "retry_in", d, "err", err)
+			if err := sleep(ctx, c.clock, d); err != nil {
+				return err
+			}
+			continue
+		}
+		failures = 0
+	}
+}
+
+// handleBatch runs the handler over b, acknowledging event by event, and
+// stops at the first failure: that event and the rest come again.
+func (c *Client) handleBatch(ctx context.Context, q *Queue, b Batch, handler EventHandler, cfg *callConfig) error {
+	if b.Registered != nil {
+		if b.Lost != nil {
+			if cfg.onLost != nil {
+				if err := cfg.onLost(ctx, *b.Lost, b.Registered); err != nil {
+					return fmt.Errorf("queue lost handler: %w", err)
+				}
+			} else {
+				c.log.Warn("zulip event queue was lost: events in between are missing",
+					"old_queue_id", b.Lost.OldQueueID, "new_queue_id", b.Lost.NewQueueID, "max_message_id", b.Lost.MaxMessageID)
+			}
+		}
+		q.Ack(b.LastEventID())
+		return nil
+	}
+	for _, ev := range b.Events {
+		if !ev.Heartbeat || cfg.heartbeats {
+			if err := handler(ctx, ev); err != nil {
+				return fmt.Errorf("event %d (%s): %w", ev.ID, ev.Type, err)
+			}
+		}
+		q.Ack(ev.ID)
+	}
+	return nil
+}
+
+// CallOnEachMessage is CallOnEachEvent for message events only, like the
+// Python bindings' call_on_each_message: the handler gets each message with
+// the bot's flags on it. The configured event types must include message.
+func (c *Client) CallOnEachMessage(ctx context.Context, handler MessageHandler, opts ...CallOption) error {
+	if c.types != nil && !slices.Contains(c.types, "message") {
+		return errors.New("CallOnEachMessage: BRIDGE_EVENT_TYPES does not include message: add it, e.g. BRIDGE_EVENT_TYPES=message")
+	}
+	return c.CallOnEachEvent(ctx, func(ctx context.Context, ev Event) error {
+		if ev.Type != "message" {
+			return nil
+		}
+		msg, err := messageOf(ev)
+		if err != nil {
+			return err
+		}
+		return handler(ctx, msg)
+	}, opts...)
+}

@@ -1,0 +1,401 @@
+package source
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+)
+
+// Client talks to one Zulip server as one bot. It is safe for concurrent
+// use; a Queue built from it is not.
+//
+// The single-request methods (Register, GetEvents, DeleteQueue,
+// GetMessages, ServerSettings) make one attempt and return a classified
+// error (see IsTransient); Retry, Open/Queue.Next and CallOnEachEvent retry.
+type Client struct {
+	cfg      Config
+	base     *url.URL
+	hc       *http.Client
+	clock    clockwork.Clock
+	backoff  Backoff
+	log      *slog.Logger
+	ua       string
+	types    []string // nil: all
+	narrow   string   // list-of-pairs JSON, "" for none
+	maxBody  int64
+	reqTO    time.Duration
+	longPoll atomic.Int64 // client-side GET /events timeout, as a time.Duration
+}
+
+// Option configures a Client.
+type Option func(*Client) error
+
+// WithHTTPClient makes the client send its requests with hc. Config's TLS
+// settings (ZULIP_CERT*, ZULIP_ALLOW_INSECURE) cannot be applied to a
+// caller's client, so setting both is an error. hc.Timeout should be zero:
+// the client sets its own per-request deadlines.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *Client) error {
+		if hc == nil {
+			return errors.New("WithHTTPClient: nil client")
+		}
+		c.hc = hc
+		return nil
+	}
+}
+
+// WithTransport makes the client send its requests through rt, e.g. to
+// instrument them. As with WithHTTPClient, Config's TLS settings cannot be
+// combined with it.
+func WithTransport(rt http.RoundTripper) Option {
+	return func(c *Client) error {
+		if rt == nil {
+			return errors.New("WithTransport: nil transport")
+		}
+		c.hc = &http.Client{Transport: rt}
+		return nil
+	}
+}
+
+// WithClock sets the clock of timeouts and backoff; tests pass a fake one.
+func WithClock(clock clockwork.Clock) Option {
+	return func(c *Client) error {
+		if clock == nil {
+			return errors.New("WithClock: nil clock")
+		}
+		c.clock = clock
+		return nil
+	}
+}
+
+// WithBackoff replaces the backoff policy built from Config.RetryBase and
+// Config.RetryMax. A server's Retry-After still wins when it is longer.
+func WithBackoff(b Backoff) Option {
+	return func(c *Client) error {
+		if b == nil {
+			return errors.New("WithBackoff: nil policy")
+		}
+		c.backoff = b
+		return nil
+	}
+}
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *Client) error {
+		if l == nil {
+			return errors.New("WithLogger: nil logger")
+		}
+		c.log = l
+		return nil
+	}
+}
+
+// WithVersion sets the version in the User-Agent, "zulip-bridge/<version>".
+// The default is the main module's version from the build info, or "dev".
+func WithVersion(v string) Option {
+	return func(c *Client) error {
+		if v == "" || strings.ContainsAny(v, " \t\r\n") {
+			return fmt.Errorf("WithVersion: %q is not a version", v)
+		}
+		c.ua = "zulip-bridge/" + v
+		return nil
+	}
+}
+
+// NewClient returns a client for cfg. It resolves and validates cfg (if the
+// caller did not), loads the TLS material, and makes no request.
+func NewClient(cfg Config, opts ...Option) (*Client, error) {
+	if err := cfg.Resolve(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	base, _ := baseURL(cfg.Site) // checked by Validate
+	types, _ := cfg.eventTypes()
+	narrow, _ := normalizeNarrow(cfg.Narrow)
+	c := &Client{
+		cfg:     cfg,
+		base:    base,
+		clock:   clockwork.NewRealClock(),
+		log:     slog.New(slog.DiscardHandler),
+		ua:      "zulip-bridge/" + buildVersion(),
+		types:   types,
+		narrow:  narrow,
+		maxBody: orDefault(cfg.MaxResponseBytes, DefaultMaxResponseBytes),
+		reqTO:   orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
+	}
+	c.backoff = ExponentialBackoff(orDefault(cfg.RetryBase, DefaultRetryBase), orDefault(cfg.RetryMax, DefaultRetryMax), nil)
+	for _, o := range opts {
+		if err := o(c); err != nil {
+			return nil, err
+		}
+	}
+	tlsSettings := cfg.Cert != "" || cfg.CertBundle != "" || cfg.insecure()
+	switch {
+	case c.hc != nil && tlsSettings:
+		return nil, errors.New("ZULIP_CERT, ZULIP_CERT_BUNDLE and ZULIP_ALLOW_INSECURE cannot be applied to a client given with WithHTTPClient or WithTransport: configure TLS on that client instead")
+	case c.hc == nil:
+		tr, err := newTransport(cfg)
+		if err != nil {
+			return nil, err
+		}
+		c.hc = &http.Client{Transport: tr}
+	}
+	c.setServerLongPoll(0)
+	if cfg.insecure() {
+		c.log.Warn("TLS CERTIFICATE VERIFICATION IS DISABLED for the Zulip server (ZULIP_ALLOW_INSECURE or insecure in the zuliprc): "+
+			"anyone on the network path can read the bot's API key and every event; use ZULIP_CERT_BUNDLE for a private CA instead",
+			"site", c.base.String())
+	}
+	return c, nil
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func newTransport(cfg Config) (*http.Transport, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CertBundle != "" {
+		pem, err := os.ReadFile(cfg.CertBundle)
+		if err != nil {
+			return nil, fmt.Errorf("ZULIP_CERT_BUNDLE: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ZULIP_CERT_BUNDLE: %s holds no PEM certificate", cfg.CertBundle)
+		}
+		tc.RootCAs = pool
+	}
+	if cfg.Cert != "" {
+		keyFile := cfg.CertKey
+		if keyFile == "" {
+			keyFile = cfg.Cert // a PEM file may hold both, as requests allows
+		}
+		cert, err := tls.LoadX509KeyPair(cfg.Cert, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("ZULIP_CERT/ZULIP_CERT_KEY: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	tc.InsecureSkipVerify = cfg.insecure()
+	tr.TLSClientConfig = tc
+	return tr, nil
+}
+
+// Site returns the organization URL requests go to.
+func (c *Client) Site() string { return c.base.String() }
+
+// Email returns the bot's email.
+func (c *Client) Email() string { return c.cfg.Email }
+
+// setServerLongPoll sets the long-poll timeout from what the server
+// reported (0: not reported), unless the configuration fixes it.
+func (c *Client) setServerLongPoll(server time.Duration) {
+	d := c.cfg.LongPollTimeout
+	if d == 0 {
+		d = max(server, defaultServerLongPoll) + longPollMargin
+	}
+	c.longPoll.Store(int64(d))
+}
+
+// LongPollTimeout returns the client-side timeout of a waiting GET /events.
+func (c *Client) LongPollTimeout() time.Duration { return time.Duration(c.longPoll.Load()) }
+
+// Retry calls fn until it returns nil or an error that is not transient
+// (IsTransient), waiting between attempts as the backoff policy and the
+// server's Retry-After say, and logging each failure. op names the
+// operation in logs and errors. It returns fn's last error or ctx's.
+func (c *Client) Retry(ctx context.Context, op string, fn func(context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		err := fn(ctx)
+		if err == nil || !IsTransient(err) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w (last error: %v)", op, ctx.Err(), err)
+		}
+		d := retryDelay(c.backoff, attempt, err)
+		c.log.Warn("zulip request failed, retrying", "op", op, "attempt", attempt, "retry_in", d, "err", err)
+		if err := sleep(ctx, c.clock, d); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
+}
+
+// request is one API call.
+type request struct {
+	method  string
+	path    string // below /api/v1/
+	query   url.Values
+	form    url.Values
+	timeout time.Duration
+	noAuth  bool
+}
+
+// do sends r and returns the body of a 200 response. Any other outcome is a
+// classified error: *APIError (or *RateLimitError), *TransportError,
+// *ResponseTooLargeError, or the caller's context error.
+func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
+	endpoint := "/api/v1/" + r.path
+	u := *c.base
+	u.Path = strings.TrimRight(u.Path, "/") + endpoint
+	u.RawQuery = r.query.Encode()
+
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timer := c.clock.AfterFunc(r.timeout, func() { cancel(&timeoutError{after: r.timeout}) })
+	defer timer.Stop()
+
+	var body io.Reader
+	if r.form != nil {
+		body = strings.NewReader(r.form.Encode())
+	}
+	req, err := http.NewRequestWithContext(rctx, r.method, u.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("zulip %s %s: %w", r.method, endpoint, err)
+	}
+	if r.form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	req.Header.Set("User-Agent", c.ua)
+	req.Header.Set("Accept", "application/json")
+	if !r.noAuth {
+		req.SetBasicAuth(c.cfg.Email, c.cfg.APIKey)
+	}
+
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, c.transportError(ctx, rctx, r.method, endpoint, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	if err != nil {
+		return nil, c.transportError(ctx, rctx, r.method, endpoint, err)
+	}
+	if int64(len(b)) > c.maxBody {
+		return nil, &ResponseTooLargeError{Method: r.method, Endpoint: endpoint, Limit: c.maxBody}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, c.apiError(r.method, endpoint, resp, b)
+	}
+	return b, nil
+}
+
+// transportError classifies a failed round trip: the caller's context
+// ending is returned as such (not transient), the client's own deadline and
+// network failures as *TransportError.
+func (c *Client) transportError(ctx, rctx context.Context, method, endpoint string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("zulip %s %s: %w", method, endpoint, ctx.Err())
+	}
+	if cause := context.Cause(rctx); cause != nil {
+		var te *timeoutError
+		if errors.As(cause, &te) {
+			err = te
+		}
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // the URL is in the message already
+	}
+	return &TransportError{Method: method, Endpoint: endpoint, Err: err}
+}
+
+// apiError builds the error of a non-200 response.
+func (c *Client) apiError(method, endpoint string, resp *http.Response, body []byte) error {
+	var eb struct {
+		Msg        string          `json:"msg"`
+		Code       string          `json:"code"`
+		RetryAfter json.RawMessage `json:"retry-after"`
+	}
+	isJSON := json.Unmarshal(body, &eb) == nil
+	e := &APIError{
+		Method:   method,
+		Endpoint: endpoint,
+		Status:   resp.StatusCode,
+		Code:     eb.Code,
+		Msg:      c.redact(eb.Msg),
+		Site:     c.base.String(),
+		Email:    c.cfg.Email,
+	}
+	if !isJSON || e.Msg == "" {
+		e.Msg = http.StatusText(resp.StatusCode)
+	}
+	if d, ok := parseSeconds(string(bytes.Trim(eb.RetryAfter, `"`))); ok {
+		e.RetryAfter = d
+	} else if d, ok := c.parseRetryAfterHeader(resp.Header.Get("Retry-After")); ok {
+		e.RetryAfter = d
+	}
+	if resp.StatusCode == http.StatusTooManyRequests || e.Code == codeRateLimitHit {
+		return &RateLimitError{RetryAfter: e.RetryAfter, Err: e}
+	}
+	return e
+}
+
+// redact keeps the API key out of text that came from the server.
+func (c *Client) redact(s string) string {
+	if k := c.cfg.APIKey; len(k) >= 4 {
+		s = strings.ReplaceAll(s, k, "[redacted]")
+	}
+	return s
+}
+
+// parseSeconds parses a non-negative number of seconds, fractions allowed.
+func parseSeconds(s string) (time.Duration, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || f > 86400 || f != f {
+		return 0, false
+	}
+	return time.Duration(f * float64(time.Second)), true
+}
+
+// parseRetryAfterHeader accepts both forms of RFC 9110: seconds or a date.
+func (c *Client) parseRetryAfterHeader(h string) (time.Duration, bool) {
+	if d, ok := parseSeconds(h); ok {
+		return d, true
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return max(t.Sub(c.clock.Now()), 0), true
+	}
+	return 0, false
+}
+
+// malformed wraps a decoding failure of a 200 response.
+func malformed(method, path string, err error) error {
+	return &MalformedResponseError{Method: method, Endpoint: "/api/v1/" + path, Err: err}
+}

@@ -1,0 +1,350 @@
+package source
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Defaults of the Config fields whose zero value means "default".
+const (
+	DefaultEventTypes       = "message"
+	DefaultRequestTimeout   = 60 * time.Second
+	DefaultMaxResponseBytes = 64 << 20
+	DefaultRetryBase        = 500 * time.Millisecond
+	DefaultRetryMax         = 30 * time.Second
+
+	// defaultServerLongPoll is what servers that do not report
+	// event_queue_longpoll_timeout_seconds (and Zulip's docs) say to allow.
+	defaultServerLongPoll = 90 * time.Second
+	// longPollMargin is added to the server's long-poll timeout so that a
+	// response that comes at the last moment is not cut off in transit.
+	longPollMargin = 15 * time.Second
+	// maxQueueLifespan is the server's cap on queue_lifespan_secs.
+	maxQueueLifespan = 7 * 24 * time.Hour
+)
+
+// Config says which Zulip server to talk to, as whom, and which events to
+// register for. Credentials use the names of Zulip's official Python client,
+// so an existing zuliprc or environment works unchanged. The zero value of
+// every field other than the credentials is a working default.
+//
+// Credentials come from, highest precedence first:
+//  1. ZULIP_SITE, ZULIP_EMAIL, ZULIP_API_KEY (or ZULIP_API_KEY_FILE, a file
+//     holding the key, as Kubernetes mounts secrets; setting both is an
+//     error), ZULIP_CERT, ZULIP_CERT_KEY, ZULIP_CERT_BUNDLE,
+//     ZULIP_ALLOW_INSECURE;
+//  2. the [api] section of the zuliprc named by ZULIP_CONFIG: site, email,
+//     key, client_cert, client_cert_key, cert_bundle, insecure.
+//
+// Call Resolve (which reads those files) and then Validate; NewClient does
+// both if the caller did not.
+type Config struct {
+	// ConfigFile is the zuliprc to read. Empty: none.
+	ConfigFile string `env:"ZULIP_CONFIG" example:"/etc/zulip/zuliprc" help:"zuliprc file to read credentials from ([api] section)"`
+	// Site is the organization's URL, e.g. https://chat.example.com; without
+	// a scheme, https is meant. A trailing /api is accepted.
+	Site string `env:"ZULIP_SITE" example:"https://chat.example.com" help:"Zulip organization URL (https if no scheme)"`
+	// Email is the bot's email address.
+	Email string `env:"ZULIP_EMAIL" example:"bridge-bot@chat.example.com" help:"bot email"`
+	// APIKey is the bot's API key. Secret: never logged, never in errors.
+	APIKey string `env:"ZULIP_API_KEY" secret:"true" help:"bot API key"`
+	// APIKeyFile names a file holding the API key (surrounding whitespace
+	// trimmed). Mutually exclusive with APIKey.
+	APIKeyFile string `env:"ZULIP_API_KEY_FILE" example:"/var/run/secrets/zulip/api-key" help:"file holding the bot API key (instead of ZULIP_API_KEY)"`
+	// Cert and CertKey are a PEM client certificate and its key for mutual
+	// TLS. CertKey may be empty when Cert holds the key too.
+	Cert    string `env:"ZULIP_CERT" example:"/etc/zulip/client.crt" help:"PEM client certificate for mutual TLS"`
+	CertKey string `env:"ZULIP_CERT_KEY" example:"/etc/zulip/client.key" help:"PEM key of ZULIP_CERT"`
+	// CertBundle is a PEM file of CA certificates that replaces the system
+	// roots, for servers with a private CA.
+	CertBundle string `env:"ZULIP_CERT_BUNDLE" example:"/etc/zulip/ca.pem" help:"PEM CA bundle replacing the system roots"`
+	// AllowInsecure disables TLS certificate verification (a loud warning is
+	// logged). Nil: not set, so the zuliprc's insecure decides; default false.
+	AllowInsecure *bool `env:"ZULIP_ALLOW_INSECURE" example:"false" help:"disable TLS certificate verification (dangerous)"`
+
+	// EventTypes are the event types to register for; "*" alone means all.
+	// Default: message.
+	EventTypes []string `env:"BRIDGE_EVENT_TYPES" envDefault:"message" envSeparator:"," example:"message,reaction" help:"event types to register for; * = all"`
+	// Narrow is a JSON narrow: a list of [operator, operand] pairs, e.g.
+	// [["stream","Denmark"]]; the single pair ["stream","Denmark"] of older
+	// docs is accepted too. Empty: no narrow.
+	Narrow string `env:"BRIDGE_NARROW" example:"[[\"stream\",\"Denmark\"]]" help:"JSON narrow of the event queue"`
+	// AllPublicStreams registers with all_public_streams=true.
+	AllPublicStreams bool `env:"BRIDGE_ALL_PUBLIC_STREAMS" example:"true" help:"register with all_public_streams"`
+	// QueueLifespan is the queue_lifespan_secs to request: how long the
+	// server keeps an idle queue (whole seconds, at most 168h). Zero: the
+	// server's default, 10 minutes.
+	QueueLifespan time.Duration `env:"BRIDGE_QUEUE_LIFESPAN" example:"30m" help:"queue_lifespan_secs to request (server default 10m)"`
+
+	// LongPollTimeout is the client-side timeout of a waiting GET /events.
+	// Zero: the server's event_queue_longpoll_timeout_seconds (90 s when not
+	// reported) plus 15 s. A value below the server's heartbeat interval
+	// makes the client reconnect endlessly.
+	LongPollTimeout time.Duration `env:"BRIDGE_ZULIP_LONGPOLL_TIMEOUT" example:"105s" help:"client timeout of a waiting GET /events (default: server's + 15s)"`
+	// RequestTimeout bounds every other request. Zero: 60s.
+	RequestTimeout time.Duration `env:"BRIDGE_ZULIP_REQUEST_TIMEOUT" envDefault:"60s" help:"timeout of every other Zulip request"`
+	// MaxResponseBytes caps a response body, so that a huge backlog cannot
+	// exhaust memory. Zero: 64 MiB.
+	MaxResponseBytes int64 `env:"BRIDGE_ZULIP_MAX_RESPONSE_BYTES" envDefault:"67108864" help:"largest Zulip response body accepted"`
+	// RetryBase and RetryMax shape the backoff between retries of transient
+	// failures: full jitter below min(RetryMax, RetryBase*2^n). Zero: 500ms
+	// and 30s.
+	RetryBase time.Duration `env:"BRIDGE_ZULIP_RETRY_BASE" envDefault:"500ms" help:"first retry delay ceiling (full jitter)"`
+	RetryMax  time.Duration `env:"BRIDGE_ZULIP_RETRY_MAX" envDefault:"30s" help:"largest retry delay"`
+
+	resolved bool
+}
+
+// Resolve completes c from the files it names: the API key file and the
+// zuliprc. Values already set in c (from the environment) win over the
+// zuliprc's. Calling it again is a no-op.
+func (c *Config) Resolve() error {
+	if c.resolved {
+		return nil
+	}
+	if c.APIKeyFile != "" {
+		if c.APIKey != "" {
+			return errors.New("ZULIP_API_KEY and ZULIP_API_KEY_FILE are both set: set only one, " +
+				"e.g. ZULIP_API_KEY_FILE=/var/run/secrets/zulip/api-key")
+		}
+		b, err := os.ReadFile(c.APIKeyFile)
+		if err != nil {
+			return fmt.Errorf("ZULIP_API_KEY_FILE: %w", err)
+		}
+		c.APIKey = strings.TrimSpace(string(b))
+		if c.APIKey == "" {
+			return fmt.Errorf("ZULIP_API_KEY_FILE: %s is empty: it must hold the bot's API key", c.APIKeyFile)
+		}
+	}
+	if c.ConfigFile != "" {
+		if err := c.mergeZuliprc(c.ConfigFile); err != nil {
+			return err
+		}
+	}
+	c.resolved = true
+	return nil
+}
+
+func (c *Config) mergeZuliprc(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("ZULIP_CONFIG: %w (it must name a zuliprc with an [api] section)", err)
+	}
+	defer f.Close()
+	rc, err := parseZuliprc(f)
+	if err != nil {
+		return fmt.Errorf("ZULIP_CONFIG: %s: %w", path, err)
+	}
+	fill := func(dst *string, key string) {
+		if *dst == "" {
+			*dst = rc[key]
+		}
+	}
+	fill(&c.Site, "site")
+	fill(&c.Email, "email")
+	fill(&c.APIKey, "key")
+	fill(&c.Cert, "client_cert")
+	fill(&c.CertKey, "client_cert_key")
+	fill(&c.CertBundle, "cert_bundle")
+	if v, ok := rc["insecure"]; ok && c.AllowInsecure == nil {
+		b, ok := parseIniBool(v)
+		if !ok {
+			return fmt.Errorf("ZULIP_CONFIG: %s: insecure=%q is not a boolean: use insecure=true or insecure=false", path, v)
+		}
+		c.AllowInsecure = &b
+	}
+	return nil
+}
+
+// Validate checks c without touching the network or the file system. Each
+// message names the variable, what is wrong and a valid example.
+func (c Config) Validate() error {
+	if c.ConfigFile != "" && !c.resolved {
+		return errors.New("ZULIP_CONFIG is set but the file was not read: call Config.Resolve before Validate")
+	}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	switch {
+	case c.Site == "":
+		bad("ZULIP_SITE is not set (nor site in a zuliprc named by ZULIP_CONFIG): " +
+			"set it to the organization's URL, e.g. ZULIP_SITE=https://chat.example.com")
+	default:
+		if _, err := baseURL(c.Site); err != nil {
+			bad("ZULIP_SITE: %v: use the organization's URL, e.g. ZULIP_SITE=https://chat.example.com", err)
+		}
+	}
+	switch {
+	case c.Email == "":
+		bad("ZULIP_EMAIL is not set (nor email in a zuliprc named by ZULIP_CONFIG): " +
+			"set it to the bot's email, e.g. ZULIP_EMAIL=bridge-bot@chat.example.com")
+	case !strings.Contains(c.Email, "@") || strings.ContainsAny(c.Email, " \t\r\n:"):
+		bad("ZULIP_EMAIL=%q is not an email address: use the bot's email, e.g. ZULIP_EMAIL=bridge-bot@chat.example.com", c.Email)
+	}
+	switch {
+	case c.APIKey == "":
+		bad("ZULIP_API_KEY is not set (nor ZULIP_API_KEY_FILE, nor key in a zuliprc named by ZULIP_CONFIG): " +
+			"set one, e.g. ZULIP_API_KEY_FILE=/var/run/secrets/zulip/api-key")
+	case strings.ContainsFunc(c.APIKey, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		bad("ZULIP_API_KEY contains whitespace or control characters (value not shown): " +
+			"it must be the key exactly as Zulip shows it (32 letters and digits); " +
+			"a key file may end in a newline, e.g. ZULIP_API_KEY_FILE=/var/run/secrets/zulip/api-key")
+	}
+	if c.CertKey != "" && c.Cert == "" {
+		bad("ZULIP_CERT_KEY is set without ZULIP_CERT: set both, e.g. ZULIP_CERT=/etc/zulip/client.crt ZULIP_CERT_KEY=/etc/zulip/client.key")
+	}
+	if _, err := c.eventTypes(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := normalizeNarrow(c.Narrow); err != nil {
+		bad("BRIDGE_NARROW: %v: use a JSON list of [operator, operand] pairs, e.g. BRIDGE_NARROW='[[\"stream\",\"Denmark\"]]'", err)
+	}
+	switch d := c.QueueLifespan; {
+	case d < 0, d%time.Second != 0:
+		bad("BRIDGE_QUEUE_LIFESPAN=%v: must be a positive whole number of seconds, e.g. BRIDGE_QUEUE_LIFESPAN=30m", d)
+	case d > maxQueueLifespan:
+		bad("BRIDGE_QUEUE_LIFESPAN=%v: the server caps queue lifespans at 168h: use at most that, e.g. BRIDGE_QUEUE_LIFESPAN=24h", d)
+	}
+	for _, v := range []struct {
+		name string
+		d    time.Duration
+		eg   string
+	}{
+		{"BRIDGE_ZULIP_LONGPOLL_TIMEOUT", c.LongPollTimeout, "105s"},
+		{"BRIDGE_ZULIP_REQUEST_TIMEOUT", c.RequestTimeout, "60s"},
+		{"BRIDGE_ZULIP_RETRY_BASE", c.RetryBase, "500ms"},
+		{"BRIDGE_ZULIP_RETRY_MAX", c.RetryMax, "30s"},
+	} {
+		if v.d < 0 {
+			bad("%s=%v: must not be negative, e.g. %s=%s", v.name, v.d, v.name, v.eg)
+		}
+	}
+	if c.RetryBase > 0 && c.RetryMax > 0 && c.RetryBase > c.RetryMax {
+		bad("BRIDGE_ZULIP_RETRY_BASE=%v is above BRIDGE_ZULIP_RETRY_MAX=%v: the base must not exceed the cap, e.g. 500ms and 30s", c.RetryBase, c.RetryMax)
+	}
+	if c.MaxResponseBytes < 0 {
+		bad("BRIDGE_ZULIP_MAX_RESPONSE_BYTES=%d: must not be negative, e.g. BRIDGE_ZULIP_MAX_RESPONSE_BYTES=67108864", c.MaxResponseBytes)
+	}
+	return errors.Join(errs...)
+}
+
+// insecure reports whether TLS verification is off.
+func (c Config) insecure() bool { return c.AllowInsecure != nil && *c.AllowInsecure }
+
+var eventTypeRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// eventTypes returns the event types to register for; nil means all.
+func (c Config) eventTypes() ([]string, error) {
+	var out []string
+	for _, t := range c.EventTypes {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	if c.EventTypes == nil {
+		return []string{DefaultEventTypes}, nil
+	}
+	if len(out) == 1 && out[0] == "*" {
+		return nil, nil
+	}
+	if len(out) == 0 {
+		return nil, errors.New("BRIDGE_EVENT_TYPES is empty: list event types or use * for all, e.g. BRIDGE_EVENT_TYPES=message,reaction")
+	}
+	for _, t := range out {
+		if !eventTypeRE.MatchString(t) {
+			return nil, fmt.Errorf("BRIDGE_EVENT_TYPES: %q is not an event type (use * alone for all): "+
+				"use a comma list of Zulip event types, e.g. BRIDGE_EVENT_TYPES=message,reaction", t)
+		}
+	}
+	return out, nil
+}
+
+// normalizeNarrow turns either spelling of a narrow into the list-of-pairs
+// JSON the server expects; "" for no narrow. Both spellings of the same
+// narrow give the same bytes.
+func normalizeNarrow(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", nil
+	}
+	var top []json.RawMessage
+	if err := json.Unmarshal([]byte(s), &top); err != nil {
+		return "", fmt.Errorf("not a JSON list: %v", err)
+	}
+	if len(top) == 0 {
+		return "", nil
+	}
+	var pairs [][]json.RawMessage
+	if first := bytes.TrimSpace(top[0]); len(first) > 0 && first[0] == '"' {
+		pairs = [][]json.RawMessage{top} // the single-pair spelling
+	} else {
+		for i, raw := range top {
+			var p []json.RawMessage
+			if err := json.Unmarshal(raw, &p); err != nil {
+				return "", fmt.Errorf("term %d is not an [operator, operand] pair", i+1)
+			}
+			pairs = append(pairs, p)
+		}
+	}
+	out := make([][2]any, 0, len(pairs))
+	for i, p := range pairs {
+		if len(p) != 2 {
+			return "", fmt.Errorf("term %d has %d elements, want [operator, operand]", i+1, len(p))
+		}
+		var op string
+		if err := json.Unmarshal(p[0], &op); err != nil || op == "" {
+			return "", fmt.Errorf("term %d: the operator must be a non-empty string", i+1)
+		}
+		var operand any
+		dec := json.NewDecoder(bytes.NewReader(p[1]))
+		dec.UseNumber()
+		if err := dec.Decode(&operand); err != nil {
+			return "", fmt.Errorf("term %d: %v", i+1, err)
+		}
+		switch operand.(type) {
+		case string, json.Number:
+		default:
+			return "", fmt.Errorf("term %d: the operand must be a string or a number", i+1)
+		}
+		out = append(out, [2]any{op, operand})
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// baseURL turns a site as users write it (scheme optional, trailing slash
+// or /api optional) into the URL the API paths are joined to.
+func baseURL(site string) (*url.URL, error) {
+	s := strings.TrimSpace(site)
+	if !strings.Contains(s, "://") {
+		s = "https://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a URL", site)
+	}
+	switch {
+	case u.Scheme != "https" && u.Scheme != "http":
+		return nil, fmt.Errorf("%q: scheme %q is not http or https", site, u.Scheme)
+	case u.Host == "":
+		return nil, fmt.Errorf("%q has no host", site)
+	case u.User != nil:
+		// Credentials in the URL would end up in logs and errors.
+		return nil, errors.New("the URL must not contain credentials: use ZULIP_EMAIL and ZULIP_API_KEY")
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("%q has a query or fragment", site)
+	}
+	u.Path = strings.TrimSuffix(strings.TrimRight(u.Path, "/"), "/api")
+	u.RawPath = ""
+	return u, nil
+}

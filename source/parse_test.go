@@ -1,0 +1,191 @@
+package source
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestParseEvents(t *testing.T) {
+	const msgEvent = `{"type":"message","id":7,"message":{"id":4711,"content":"hi \u00e9"},"flags":["read"]}`
+	tests := []struct {
+		name    string
+		body    string
+		after   int64
+		wantIDs []int64
+		wantErr string
+	}{
+		{name: "heartbeat", body: `{"result":"success","msg":"","events":[{"type":"heartbeat","id":0}]}`, after: -1, wantIDs: []int64{0}},
+		{name: "gaps", body: `{"events":[{"id":3,"type":"a"},{"id":9,"type":"b"}],"result":"success"}`, after: 1, wantIDs: []int64{3, 9}},
+		{name: "message", body: `{"result":"success","events":[` + msgEvent + `]}`, after: 6, wantIDs: []int64{7}},
+		{name: "empty", body: `{"result":"success","events":[]}`, after: 6, wantIDs: []int64{}},
+		{name: "truncated", body: `{"result":"success","events":[{"type":"heartbeat","id":0}`, wantErr: "unexpected end"},
+		{name: "error result", body: `{"result":"error","events":[]}`, wantErr: `result "error"`},
+		{name: "no events", body: `{"result":"success"}`, wantErr: "no events field"},
+		{name: "not an object", body: `{"result":"success","events":[1]}`, wantErr: "not an object"},
+		{name: "no id", body: `{"result":"success","events":[{"type":"x"}]}`, wantErr: "has no id"},
+		{name: "string id", body: `{"result":"success","events":[{"type":"x","id":"1"}]}`, wantErr: "event 0"},
+		{name: "no type", body: `{"result":"success","events":[{"id":1}]}`, wantErr: "has no type"},
+		{name: "not increasing", body: `{"result":"success","events":[{"id":2,"type":"x"},{"id":2,"type":"x"}]}`, after: -1, wantErr: "not above 2"},
+		{name: "already acknowledged", body: `{"result":"success","events":[{"id":2,"type":"x"}]}`, after: 2, wantErr: "not above 2"},
+		{name: "message without id", body: `{"result":"success","events":[{"id":2,"type":"message","message":{}}]}`, after: -1, wantErr: "no message.id"},
+		{name: "other type with odd message field", body: `{"result":"success","events":[{"id":2,"type":"x","message":"text"}]}`, after: -1, wantIDs: []int64{2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			evs, err := parseEvents([]byte(tt.body), tt.after)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) != len(tt.wantIDs) {
+				t.Fatalf("%d events, want %d", len(evs), len(tt.wantIDs))
+			}
+			for i, ev := range evs {
+				if ev.ID != tt.wantIDs[i] {
+					t.Errorf("event %d: id %d, want %d", i, ev.ID, tt.wantIDs[i])
+				}
+			}
+		})
+	}
+
+	evs, err := parseEvents([]byte(`{"result":"success","events":[`+msgEvent+`, {"type":"heartbeat","id":8}]}`), 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(evs[0].Raw) != msgEvent {
+		t.Errorf("raw bytes changed:\n got %s\nwant %s", evs[0].Raw, msgEvent)
+	}
+	if evs[0].MessageID != 4711 || evs[0].Heartbeat || !evs[1].Heartbeat || evs[1].MessageID != 0 {
+		t.Errorf("flags wrong: %+v", evs)
+	}
+	m, err := messageOf(evs[0])
+	if err != nil || m.ID != 4711 || string(m.Raw) != `{"id":4711,"content":"hi \u00e9"}` || len(m.Flags) != 1 || m.Flags[0] != "read" {
+		t.Errorf("messageOf = %+v, %v", m, err)
+	}
+}
+
+// TestParseEventsExamples runs the parser over Zulip's own example of every
+// event type.
+func TestParseEventsExamples(t *testing.T) {
+	raw, err := os.ReadFile("zuliptest/testdata/zulip/example-events.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var examples []json.RawMessage
+	if err := json.Unmarshal(raw, &examples); err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	body.WriteString(`{"result":"success","msg":"","events":[`)
+	for i, ex := range examples {
+		var obj map[string]any
+		if err := json.Unmarshal(ex, &obj); err != nil {
+			t.Fatal(err)
+		}
+		obj["id"] = i
+		b, _ := json.Marshal(obj)
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		body.Write(b)
+	}
+	body.WriteString(`]}`)
+	evs, err := parseEvents(body.Bytes(), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != len(examples) {
+		t.Fatalf("%d events, want %d", len(evs), len(examples))
+	}
+	for _, ev := range evs {
+		if ev.Type == "message" && ev.MessageID == 0 {
+			t.Errorf("message event %d without message id", ev.ID)
+		}
+	}
+}
+
+// FuzzParseEvents holds the events-response parser to its contract on any
+// input: no panic, and whatever it accepts is consistent with the bytes.
+func FuzzParseEvents(f *testing.F) {
+	for _, s := range []string{
+		`{"result":"success","msg":"","events":[{"type":"heartbeat","id":0}]}`,
+		`{"result":"success","events":[{"type":"message","id":3,"message":{"id":9,"content":"x"},"flags":[]},{"type":"reaction","op":"add","id":5}]}`,
+		`{"result":"success","events":[{"type":"message","id":3,"message":{"id":-1}}]}`,
+		`{"result":"success","events":[{"id":1e3,"type":"x"}]}`,
+		`{"result":"success","events":[{"id":9223372036854775807,"type":"x"}]}`,
+		`{"result":"success","events":[{"type":"heartbeat","id":0}`,
+		`{"result":"error","code":"BAD_EVENT_QUEUE_ID","msg":"Bad event queue ID: x","queue_id":"x"}`,
+		`{,"result":"success","events":[]}`,
+		`[]`, `null`, ``,
+	} {
+		f.Add([]byte(s), int64(-1))
+	}
+	f.Fuzz(func(t *testing.T, body []byte, after int64) {
+		evs, err := parseEvents(body, after)
+		if err != nil {
+			if evs != nil {
+				t.Fatalf("events with an error: %v", err)
+			}
+			return
+		}
+		if !json.Valid(body) {
+			t.Fatalf("accepted invalid JSON %q", body)
+		}
+		prev := after
+		for _, ev := range evs {
+			if ev.ID <= prev {
+				t.Fatalf("id %d not above %d", ev.ID, prev)
+			}
+			prev = ev.ID
+			if !json.Valid(ev.Raw) || !bytes.Contains(body, ev.Raw) {
+				t.Fatalf("raw %q is not valid JSON taken from the body", ev.Raw)
+			}
+			var h struct {
+				ID      int64  `json:"id"`
+				Type    string `json:"type"`
+				Message struct {
+					ID int64 `json:"id"`
+				} `json:"message"`
+			}
+			if err := json.Unmarshal(ev.Raw, &h); err != nil && ev.Type == "message" {
+				t.Fatalf("accepted message event %q: %v", ev.Raw, err)
+			}
+			if h.ID != ev.ID || h.Type != ev.Type || ev.Heartbeat != (ev.Type == "heartbeat") {
+				t.Fatalf("event %+v disagrees with its bytes %q", ev, ev.Raw)
+			}
+			if ev.Type == "message" && (ev.MessageID <= 0 || ev.MessageID != h.Message.ID) {
+				t.Fatalf("message id %d disagrees with %q", ev.MessageID, ev.Raw)
+			}
+		}
+	})
+}
+
+func TestParseMessages(t *testing.T) {
+	body := `{"result":"success","found_newest":true,"messages":[{"id":5,"flags":["read"],"content":"a"},{"id":8,"content":"b"}]}`
+	msgs, newest, err := parseMessages([]byte(body), 4)
+	if err != nil || !newest || len(msgs) != 2 || msgs[0].ID != 5 || msgs[1].ID != 8 || msgs[0].Flags[0] != "read" {
+		t.Fatalf("parseMessages = %+v, %v, %v", msgs, newest, err)
+	}
+	if string(msgs[1].Raw) != `{"id":8,"content":"b"}` {
+		t.Errorf("raw = %s", msgs[1].Raw)
+	}
+	for _, bad := range []string{
+		`{"result":"success","messages":[{"id":4}]}`,
+		`{"result":"success","messages":[{"id":6},{"id":5}]}`,
+		`{"result":"success","messages":[7]}`,
+		`{"result":"error"}`,
+		`{"result":"success","messages":[`,
+	} {
+		if _, _, err := parseMessages([]byte(bad), 4); err == nil {
+			t.Errorf("parseMessages accepted %s", bad)
+		}
+	}
+}
