@@ -1,0 +1,236 @@
+package kafkasink_test
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/zulip-bridge/zulip-bridge/mapping"
+	"github.com/zulip-bridge/zulip-bridge/sink"
+	kafkasink "github.com/zulip-bridge/zulip-bridge/sink/kafka"
+	"github.com/zulip-bridge/zulip-bridge/sink/sinktest"
+)
+
+// A kafka-go consumer sees the key, headers and payload of spec section 3
+// as published, and each conversation in one partition, in order.
+func TestConsumerSeesRecordsAsPublished(t *testing.T) {
+	for _, codec := range []string{"none", "gzip", "snappy", "lz4", "zstd"} {
+		t.Run(codec, func(t *testing.T) {
+			c := newCluster(t)
+			cfg := testConfig(c)
+			cfg.Compression = codec
+			s := newSink(t, cfg)
+			var g sinktest.Generator
+			var sent []*mapping.Message
+			for _, n := range []int{1, 50, 200} {
+				batch := g.Batch(n)
+				if err := s.Publish(testCtx(t), batch); err != nil {
+					t.Fatalf("Publish(%d): %v", n, err)
+				}
+				sent = append(sent, batch...)
+			}
+			records := consumeAll(t, c, kafka.DefaultDialer)
+			checkExactlyOnce(t, records, sent)
+
+			// The partition is kafka-go's Hash of the key, so that any
+			// producer using it (or Sarama's default) agrees with us.
+			for _, r := range records {
+				if r.Key == nil {
+					continue
+				}
+				if want := partitionOf(r.Key); r.Partition != want {
+					t.Errorf("key %q in partition %d, kafka.Hash says %d", r.Key, r.Partition, want)
+				}
+			}
+			partitions := map[int]bool{}
+			for _, r := range records {
+				partitions[r.Partition] = true
+			}
+			if len(partitions) < 2 {
+				t.Errorf("all records in partitions %v: keys did not spread", partitions)
+			}
+		})
+	}
+}
+
+// A batch larger than BatchSize goes out in several rounds, all confirmed.
+func TestPublishInRounds(t *testing.T) {
+	c := newCluster(t)
+	cfg := testConfig(c)
+	cfg.BatchSize = 7
+	cfg.BatchBytes = 4096
+	s := newSink(t, cfg)
+	var g sinktest.Generator
+	batch := g.Batch(100)
+	if err := s.Publish(testCtx(t), batch); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	checkExactlyOnce(t, consumeAll(t, c, kafka.DefaultDialer), batch)
+}
+
+// A partition that rejects its records fails exactly its records of the
+// round, and every later round; sending the list again completes the batch
+// in order and stores nothing twice.
+func TestPartitionFailureListsItsRecordsAndLaterRounds(t *testing.T) {
+	const batchSize = 40
+	for _, tc := range []struct {
+		name   string
+		err    *kerr.Error
+		stored bool
+	}{
+		// Nothing stored.
+		{"rejected", kerr.NotEnoughReplicas, false},
+		// Stored, but the answer says it failed: the retry must not store
+		// it again.
+		{"stored but failed", kerr.NotEnoughReplicasAfterAppend, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t)
+			cfg := testConfig(c)
+			cfg.BatchSize = batchSize
+			s := newSink(t, cfg)
+			var g sinktest.Generator
+			batch := g.Batch(3 * batchSize)
+
+			topic := sinktest.Prefix + ".message"
+			// The partition of the first stream conversation: it has
+			// messages in every round.
+			failPartition := int32(partitionOf(batch[0].Key))
+			// The fault hits the second request for that partition: the one
+			// of the second round.
+			var produces int
+			c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+				for _, rt := range req.(*kmsg.ProduceRequest).Topics {
+					for _, rp := range rt.Partitions {
+						if rt.Topic == topic && rp.Partition == failPartition {
+							if produces++; produces == 2 {
+								c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Partitions: []int32{failPartition}, Err: tc.err})
+								return nil, nil, false
+							}
+						}
+					}
+				}
+				return nil, nil, false
+			})
+
+			err := s.Publish(testCtx(t), batch)
+			pe, ok := errorsAs[*sink.PublishError](err)
+			if !ok {
+				t.Fatalf("Publish: %v, want a *sink.PublishError", err)
+			}
+			var want []int
+			for i := batchSize; i < 2*batchSize; i++ {
+				m := batch[i]
+				if m.Topic == topic && partitionOf(m.Key) == int(failPartition) {
+					want = append(want, i)
+				}
+			}
+			if len(want) == 0 {
+				t.Fatal("test setup: the second round has no message for the failing partition")
+			}
+			failedInRound := len(want)
+			for i := 2 * batchSize; i < len(batch); i++ {
+				want = append(want, i)
+			}
+			if !slices.Equal(pe.Failed, want) {
+				t.Errorf("Failed = %v\nwant     %v", pe.Failed, want)
+			}
+			if !errors.Is(err, kafka.Error(tc.err.Code)) {
+				t.Errorf("error %v does not wrap the broker's %v", err, tc.err)
+			}
+			storedBefore := len(consumeAll(t, c, kafka.DefaultDialer))
+			wantBefore := 2*batchSize - failedInRound
+			if tc.stored {
+				wantBefore = 2 * batchSize
+			}
+			if storedBefore != wantBefore {
+				t.Errorf("before the retry the broker holds %d records, want %d", storedBefore, wantBefore)
+			}
+			if attempts := publishAll(t, s, sink.Unconfirmed(batch, err)); attempts != 1 {
+				t.Errorf("retry took %d attempts, want 1", attempts)
+			}
+			checkExactlyOnce(t, consumeAll(t, c, kafka.DefaultDialer), batch)
+		})
+	}
+}
+
+// Messages that no retry could publish fail the batch before anything is
+// sent, with a sentinel the bridge can act on.
+func TestUnpublishableMessages(t *testing.T) {
+	c := newCluster(t)
+	cfg := testConfig(c)
+	cfg.BatchBytes = 64 << 10
+	s := newSink(t, cfg)
+	var g sinktest.Generator
+	for _, tc := range []struct {
+		name   string
+		change func(*mapping.Message)
+		want   error
+	}{
+		{"invalid topic", func(m *mapping.Message) { m.Topic = "zulip.bad topic" }, kafkasink.ErrInvalidTopic},
+		{"topic outside the prefix", func(m *mapping.Message) { m.Topic = "other.message" }, kafkasink.ErrTopicNotOwned},
+		{"too large", func(m *mapping.Message) { m.Payload = []byte(strings.Repeat("x", 64<<10)) }, kafkasink.ErrMessageTooLarge},
+		{"missing topic", func(m *mapping.Message) { m.Topic = "zulip.nonexistent" }, kafkasink.ErrUnknownTopic},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			batch := g.Batch(5)
+			tc.change(batch[3])
+			err := s.Publish(testCtx(t), batch)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Publish: %v, want %v", err, tc.want)
+			}
+			if n := len(sink.Unconfirmed(batch, err)); n != len(batch) {
+				t.Errorf("%d of %d reported unconfirmed, want all", n, len(batch))
+			}
+			for _, topic := range sinktest.Topics() {
+				if got := consume(t, c, kafka.DefaultDialer, topic); len(got) != 0 {
+					t.Errorf("%s holds %d record(s), want none", topic, len(got))
+				}
+			}
+		})
+	}
+}
+
+// With BRIDGE_KAFKA_CREATE_TOPICS=true a missing topic is created with the
+// configured partition count before the first write.
+func TestCreateTopics(t *testing.T) {
+	c := newCluster(t)
+	cfg := testConfig(c)
+	cfg.CreateTopics = true
+	cfg.Partitions = 3
+	cfg.ReplicationFactor = 1
+	s := newSink(t, cfg)
+	var g sinktest.Generator
+	batch := g.Batch(10)
+	for _, m := range batch {
+		m.Topic = "zulip.created"
+	}
+	if err := s.Publish(testCtx(t), batch); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	conn, err := kafka.DefaultDialer.DialContext(testCtx(t), "tcp", c.ListenAddrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	parts, err := conn.ReadPartitions("zulip.created")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) != 3 {
+		t.Errorf("created topic has %d partitions, want 3", len(parts))
+	}
+	checkExactlyOnce(t, consume(t, c, kafka.DefaultDialer, "zulip.created"), batch)
+}
+
+// partitionOf is where kafka-go's Hash balancer puts key among the test
+// topics' partitions.
+func partitionOf(key []byte) int {
+	return (&kafka.Hash{}).Balance(kafka.Message{Key: key}, 0, 1, 2, 3)
+}
