@@ -1,0 +1,295 @@
+package natssink
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+
+	"github.com/zulip-bridge/zulip-bridge/sink/sinktest"
+)
+
+// TestAuth connects to servers that require each supported credential,
+// publishes through JetStream (which the sink creates the stream for) and
+// reads the messages back; a wrong credential fails New without showing it.
+func TestAuth(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name      string
+		server    func(t *testing.T, o *server.Options)
+		good, bad func(c *Config)
+		secret    string // must not appear in the error of the bad case
+	}{
+		{
+			name:   "token",
+			server: func(t *testing.T, o *server.Options) { o.Authorization = "t0ken-s3cret" },
+			good:   func(c *Config) { c.Token = "t0ken-s3cret" },
+			bad:    func(c *Config) { c.Token = "wr0ng-t0ken" },
+			secret: "wr0ng-t0ken",
+		},
+		{
+			name:   "token file",
+			server: func(t *testing.T, o *server.Options) { o.Authorization = "t0ken-s3cret" },
+			good:   func(c *Config) { c.TokenFile = "t0ken-s3cret\n" },
+			bad:    func(c *Config) { c.TokenFile = "wr0ng-t0ken\n" },
+			secret: "wr0ng-t0ken",
+		},
+		{
+			name:   "user and password",
+			server: func(t *testing.T, o *server.Options) { o.Username, o.Password = "bridge", "pa55-s3cret" },
+			good:   func(c *Config) { c.User, c.Password = "bridge", "pa55-s3cret" },
+			bad:    func(c *Config) { c.User, c.Password = "bridge", "wr0ng-pa55" },
+			secret: "wr0ng-pa55",
+		},
+		{
+			name: "nkey seed file",
+			server: func(t *testing.T, o *server.Options) {
+				pub := writeNkeySeed(t, filepath.Join(dir, "good.nk"))
+				writeNkeySeed(t, filepath.Join(dir, "other.nk"))
+				o.Nkeys = []*server.NkeyUser{{Nkey: pub}}
+			},
+			good: func(c *Config) { c.NKey = filepath.Join(dir, "good.nk") },
+			bad:  func(c *Config) { c.NKey = filepath.Join(dir, "other.nk") },
+		},
+		{
+			name: "creds file (operator, account and user JWTs)",
+			server: func(t *testing.T, o *server.Options) {
+				operatorTrust(t, o, filepath.Join(dir, "good.creds"), filepath.Join(dir, "foreign.creds"))
+			},
+			good: func(c *Config) { c.Creds = filepath.Join(dir, "good.creds") },
+			bad:  func(c *Config) { c.Creds = filepath.Join(dir, "foreign.creds") },
+		},
+		{
+			name: "TLS with CA and client certificate",
+			server: func(t *testing.T, o *server.Options) {
+				serverTLS(t, o, dir)
+			},
+			good: func(c *Config) {
+				c.TLSCA, c.TLSCert, c.TLSKey = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
+			},
+			// Trusting the server but presenting no certificate.
+			bad: func(c *Config) { c.TLSCA = filepath.Join(dir, "ca.pem") },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, func(o *server.Options) { tt.server(t, o) })
+
+			cfg := testConfig(ts, true)
+			tt.bad(&cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if s, err := New(ctx, cfg, sinktest.Prefix); err == nil {
+				_ = s.Close(ctx)
+				t.Fatal("New with a wrong credential succeeded")
+			} else if tt.secret != "" && strings.Contains(err.Error(), tt.secret) {
+				t.Fatalf("error shows the credential: %v", err)
+			} else {
+				t.Logf("wrong credential: %v", err)
+			}
+
+			cfg = testConfig(ts, true)
+			tt.good(&cfg)
+			s := newSink(t, cfg)
+			var g sinktest.Generator
+			batch := g.Batch(10)
+			if err := s.Publish(ctx, batch); err != nil {
+				t.Fatalf("Publish: %v", err)
+			}
+			stored, err := readStream(s.nc, cfg.Stream)
+			if err != nil {
+				t.Fatalf("read stream: %v", err)
+			}
+			if len(stored) != len(batch) {
+				t.Fatalf("stream holds %d messages, want %d", len(stored), len(batch))
+			}
+			for i := range batch {
+				if stored[i].DedupKey != batch[i].DedupKey {
+					t.Errorf("message %d: %s, want %s", i, stored[i].DedupKey, batch[i].DedupKey)
+				}
+			}
+		})
+	}
+}
+
+func writeNkeySeed(t *testing.T, path string) string {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, seed)
+	pub, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub
+}
+
+// operatorTrust puts the server in operator mode: it trusts one operator,
+// whose account (with JetStream) issued the user in goodCreds. foreignCreds
+// holds a user of an account signed by an operator the server does not know.
+func operatorTrust(t *testing.T, o *server.Options, goodCreds, foreignCreds string) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	operator, err := nkeys.CreateOperator()
+	must(err)
+	operatorPub, err := operator.PublicKey()
+	must(err)
+	resolver := &server.MemAccResolver{}
+
+	account := func(signer nkeys.KeyPair, jetStream bool) (nkeys.KeyPair, string) {
+		kp, err := nkeys.CreateAccount()
+		must(err)
+		pub, err := kp.PublicKey()
+		must(err)
+		claims := jwt.NewAccountClaims(pub)
+		if jetStream {
+			claims.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+		}
+		token, err := claims.Encode(signer)
+		must(err)
+		return kp, token
+	}
+	userCreds := func(accountKP nkeys.KeyPair, path string) {
+		kp, err := nkeys.CreateUser()
+		must(err)
+		pub, err := kp.PublicKey()
+		must(err)
+		token, err := jwt.NewUserClaims(pub).Encode(accountKP)
+		must(err)
+		seed, err := kp.Seed()
+		must(err)
+		creds, err := jwt.FormatUserConfig(token, seed)
+		must(err)
+		writeFile(t, path, creds)
+	}
+
+	sys, sysJWT := account(operator, false)
+	sysPub, err := sys.PublicKey()
+	must(err)
+	must(resolver.Store(sysPub, sysJWT))
+	app, appJWT := account(operator, true)
+	appPub, err := app.PublicKey()
+	must(err)
+	must(resolver.Store(appPub, appJWT))
+	userCreds(app, goodCreds)
+
+	stranger, err := nkeys.CreateOperator()
+	must(err)
+	foreign, _ := account(stranger, true)
+	userCreds(foreign, foreignCreds)
+
+	o.TrustedKeys = []string{operatorPub}
+	o.AccountResolver = resolver
+	o.SystemAccount = sysPub
+}
+
+// serverTLS makes the server require TLS with a client certificate, and
+// writes ca.pem, client.pem and client-key.pem into dir for the client.
+func serverTLS(t *testing.T, o *server.Options, dir string) {
+	t.Helper()
+	ca, caKey := newCert(t, nil, nil, &x509.Certificate{
+		Subject:               pkix.Name{CommonName: "zulip-bridge test CA"},
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+	})
+	srv, srvKey := newCert(t, ca, caKey, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "nats"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+	})
+	client, clientKey := newCert(t, ca, caKey, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "bridge"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+	})
+	writeFile(t, filepath.Join(dir, "ca.pem"), pemCert(ca))
+	writeFile(t, filepath.Join(dir, "client.pem"), pemCert(client))
+	writeFile(t, filepath.Join(dir, "client-key.pem"), pemKey(t, clientKey))
+
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	o.TLSConfig = &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{srv.Raw}, PrivateKey: srvKey}},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS12,
+	}
+	o.TLS = true
+	o.TLSVerify = true
+	o.TLSTimeout = 5
+}
+
+func newCert(t *testing.T, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, tmpl *x509.Certificate) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.SerialNumber = serial
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	tmpl.NotAfter = time.Now().Add(time.Hour)
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
+}
+
+func pemCert(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+func pemKey(t *testing.T, k *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
