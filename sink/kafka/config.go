@@ -92,8 +92,8 @@ type Config struct {
 	// topic creation is never used, because it would pick the partition
 	// count for us.
 	CreateTopics bool `env:"BRIDGE_KAFKA_CREATE_TOPICS" envDefault:"false" example:"true" help:"create missing topics"`
-	// Partitions and ReplicationFactor for created topics; -1 means the
-	// brokers' default (num.partitions, default.replication.factor).
+	// Partitions and ReplicationFactor for created topics; -1 (or 0) means
+	// the brokers' default (num.partitions, default.replication.factor).
 	Partitions        int `env:"BRIDGE_KAFKA_PARTITIONS" envDefault:"-1" example:"6" help:"partitions of created topics; -1 = broker default"`
 	ReplicationFactor int `env:"BRIDGE_KAFKA_REPLICATION_FACTOR" envDefault:"-1" example:"3" help:"replication factor of created topics; -1 = broker default"`
 
@@ -120,9 +120,13 @@ const (
 )
 
 // withDefaults returns c with every zero field that has a default set to it.
-// Partitions and ReplicationFactor are left alone: 0 is invalid for them and
-// Validate says so, rather than guessing.
 func (c Config) withDefaults() Config {
+	if c.Partitions == 0 {
+		c.Partitions = -1
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = -1
+	}
 	if c.ClientID == "" {
 		c.ClientID = DefaultClientID
 	}
@@ -242,10 +246,10 @@ func (c Config) Validate() error {
 	}
 
 	if c.CreateTopics {
-		if c.Partitions == 0 || c.Partitions < -1 || c.Partitions > maxInt32 {
+		if c.Partitions < -1 || c.Partitions > maxInt32 {
 			bad("BRIDGE_KAFKA_PARTITIONS", fmt.Sprintf("%d is not a partition count (-1 for the broker default, or 1 and more)", c.Partitions), "6")
 		}
-		if c.ReplicationFactor == 0 || c.ReplicationFactor < -1 || c.ReplicationFactor > 32767 {
+		if c.ReplicationFactor < -1 || c.ReplicationFactor > 32767 {
 			bad("BRIDGE_KAFKA_REPLICATION_FACTOR", fmt.Sprintf("%d is not a replication factor (-1 for the broker default, or 1 to 32767)", c.ReplicationFactor), "3")
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -196,7 +195,18 @@ func (s *Sink) offsets(ctx context.Context, parts []partition, which int64) (map
 // ensureTopics makes sure every topic of msgs exists, creating it when the
 // config says so, and that its partitions have floors.
 func (s *Sink) ensureTopics(ctx context.Context, msgs []*mapping.Message) error {
-	topics := slices.Sorted(maps.Keys(topicsOf(msgs)))
+	var topics []string
+	s.mu.Lock()
+	for _, m := range msgs {
+		if !s.ready[m.Topic] && !slices.Contains(topics, m.Topic) {
+			topics = append(topics, m.Topic)
+		}
+	}
+	s.mu.Unlock()
+	if len(topics) == 0 {
+		return nil
+	}
+	slices.Sort(topics)
 	parts, err := s.partitions(ctx, topics)
 	if errors.Is(err, ErrUnknownTopic) && s.cfg.CreateTopics {
 		if err := s.createTopics(ctx, topics); err != nil {
@@ -210,7 +220,15 @@ func (s *Sink) ensureTopics(ctx context.Context, msgs []*mapping.Message) error 
 	if err != nil {
 		return err
 	}
-	return s.giveFloors(ctx, parts)
+	if err := s.giveFloors(ctx, parts); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for _, t := range topics {
+		s.ready[t] = true
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 // createTopics creates whichever of topics are missing. A topic that

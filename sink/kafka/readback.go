@@ -48,7 +48,7 @@ func (s *Sink) PublishedSince(ctx context.Context, raw json.RawMessage) (map[str
 	}
 	parts, err := s.partitions(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("kafka read-back: %w", err)
+		return nil, fmt.Errorf("kafka read-back: %w", withContext(ctx, err))
 	}
 	owned := make(map[string]bool)
 	for _, p := range parts {
@@ -69,7 +69,7 @@ func (s *Sink) PublishedSince(ctx context.Context, raw json.RawMessage) (map[str
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("kafka read-back: %w", err)
+			return nil, fmt.Errorf("kafka read-back: %w", withContext(ctx, err))
 		}
 		parts = append(parts, ps...)
 	}
@@ -79,7 +79,7 @@ func (s *Sink) PublishedSince(ctx context.Context, raw json.RawMessage) (map[str
 		return off, ok
 	})
 	if err != nil {
-		return nil, fmt.Errorf("kafka read-back: %w", err)
+		return nil, fmt.Errorf("kafka read-back: %w", withContext(ctx, err))
 	}
 	start := s.clock.Now()
 	keys, records, err := s.scan(ctx, ranges, nil)
@@ -196,12 +196,12 @@ func (s *Sink) ranges(ctx context.Context, parts []partition, from func(partitio
 // scan reads the ranges, scanWorkers partitions at a time, and returns the
 // dedup keys found (only those in want, unless want is nil) and how many
 // records it read.
-func (s *Sink) scan(ctx context.Context, ranges []scanRange, want map[string]struct{}) (map[string]struct{}, int64, error) {
+func (s *Sink) scan(parent context.Context, ranges []scanRange, want map[string]struct{}) (map[string]struct{}, int64, error) {
 	keys := make(map[string]struct{})
 	if len(ranges) == 0 {
 		return keys, 0, nil
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
+	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 
 	var (
@@ -245,7 +245,7 @@ feed:
 	close(work)
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil {
-		return nil, records.Load(), err
+		return nil, records.Load(), withContext(parent, err)
 	}
 	return keys, records.Load(), nil
 }
