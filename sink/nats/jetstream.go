@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -52,7 +53,7 @@ func newJetStream(ctx context.Context, c *conn, cfg Config, prefix string) (*Jet
 	if err != nil {
 		return nil, fmt.Errorf("nats sink: jetstream: %w", err)
 	}
-	st, err := ensureStream(ctx, js, cfg, prefix, c)
+	st, err := ensureStream(ctx, js, cfg, prefix, c.log)
 	if err != nil {
 		return nil, err
 	}
@@ -68,13 +69,13 @@ func newJetStream(ctx context.Context, c *conn, cfg Config, prefix string) (*Jet
 
 // ensureStream looks the stream up and creates it if allowed. An existing
 // stream is not changed: limits and replicas are its owner's decision.
-func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Config, prefix string, c *conn) (jetstream.Stream, error) {
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Config, prefix string, log *slog.Logger) (jetstream.Stream, error) {
 	subject := prefix + ".>"
 	st, err := js.Stream(ctx, cfg.Stream)
 	switch {
 	case err == nil:
 		if subjects := st.CachedInfo().Config.Subjects; !slices.Contains(subjects, subject) && !slices.Contains(subjects, ">") {
-			c.log.Warn("stream does not list the bridge's subjects; publishing fails unless another subject covers them",
+			log.Warn("stream does not list the bridge's subjects; publishing fails unless another subject covers them",
 				"stream", cfg.Stream, "subjects", subjects, "want", subject)
 		}
 		return st, nil
@@ -107,7 +108,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Config, prefi
 	if err != nil {
 		return nil, fmt.Errorf("nats sink: create stream %s on %s: %w", cfg.Stream, subject, err)
 	}
-	c.log.Info("created stream", "stream", cfg.Stream, "subject", subject,
+	log.Info("created stream", "stream", cfg.Stream, "subject", subject,
 		"duplicate_window", cfg.DuplicateWindow, "max_age", cfg.MaxAge, "max_bytes", cfg.MaxBytes, "replicas", cfg.Replicas)
 	return st, nil
 }
@@ -177,12 +178,13 @@ func (s *JetStream) Publish(ctx context.Context, msgs []*mapping.Message) error 
 	for awaited < sent {
 		await()
 	}
+	// Acknowledged messages are stored whatever happened to the others.
+	if highest > s.lastSeq.Load() {
+		s.lastSeq.Store(highest)
+	}
 	if err := unconfirmed(msgs, errs, sent, stopErr); err != nil {
 		err.Err = fmt.Errorf("nats sink: publish to stream %s: %w", s.streamName, err.Err)
 		return err
-	}
-	if highest > s.lastSeq.Load() {
-		s.lastSeq.Store(highest)
 	}
 	return nil
 }

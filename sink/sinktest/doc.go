@@ -6,7 +6,10 @@
 // *sink.PublishError names exactly the messages to send again and keeps
 // per-key order, cancellation and an unreachable broker give an error rather
 // than a hang, Close flushes, a message of about 1 MB goes through, and a
-// broker restart in the middle of a batch loses nothing.
+// broker restart in the middle of a batch loses nothing. Optional
+// interfaces widen the suite: Restarter (stop and start the broker) and
+// Counter (a cheap count, to act while a batch is in flight); sinks that
+// implement sink.Recoverer or sink.ReadyChecker are checked for those too.
 //
 // The suite builds its own messages (Generator) with the subjects, topics,
 // keys and headers of spec section 3, so it depends on no mapping code.
