@@ -92,7 +92,9 @@ func Encode(cp Checkpoint) ([]byte, error) {
 }
 
 // Decode parses data written by Encode. Errors wrap ErrCorrupt or
-// ErrUnsupportedVersion; stores add where the data came from.
+// ErrUnsupportedVersion; stores add where the data came from. Unknown
+// fields are ignored, so that a later bridge can add an optional field
+// without a new FormatVersion that older bridges would refuse.
 func Decode(data []byte) (Checkpoint, error) {
 	// The version is read on its own first, so that a checkpoint from a
 	// newer bridge is reported as such even if its other fields changed.

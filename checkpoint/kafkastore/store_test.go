@@ -20,7 +20,7 @@ const site = "https://chat.example.com"
 
 // startCluster runs a kfake cluster on loopback and returns it with a
 // kafka-go client; both stop when the test ends.
-func startCluster(t *testing.T) (*kfake.Cluster, *kafka.Client) {
+func startCluster(t testing.TB) (*kfake.Cluster, *kafka.Client) {
 	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
@@ -230,5 +230,22 @@ func TestBrokerDown(t *testing.T) {
 	}
 	if _, _, err := s.Load(ctx); err == nil {
 		t.Error("Load with the broker down returned nil error")
+	}
+}
+
+func BenchmarkSave(b *testing.B) {
+	_, client := startCluster(b)
+	s, err := Open(b.Context(), client, checkpoint.Config{Create: true}, site)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	cp := checkpointtest.Sample(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		cp.LastEventID++
+		if err := s.Save(b.Context(), cp); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -21,7 +21,7 @@ const site = "https://chat.example.com"
 
 // startServer runs a JetStream server in process on a free loopback port
 // and returns it with a client; both stop when the test ends.
-func startServer(t *testing.T) (*server.Server, jetstream.JetStream) {
+func startServer(t testing.TB) (*server.Server, jetstream.JetStream) {
 	t.Helper()
 	srv, err := server.NewServer(&server.Options{
 		Host:      "127.0.0.1",
@@ -316,5 +316,22 @@ func TestServerDown(t *testing.T) {
 	}
 	if err := s.Save(ctx, checkpointtest.Sample(2)); err == nil {
 		t.Error("Save with the server down returned nil")
+	}
+}
+
+func BenchmarkSave(b *testing.B) {
+	_, js := startServer(b)
+	s, err := Open(b.Context(), js, checkpoint.Config{Create: true}, site)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	cp := checkpointtest.Sample(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		cp.LastEventID++
+		if err := s.Save(b.Context(), cp); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
