@@ -292,6 +292,7 @@ func (c Config) tlsEnabled() bool {
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.Any("brokers", c.Brokers),
+		slog.String("topic_prefix", c.TopicPrefix),
 		slog.String("sasl_mechanism", c.SASLMechanism),
 		slog.String("username", c.Username),
 		slog.Bool("password_set", c.Password != "" || c.PasswordFile != ""),

@@ -26,6 +26,11 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+var (
+	_ sinktest.Restarter = (*harness)(nil)
+	_ sinktest.Counter   = (*harness)(nil)
+)
+
 // harness is a one-broker kfake cluster persisted to a directory, so that
 // it can stop and come back on the same port with its data.
 type harness struct {
@@ -109,6 +114,32 @@ func (h *harness) Stored(t testing.TB) []*mapping.Message {
 		out = append(out, m)
 	}
 	return out
+}
+
+// Count sums the end offsets of the suite's partitions: the sink never
+// deletes, so that is how many records they hold.
+func (h *harness) Count(t testing.TB) int {
+	client := &kafka.Client{Addr: kafka.TCP(h.addr()), Timeout: 5 * time.Second}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, topic := range sinktest.Topics() {
+		for p := range testPartitions {
+			req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
+		}
+	}
+	res, err := client.ListOffsets(testCtx(t), req)
+	if err != nil {
+		t.Fatalf("list offsets: %v", err)
+	}
+	n := 0
+	for topic, parts := range res.Topics {
+		for _, p := range parts {
+			if p.Error != nil {
+				t.Fatalf("list offsets of %s/%d: %v", topic, p.Partition, p.Error)
+			}
+			n += int(p.LastOffset)
+		}
+	}
+	return n
 }
 
 func (h *harness) StopBroker(t testing.TB) {

@@ -87,18 +87,16 @@ func parsePosition(raw json.RawMessage) (position, error) {
 // discover gives every partition of every owned topic in the metadata
 // cache a floor, if it has none yet.
 func (s *Sink) discover(ctx context.Context) error {
-	now := s.clock.Now()
+	// Counted from the attempt, failed or not, so that a broker in trouble
+	// costs one request and one log line per interval, not per batch.
+	s.mu.Lock()
+	s.discovered = s.clock.Now()
+	s.mu.Unlock()
 	parts, err := s.partitions(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := s.giveFloors(ctx, parts); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.discovered = now
-	s.mu.Unlock()
-	return nil
+	return s.giveFloors(ctx, parts)
 }
 
 // giveFloors sets the floor of each partition that has none to its end

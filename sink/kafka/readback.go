@@ -321,11 +321,11 @@ func readRecords(rr kafka.RecordReader, from, to int64, found func(string)) (int
 			return next, err
 		}
 		off := rec.Offset
-		for _, h := range rec.Headers {
-			if off >= from && off < to && h.Key == mapping.HeaderDedupKey {
-				found(string(h.Value))
-				break
+		if off >= from && off < to {
+			if key, ok := dedupKey(rec.Headers); ok {
+				found(key)
 			}
+			next = off + 1
 		}
 		// Keys and values borrow pooled buffers until closed.
 		if rec.Key != nil {
@@ -334,11 +334,17 @@ func readRecords(rr kafka.RecordReader, from, to int64, found func(string)) (int
 		if rec.Value != nil {
 			rec.Value.Close()
 		}
-		if off >= to {
+		if off >= to-1 {
 			return next, nil
 		}
-		if off >= from {
-			next = off + 1
+	}
+}
+
+func dedupKey(headers []kafka.Header) (string, bool) {
+	for _, h := range headers {
+		if h.Key == mapping.HeaderDedupKey {
+			return string(h.Value), true
 		}
 	}
+	return "", false
 }

@@ -332,11 +332,13 @@ func (s *Sink) floorsOf(msgs []*mapping.Message) map[partition]int64 {
 }
 
 // markDirty records that the topics of round may hold records of a failed
-// write, from the floors taken before it on.
+// write, from the floors taken before it on. It also forgets that the
+// topics exist: the failure may be their deletion.
 func (s *Sink) markDirty(round []kafka.Message, before map[partition]int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range round {
+		delete(s.ready, r.Topic)
 		if _, ok := s.dirty[r.Topic]; ok {
 			continue
 		}
