@@ -1,0 +1,111 @@
+package telemetry
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want []string // substrings of the error; none: valid
+	}{
+		{"zero value", Config{}, nil},
+		{"full", Config{TracesExporter: "otlp", Endpoint: "https://collector.example.com:4318", TracesEndpoint: "http://127.0.0.1:4318/v1/traces", Protocol: "http/json", TracesProtocol: "http/protobuf"}, nil},
+		{"exporter none", Config{TracesExporter: "none"}, nil},
+		{"zipkin", Config{TracesExporter: "zipkin"},
+			[]string{"OTEL_TRACES_EXPORTER", `"zipkin" is not supported`, "example: OTEL_TRACES_EXPORTER=otlp"}},
+		{"list", Config{TracesExporter: "otlp,console"}, []string{"OTEL_TRACES_EXPORTER"}},
+		{"endpoint without scheme", Config{Endpoint: "collector:4318"},
+			[]string{"OTEL_EXPORTER_OTLP_ENDPOINT", "http:// or https://", "example: OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector:4318"}},
+		{"endpoint without host", Config{TracesEndpoint: "http:///v1/traces"},
+			[]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "has no host"}},
+		{"endpoint with query", Config{Endpoint: "http://c:4318/?token=abc"},
+			[]string{"OTEL_EXPORTER_OTLP_ENDPOINT", "query string"}},
+		{"grpc", Config{Protocol: "grpc"},
+			[]string{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc is not supported", "4318", "example: OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"}},
+		{"unknown protocol", Config{TracesProtocol: "thrift"},
+			[]string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", `"thrift"`}},
+		{"every error at once", Config{TracesExporter: "jaeger", Endpoint: "::", Protocol: "grpc"},
+			[]string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil, want an error mentioning %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() = %q, want it to mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestEndpointErrorsDoNotEchoCredentials(t *testing.T) {
+	err := Config{Endpoint: "ftp://user:hunter2@collector:4318"}.Validate()
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("Validate() = %v, want an error without the password", err)
+	}
+}
+
+func TestTracingEnabled(t *testing.T) {
+	tests := []struct {
+		cfg  Config
+		want bool
+	}{
+		{Config{}, false},
+		{Config{Protocol: "http/json"}, false},
+		{Config{Endpoint: "http://c:4318"}, true},
+		{Config{TracesEndpoint: "http://c:4318/v1/traces"}, true},
+		{Config{TracesExporter: "otlp"}, true},
+		{Config{TracesExporter: "none", Endpoint: "http://c:4318"}, false},
+		{Config{SDKDisabled: true, TracesExporter: "otlp", Endpoint: "http://c:4318"}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.cfg.TracingEnabled(); got != tt.want {
+			t.Errorf("%+v.TracingEnabled() = %v, want %v", tt.cfg, got, tt.want)
+		}
+	}
+}
+
+func TestTracesURL(t *testing.T) {
+	tests := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, ""},
+		{Config{TracesExporter: "otlp"}, ""},
+		{Config{Endpoint: "http://c:4318"}, "http://c:4318/v1/traces"},
+		{Config{Endpoint: "http://c:4318/"}, "http://c:4318/v1/traces"},
+		{Config{Endpoint: "https://gw.example.com/otlp"}, "https://gw.example.com/otlp/v1/traces"},
+		{Config{Endpoint: "http://c:4318", TracesEndpoint: "http://t:4318/custom"}, "http://t:4318/custom"},
+	}
+	for _, tt := range tests {
+		if got := tt.cfg.tracesURL(); got != tt.want {
+			t.Errorf("%+v.tracesURL() = %q, want %q", tt.cfg, got, tt.want)
+		}
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	if _, err := New(context.Background(), Config{Protocol: "grpc"}, nil); err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_PROTOCOL") {
+		t.Errorf("New with an invalid config: err = %v, want the Validate error", err)
+	}
+	if _, err := New(context.Background(), Config{}, nil, WithClock(nil)); err == nil {
+		t.Error("New with WithClock(nil): err = nil")
+	}
+	if _, err := New(context.Background(), Config{}, nil, WithSpanExporter(nil)); err == nil {
+		t.Error("New with WithSpanExporter(nil): err = nil")
+	}
+}

@@ -1,0 +1,74 @@
+// Package telemetry gives the bridge its metrics and traces (spec section 5).
+//
+// New builds an OpenTelemetry MeterProvider exported through the Prometheus
+// exporter into the Telemetry's own prometheus.Registry (with the Go
+// runtime and process collectors; no global registry, no OpenTelemetry
+// global), served by MetricsHandler as GET /metrics. Tracing is off unless
+// Config.TracingEnabled (an OTLP endpoint or OTEL_TRACES_EXPORTER=otlp, and
+// not OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none); then spans go
+// over OTLP/HTTP, batched, and Shutdown flushes them.
+//
+// Wiring, in cmd/bridge:
+//
+//	tel, err := telemetry.New(ctx, cfg.Telemetry, logger)
+//	mux.Handle("GET /metrics", tel.MetricsHandler())
+//	client, err := source.NewClient(zcfg, source.WithTransport(tel.RoundTripper(nil)))
+//	deps := pipeline.Deps{Sink: tel.WrapSink(s), Observer: tel.Observer(), ...}
+//	... run; stop the pipeline and the sink ...
+//	tel.Shutdown(shutdownCtx)
+//
+// Observer and WrapSink split the work so that nothing is counted twice:
+// Observer counts what the pipeline sees (events, skips, confirmed
+// messages, lag, registrations, backfills, batches) and opens the batch
+// span; WrapSink sees every Publish call (its duration, errors and span,
+// and the trace headers). Use both.
+//
+// What it guarantees:
+//   - Label values come from fixed lists only (event types known to Zulip,
+//     skip reasons, API endpoints the bridge calls, HTTP methods and status
+//     codes); anything else is "other". No stream name or id, topic, queue
+//     id, site, user, query string or credential is ever a label.
+//   - WrapSink never modifies the caller's messages: with tracing on it
+//     publishes copies with W3C traceparent (and tracestate, when the trace
+//     has state) set to the publish span; with tracing off it passes the
+//     batch through untouched. The result is a sink.Recoverer or
+//     sink.ReadyChecker exactly when the wrapped sink is.
+//   - Errors returned by the wrapped sink and the base transport are
+//     returned unchanged.
+//
+// # Metrics
+//
+// As Prometheus renders them, all with the zulip_bridge_ prefix except the
+// standard go_*, process_*, promhttp_* and target_info (the resource:
+// service_name, service_version, OTEL_RESOURCE_ATTRIBUTES).
+//
+//	| metric                                       | type      | labels                   | meaning |
+//	| -------------------------------------------- | --------- | ------------------------ | ------- |
+//	| zulip_bridge_events_received_total           | counter   | type                     | events polled from Zulip, heartbeats included |
+//	| zulip_bridge_events_skipped_total            | counter   | type, reason             | events acknowledged without publishing; reason heartbeat or duplicate (already in the broker: the spec's "duplicates skipped") |
+//	| zulip_bridge_events_published_total          | counter   | type                     | messages the broker confirmed, backfilled ones and control events (type bridge) included |
+//	| zulip_bridge_publish_errors_total            | counter   | kind                     | failed Publish calls: partial (some of the batch confirmed), timeout, canceled, error |
+//	| zulip_bridge_publish_duration_seconds        | histogram | outcome                  | one Publish call until confirmed or failed; outcome ok or error |
+//	| zulip_bridge_message_lag_seconds             | histogram |                          | end-to-end lag: broker confirmation time minus the message's Zulip timestamp, message events only |
+//	| zulip_bridge_batch_duration_seconds          | histogram | outcome                  | one polled batch from receipt to checkpoint, publish retries included |
+//	| zulip_bridge_queue_registrations_total       | counter   | reason                   | event queue registrations: initial or queue_lost |
+//	| zulip_bridge_backfilled_messages_total       | counter   |                          | messages recovered with GET /messages after a queue loss |
+//	| zulip_bridge_last_event_id                   | gauge     |                          | last event id acknowledged on the current queue (-1 for a new queue) |
+//	| zulip_bridge_zulip_requests_total            | counter   | endpoint, method, status | Zulip API requests; endpoint e.g. /api/v1/events or other; status the HTTP code, or timeout, canceled, error when no response came |
+//	| zulip_bridge_zulip_request_duration_seconds  | histogram | endpoint, method         | Zulip API requests until the response headers (GET /events long-polls up to 90 s) |
+//
+// type is a Zulip event type (message, typing, ...), bridge for the
+// bridge's control events, or other. Series that alerts use (publish
+// errors per kind, registrations per reason, backfilled messages) are
+// exported at 0 from the start.
+//
+// # Traces
+//
+// Span zulip_bridge.batch (kind consumer) covers one polled batch; each
+// Publish of it is a child span zulip_bridge.publish (kind producer), whose
+// context every published message carries in its traceparent header, so a
+// consumer can continue the trace. The OTLP endpoint and encoding come from
+// Config; headers, TLS, timeout, compression, sampler (OTEL_TRACES_SAMPLER)
+// and batching (OTEL_BSP_*) from the standard OTEL_* variables, read by the
+// exporter and SDK themselves.
+package telemetry

@@ -1,0 +1,161 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Histogram buckets, in seconds.
+var (
+	// publishBuckets spans a JetStream or Kafka confirmation on a LAN (a
+	// millisecond) to a broker that is failing over (tens of seconds).
+	publishBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+	// lagBuckets start at half a second, since Zulip timestamps are whole
+	// seconds, and reach a day for messages backfilled after an outage.
+	lagBuckets = []float64{0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 7200, 21600, 86400}
+	// batchBuckets cover a batch from poll to checkpoint, including
+	// publish retries while the broker is down.
+	batchBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
+	// zulipBuckets reach past the 90 s long-poll of GET /events.
+	zulipBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 90, 120}
+)
+
+// instruments are the bridge's metrics. doc.go lists them as Prometheus
+// renders them; the names here get the exporter's suffixes (_total for
+// counters, _seconds for unit "s").
+type instruments struct {
+	received        metric.Int64Counter
+	skipped         metric.Int64Counter
+	published       metric.Int64Counter
+	publishErrors   metric.Int64Counter
+	publishDuration metric.Float64Histogram
+	lag             metric.Float64Histogram
+	batchDuration   metric.Float64Histogram
+	registrations   metric.Int64Counter
+	backfilled      metric.Int64Counter
+	lastEventID     metric.Int64Gauge
+	zulipRequests   metric.Int64Counter
+	zulipDuration   metric.Float64Histogram
+
+	// Attribute sets are built once: the per-event paths then allocate
+	// nothing for labels.
+	byType     map[string]metric.MeasurementOption
+	bySkip     map[[2]string]metric.MeasurementOption
+	byErrKind  map[string]metric.MeasurementOption
+	byOutcome  [2]metric.MeasurementOption // outcomeOK, outcomeError
+	byRegister map[string]metric.MeasurementOption
+}
+
+const (
+	outcomeOK = iota
+	outcomeError
+)
+
+func newInstruments(m metric.Meter) (*instruments, error) {
+	var (
+		in   instruments
+		errs []error
+	)
+	counter := func(name, unit, desc string) metric.Int64Counter {
+		c, err := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		errs = append(errs, err)
+		return c
+	}
+	histogram := func(name, desc string, buckets []float64) metric.Float64Histogram {
+		h, err := m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc), metric.WithExplicitBucketBoundaries(buckets...))
+		errs = append(errs, err)
+		return h
+	}
+	in.received = counter("zulip_bridge_events_received", "{event}",
+		"Events polled from Zulip, by event type.")
+	in.skipped = counter("zulip_bridge_events_skipped", "{event}",
+		"Events acknowledged without publishing, by event type and reason (heartbeat; duplicate: already in the broker).")
+	in.published = counter("zulip_bridge_events_published", "{event}",
+		"Messages the broker confirmed, by event type (bridge: the bridge's control events).")
+	in.publishErrors = counter("zulip_bridge_publish_errors", "{error}",
+		"Failed publish calls, by kind (partial: part of the batch was confirmed; timeout; canceled; error).")
+	in.publishDuration = histogram("zulip_bridge_publish_duration",
+		"Duration of publish calls until the broker confirmed the batch or failed, by outcome.", publishBuckets)
+	in.lag = histogram("zulip_bridge_message_lag",
+		"Time from a message's Zulip timestamp to the broker's confirmation of its message event.", lagBuckets)
+	in.batchDuration = histogram("zulip_bridge_batch_duration",
+		"Duration of a polled batch from receipt to checkpoint, by outcome.", batchBuckets)
+	in.registrations = counter("zulip_bridge_queue_registrations", "{registration}",
+		"Zulip event queue registrations, by reason (initial; queue_lost: the previous queue expired or the server lost it).")
+	in.backfilled = counter("zulip_bridge_backfilled_messages", "{message}",
+		"Messages recovered with GET /messages after a queue loss and published.")
+	lastID, err := m.Int64Gauge("zulip_bridge_last_event_id",
+		metric.WithDescription("The last event id acknowledged to Zulip on the current queue (-1 before the first)."))
+	errs = append(errs, err)
+	in.lastEventID = lastID
+	in.zulipRequests = counter("zulip_bridge_zulip_requests", "{request}",
+		"Requests to the Zulip API, by endpoint, method and HTTP status (error: no response).")
+	in.zulipDuration = histogram("zulip_bridge_zulip_request_duration",
+		"Duration of Zulip API requests until the response headers, by endpoint and method; GET /events long-polls.", zulipBuckets)
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("telemetry: create instruments: %w", err)
+	}
+
+	in.byType = make(map[string]metric.MeasurementOption, len(eventTypes)+1)
+	in.bySkip = make(map[[2]string]metric.MeasurementOption)
+	for _, t := range slices.Concat(eventTypes, []string{otherLabel}) {
+		in.byType[t] = metric.WithAttributeSet(attribute.NewSet(attribute.String("type", t)))
+		for _, r := range slices.Concat(skipReasons, []string{otherLabel}) {
+			in.bySkip[[2]string{t, r}] = metric.WithAttributeSet(attribute.NewSet(attribute.String("type", t), attribute.String("reason", r)))
+		}
+	}
+	in.byErrKind = make(map[string]metric.MeasurementOption, len(publishErrorKinds))
+	for _, k := range publishErrorKinds {
+		in.byErrKind[k] = metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", k)))
+	}
+	in.byOutcome[outcomeOK] = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "ok")))
+	in.byOutcome[outcomeError] = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "error")))
+	in.byRegister = map[string]metric.MeasurementOption{
+		regInitial:   metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", regInitial))),
+		regQueueLost: metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", regQueueLost))),
+	}
+
+	// Series that alerts are written against exist from the start at 0,
+	// so that rate() and increase() see the first error instead of a
+	// series appearing out of nowhere.
+	ctx := context.Background()
+	for _, k := range publishErrorKinds {
+		in.publishErrors.Add(ctx, 0, in.byErrKind[k])
+	}
+	for _, o := range in.byRegister {
+		in.registrations.Add(ctx, 0, o)
+	}
+	in.backfilled.Add(ctx, 0)
+	return &in, nil
+}
+
+// typeAttr returns the label set for an event type, "other" for a type not
+// in the allow-list.
+func (in *instruments) typeAttr(eventType string) metric.MeasurementOption {
+	if o, ok := in.byType[eventType]; ok {
+		return o
+	}
+	return in.byType[otherLabel]
+}
+
+func (in *instruments) skipAttr(eventType, reason string) metric.MeasurementOption {
+	if _, ok := in.byType[eventType]; !ok {
+		eventType = otherLabel
+	}
+	if o, ok := in.bySkip[[2]string{eventType, reason}]; ok {
+		return o
+	}
+	return in.bySkip[[2]string{eventType, otherLabel}]
+}
+
+func outcome(err error) int {
+	if err != nil {
+		return outcomeError
+	}
+	return outcomeOK
+}
