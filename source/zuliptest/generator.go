@@ -396,7 +396,7 @@ func (g *Generator) rewrite(v any, c genContext) {
 			case "message_id":
 				x[k] = c.messageID
 			case "message_ids", "messages":
-				if list, ok := e.([]any); ok && (len(list) == 0 || isNumber(list[0])) {
+				if list, ok := e.([]any); ok && len(list) > 0 && isNumber(list[0]) {
 					x[k] = []any{c.messageID}
 				} else {
 					g.rewrite(e, c)

@@ -22,10 +22,11 @@ const testTimeout = 10 * time.Second
 
 // api drives a simulator over plain net/http, the way any Zulip client does.
 type api struct {
-	t     testing.TB
-	srv   *zuliptest.Server
-	email string
-	key   string
+	t      testing.TB
+	client *http.Client // default http.DefaultClient
+	srv    *zuliptest.Server
+	email  string
+	key    string
 }
 
 // response is an API answer: status, headers, raw body and the body
@@ -86,7 +87,11 @@ func (a *api) send(req *http.Request) response {
 	if a.email != "" {
 		req.SetBasicAuth(a.email, a.key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := a.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		a.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}

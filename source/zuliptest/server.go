@@ -246,11 +246,10 @@ func (s *Server) StartListener(l net.Listener) {
 	ts.Listener.Close()
 	ts.Listener = l
 	ts.Config.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
+	// Set before serving starts, so handlers read it without a lock.
+	s.URL = "http://" + l.Addr().String()
 	ts.Start()
 	s.ts = ts
-	s.mu.Lock()
-	s.URL = ts.URL
-	s.mu.Unlock()
 }
 
 // Close ends waiting long-polls by closing their connections, then stops
@@ -290,9 +289,7 @@ func (s *Server) baseURL(r *http.Request) string {
 	if s.realm.URL != "" {
 		return s.realm.URL
 	}
-	s.mu.Lock()
 	u := s.URL
-	s.mu.Unlock()
 	if u == "" && r != nil {
 		u = "http://" + r.Host
 	}

@@ -139,7 +139,6 @@ func (s *Server) streamObject(st *Stream) object {
 		{"is_web_public", false},
 		{"history_public_to_subscribers", !st.InviteOnly},
 		{"first_message_id", s.firstMessageIDLocked(st.ID)},
-		{"is_archived", false},
 		{"message_retention_days", nil},
 		{"stream_post_policy", 1},
 		{"is_announcement_only", false},
