@@ -35,9 +35,11 @@ type Config struct {
 	// TopicPrefix says which topics this bridge owns: every topic whose
 	// name starts with it (spec section 1: one bridge writes a given set of
 	// topics). After a crash the bridge reads back the owned topics, so it
-	// must match what the topic template renders; Publish refuses a topic
-	// outside it.
-	TopicPrefix string `env:"BRIDGE_KAFKA_TOPIC_PREFIX" envDefault:"zulip." example:"zulip." help:"prefix of every topic this bridge writes, and of no other bridge's"`
+	// must cover what the topic template renders; Publish refuses a topic
+	// outside it (ErrTopicNotOwned). Empty means DefaultTopicPrefix, which
+	// fits the default template; the wiring may derive it from
+	// BRIDGE_SUBJECT_PREFIX instead.
+	TopicPrefix string `env:"BRIDGE_KAFKA_TOPIC_PREFIX" example:"zulip." help:"prefix of every topic this bridge writes and no other bridge does; default zulip."`
 	// ClientID names the bridge in broker logs and quotas.
 	ClientID string `env:"BRIDGE_KAFKA_CLIENT_ID" envDefault:"zulip-bridge" example:"zulip-bridge" help:"client id sent to the brokers"`
 

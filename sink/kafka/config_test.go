@@ -105,7 +105,6 @@ func TestEnvDefaults(t *testing.T) {
 		got, want any
 	}{
 		{"brokers", strings.Join(cfg.Brokers, ","), "kafka-0:9092,kafka-1:9092"},
-		{"topic prefix", cfg.TopicPrefix, kafkasink.DefaultTopicPrefix},
 		{"client id", cfg.ClientID, kafkasink.DefaultClientID},
 		{"compression", cfg.Compression, kafkasink.CompressionNone},
 		{"batch size", cfg.BatchSize, kafkasink.DefaultBatchSize},

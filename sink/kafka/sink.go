@@ -27,12 +27,12 @@ type Sink struct {
 	client    *kafka.Client
 	writer    *kafka.Writer
 
-	mu sync.Mutex
-	// floors holds, per partition of an owned topic, an offset at or below
-	// which nothing this sink will still confirm can land: the end offset
-	// when we first saw the partition, raised by every confirmed write.
-	// Position is a copy of it. Guarded by mu; the writer's completion
-	// callback raises it from its own goroutines.
+	mu sync.Mutex // guards the fields below
+	// floors holds, per partition of an owned topic, an offset at or after
+	// which everything this sink confirms from now on lands: the end
+	// offset when we first saw the partition, raised past every confirmed
+	// write. Position is a copy of it. The writer's completion callback
+	// raises it from its own goroutines.
 	floors map[partition]int64
 	// ready holds the topics ensureTopics found (or created), so that it
 	// asks the metadata cache once per topic, not once per batch.
