@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/sink"
@@ -280,16 +281,25 @@ func natsMsg(m *mapping.Message, msgID string) (*nats.Msg, error) {
 		return nil, fmt.Errorf("%w: empty subject (dedup key %q)", ErrInvalidMessage, m.DedupKey)
 	}
 	h := make(nats.Header, len(m.Headers)+1)
-	for _, kv := range m.Headers {
+	// One backing array for all values: a header is almost always
+	// single-valued, and this is the per-message hot path.
+	values := make([]string, len(m.Headers)+1)
+	for i, kv := range m.Headers {
 		// nats.go rejects bad keys itself but would quietly turn a line
 		// break in a value into a space: refuse rather than alter.
 		if strings.ContainsAny(kv.Value, "\r\n") {
 			return nil, fmt.Errorf("%w: header %q on %s has a line break", ErrInvalidMessage, kv.Key, m.Subject)
 		}
-		h[kv.Key] = append(h[kv.Key], kv.Value)
+		values[i] = kv.Value
+		if prev, ok := h[kv.Key]; ok {
+			h[kv.Key] = append(prev[:len(prev):len(prev)], kv.Value)
+		} else {
+			h[kv.Key] = values[i : i+1 : i+1]
+		}
 	}
 	if msgID != "" {
-		h[nats.MsgIdHdr] = []string{msgID}
+		values[len(m.Headers)] = msgID
+		h[jetstream.MsgIDHeader] = values[len(m.Headers):]
 	}
 	return &nats.Msg{Subject: m.Subject, Header: h, Data: m.Payload}, nil
 }
