@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -107,5 +109,48 @@ func TestNewRejects(t *testing.T) {
 	}
 	if _, err := New(context.Background(), Config{}, nil, WithSpanExporter(nil)); err == nil {
 		t.Error("New with WithSpanExporter(nil): err = nil")
+	}
+}
+
+// TestConfigFromEnvironment parses the standard variables the way
+// cmd/bridge does, so a wrong env tag shows here rather than in production.
+func TestConfigFromEnvironment(t *testing.T) {
+	var cfg Config
+	err := envconfig.Parse(&cfg, []string{
+		"OTEL_SDK_DISABLED=false",
+		"OTEL_TRACES_EXPORTER=otlp",
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector:4318",
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://otel-collector:4318/v1/traces",
+		"OTEL_EXPORTER_OTLP_PROTOCOL=http/json",
+		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf",
+		"OTEL_SERVICE_NAME=ignored-here", // read by the SDK, not a field
+	})
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	want := Config{
+		TracesExporter: "otlp",
+		Endpoint:       "http://otel-collector:4318",
+		TracesEndpoint: "http://otel-collector:4318/v1/traces",
+		Protocol:       "http/json",
+		TracesProtocol: "http/protobuf",
+	}
+	if cfg != want {
+		t.Errorf("parsed %+v, want %+v", cfg, want)
+	}
+	if err := envconfig.Parse(&cfg, []string{"OTEL_SDK_DISABLED=yes please"}); err == nil || !strings.Contains(err.Error(), "OTEL_SDK_DISABLED") {
+		t.Errorf("Parse of a bad boolean: %v, want an error naming OTEL_SDK_DISABLED", err)
+	}
+	var keys []string
+	for _, v := range envconfig.Vars(&Config{}) {
+		keys = append(keys, v.Key)
+		if v.Secret {
+			t.Errorf("%s listed as a secret", v.Key)
+		}
+	}
+	wantKeys := []string{"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"}
+	if strings.Join(keys, " ") != strings.Join(wantKeys, " ") {
+		t.Errorf("variables %v, want %v", keys, wantKeys)
 	}
 }

@@ -12,7 +12,7 @@
 //
 //	tel, err := telemetry.New(ctx, cfg.Telemetry, logger)
 //	mux.Handle("GET /metrics", tel.MetricsHandler())
-//	client, err := source.NewClient(zcfg, source.WithTransport(tel.RoundTripper(nil)))
+//	zulipTransport = tel.RoundTripper(zulipTransport) // the one with the ZULIP_CERT* TLS settings
 //	deps := pipeline.Deps{Sink: tel.WrapSink(s), Observer: tel.Observer(), ...}
 //	... run; stop the pipeline and the sink ...
 //	tel.Shutdown(shutdownCtx)

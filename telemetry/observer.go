@@ -87,6 +87,9 @@ func (t *Telemetry) published(msgs []*mapping.Message, err error) {
 	m := t.m
 	bg := context.Background()
 	now := t.clock.Now()
+	// Counted per type, then added once per type: a batch holds few types,
+	// and an Add costs far more than a comparison.
+	var counts []typeCount
 	next := 0 // index into failed, which is ascending
 	for i, msg := range msgs {
 		if next < len(failed) && failed[next] == i {
@@ -96,18 +99,35 @@ func (t *Telemetry) published(msgs []*mapping.Message, err error) {
 			continue
 		}
 		eventType, _ := msg.Get(mapping.HeaderEventType)
-		m.published.Add(bg, 1, m.typeAttr(eventType))
+		counts = addCount(counts, eventType)
 		if eventType != "message" {
 			continue
 		}
 		if ts, ok := messageTimestamp(msg.Payload); ok {
-			// A server clock ahead of ours would make the lag negative;
-			// it is at least zero.
 			sec, frac := math.Modf(ts)
 			lag := now.Sub(time.Unix(int64(sec), int64(frac*1e9))).Seconds()
+			// A server clock ahead of ours would make the lag negative.
 			m.lag.Record(bg, max(0, lag))
 		}
 	}
+	for _, c := range counts {
+		m.published.Add(bg, c.n, m.typeAttr(c.eventType))
+	}
+}
+
+type typeCount struct {
+	eventType string
+	n         int64
+}
+
+func addCount(counts []typeCount, eventType string) []typeCount {
+	for i := range counts {
+		if counts[i].eventType == eventType {
+			counts[i].n++
+			return counts
+		}
+	}
+	return append(counts, typeCount{eventType, 1})
 }
 
 // unconfirmed returns the indexes of the batch that err says were not

@@ -103,20 +103,23 @@ func (s *instrumentedSink) Publish(ctx context.Context, msgs []*mapping.Message)
 
 // withTraceContext returns copies of msgs carrying the trace context of ctx.
 func (t *Telemetry) withTraceContext(ctx context.Context, msgs []*mapping.Message) []*mapping.Message {
+	// Every message of the batch carries the same context: render it once.
+	var traceHeaders []mapping.Header
+	t.propagator.Inject(ctx, headerCarrier{&traceHeaders})
 	out := make([]*mapping.Message, len(msgs))
 	copies := make([]mapping.Message, len(msgs))
 	for i, m := range msgs {
 		c := &copies[i]
 		*c = *m
-		// Room for traceparent and tracestate; a stale pair is dropped
-		// rather than updated, since the new context may have no state.
-		c.Headers = make([]mapping.Header, 0, len(m.Headers)+2)
+		// A stale traceparent or tracestate is dropped rather than
+		// updated, since the new context may have no state.
+		c.Headers = make([]mapping.Header, 0, len(m.Headers)+len(traceHeaders))
 		for _, h := range m.Headers {
 			if !strings.EqualFold(h.Key, HeaderTraceparent) && !strings.EqualFold(h.Key, HeaderTracestate) {
 				c.Headers = append(c.Headers, h)
 			}
 		}
-		t.propagator.Inject(ctx, headerCarrier{&c.Headers})
+		c.Headers = append(c.Headers, traceHeaders...)
 		out[i] = c
 	}
 	return out
