@@ -18,7 +18,13 @@ type Message struct {
 	Payload []byte
 	// DedupKey identifies the event across restarts (and, for messages,
 	// across queues): it becomes Nats-Msg-Id and the Zulip-Dedup-Key header.
+	// <site host>/message/<message id> for message events, live or
+	// backfilled; <site host>/<queue id>/<event id> for other events;
+	// <site host>/<queue id>/bridge.<kind> for control events.
 	DedupKey string
+	// Event is what the bridge needs from the event to run its queue
+	// (event id, highest message id). Sinks ignore it.
+	Event EventInfo
 }
 
 // Header is one message header. Headers are kept as an ordered slice, not a
@@ -41,6 +47,9 @@ const (
 	HeaderTopic       = "Zulip-Topic"
 	HeaderMessageID   = "Zulip-Message-Id"
 	HeaderContentType = "Content-Type"
+	// HeaderBackfill is "true" on messages that MapBackfilled recovered
+	// with GET /messages after a queue was lost; live events lack it.
+	HeaderBackfill = "Zulip-Backfill"
 )
 
 // Get returns the value of the first header named key, and whether there is one.

@@ -1,0 +1,104 @@
+package mapping
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestConfigValidate(t *testing.T) {
+	valid := []Config{
+		{},
+		{SubjectPrefix: "zulip", CloudEvents: "off", Sink: "nats"},
+		{SubjectPrefix: "acme.zulip-1_x", CloudEvents: "binary", Sink: "kafka"},
+		{CloudEvents: "structured", SubjectTemplate: DefaultSubjectTemplate, TopicTemplate: DefaultTopicTemplate},
+	}
+	for _, cfg := range valid {
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("Validate(%+v) = %v", cfg, err)
+		}
+	}
+	invalid := []struct {
+		cfg  Config
+		want []string // all in the error
+	}{
+		{Config{SubjectPrefix: "zu lip"}, []string{"BRIDGE_SUBJECT_PREFIX", "' '", "example: BRIDGE_SUBJECT_PREFIX="}},
+		{Config{SubjectPrefix: "zulip.>"}, []string{"BRIDGE_SUBJECT_PREFIX", "'>'"}},
+		{Config{SubjectPrefix: "a..b"}, []string{"BRIDGE_SUBJECT_PREFIX", "empty token"}},
+		{Config{SubjectPrefix: "zulip."}, []string{"BRIDGE_SUBJECT_PREFIX", "empty token"}},
+		{Config{SubjectPrefix: strings.Repeat("z", 101)}, []string{"BRIDGE_SUBJECT_PREFIX", "limit is 100"}},
+		{Config{CloudEvents: "yes"}, []string{`BRIDGE_CLOUDEVENTS="yes"`, "off, binary or structured", "example: BRIDGE_CLOUDEVENTS=binary"}},
+		{Config{Sink: "redis"}, []string{`BRIDGE_SINK="redis"`, "nats or kafka", "example: BRIDGE_SINK=nats"}},
+		// Every problem is reported at once.
+		{Config{SubjectPrefix: "a b", CloudEvents: "x", Sink: "y", SubjectTemplate: "{x}"}, []string{
+			"BRIDGE_SUBJECT_PREFIX", "BRIDGE_CLOUDEVENTS", "BRIDGE_SINK", "BRIDGE_SUBJECT_TEMPLATE",
+		}},
+	}
+	for _, tt := range invalid {
+		err := tt.cfg.Validate()
+		if err == nil {
+			t.Errorf("Validate(%+v) = nil", tt.cfg)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("Validate(%+v) = %q, want it to contain %q", tt.cfg, err, w)
+			}
+		}
+	}
+}
+
+func TestNewSite(t *testing.T) {
+	tests := []struct{ site, host, source string }{
+		{"https://chat.example.com", "chat.example.com", "https://chat.example.com"},
+		{"https://Chat.Example.COM/", "chat.example.com", "https://chat.example.com"},
+		{"chat.example.com", "chat.example.com", "https://chat.example.com"},
+		{" https://chat.example.com:443/api/v1 ", "chat.example.com", "https://chat.example.com"},
+		{"http://localhost:9991", "localhost:9991", "http://localhost:9991"},
+		{"http://127.0.0.1:80", "127.0.0.1", "http://127.0.0.1"},
+		{"https://[::1]:8443", "[::1]:8443", "https://[::1]:8443"},
+		{"https://[::1]", "[::1]", "https://[::1]"},
+		{"HTTPS://xn--caf-dma.example", "xn--caf-dma.example", "https://xn--caf-dma.example"},
+	}
+	for _, tt := range tests {
+		m, err := New(Config{CloudEvents: CloudEventsStructured}, tt.site)
+		if err != nil {
+			t.Errorf("New(%q): %v", tt.site, err)
+			continue
+		}
+		if m.Site() != tt.host || m.source != tt.source {
+			t.Errorf("New(%q): host %q source %q, want %q %q", tt.site, m.Site(), m.source, tt.host, tt.source)
+		}
+		msg, err := m.Map([]byte(`{"type":"heartbeat","id":1}`), testQueue)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := msg.Get(HeaderSite); v != tt.host || msg.DedupKey != tt.host+"/"+testQueue+"/1" {
+			t.Errorf("New(%q): Zulip-Site %q, dedup key %q", tt.site, v, msg.DedupKey)
+		}
+	}
+
+	for _, tt := range []struct{ site, want string }{
+		{"", "ZULIP_SITE is empty"},
+		{"ftp://chat.example.com", `scheme "ftp"`},
+		{"https://", "no host"},
+		{"https://bot:s3cret@chat.example.com", "must not contain credentials"},
+		{"https://bot:s3cret@chat example.com", "ZULIP_SITE"},
+		{"https://café.example", "xn-- form"},
+		{"https://chat.example.com:port", "ZULIP_SITE is not a URL"},
+	} {
+		_, err := New(Config{}, tt.site)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("New(%q) = %v, want an error containing %q", tt.site, err, tt.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("New(%q): error %q reveals the password", tt.site, err)
+		}
+		if !strings.Contains(err.Error(), "example: ZULIP_SITE=") {
+			t.Errorf("New(%q): error %q gives no example", tt.site, err)
+		}
+	}
+	if _, err := New(Config{Sink: "x"}, testSite); err == nil || !strings.Contains(err.Error(), "BRIDGE_SINK") {
+		t.Errorf("New with an invalid config: %v", err)
+	}
+}

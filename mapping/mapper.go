@@ -1,0 +1,620 @@
+package mapping
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Mapper turns Zulip events of one site into broker messages. It is
+// immutable after New and safe for concurrent use.
+type Mapper struct {
+	prefix      string
+	subject     *template
+	topic       *template
+	cloudEvents string
+	sink        string
+	host        string // canonical site host: Zulip-Site, dedup keys
+	source      string // canonical site URL: CloudEvents source
+	siteToken   []byte // EscapeToken(host), for {site}
+}
+
+// New returns a Mapper for the Zulip site at site (ZULIP_SITE, e.g.
+// https://chat.example.com; without a scheme it means https). It fails if
+// cfg is invalid or site is not an http(s) URL with an ASCII host.
+//
+// The site is reduced to its host, lower-cased and without a default port:
+// it is the Zulip-Site header and the first part of every dedup key, so
+// spelling ZULIP_SITE differently (trailing slash, explicit :443, upper
+// case) after a restart cannot change the dedup keys of the same events.
+func New(cfg Config, site string) (*Mapper, error) {
+	subject, topic, err := cfg.compile()
+	if err != nil {
+		return nil, err
+	}
+	host, source, err := canonicalSite(site)
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	return &Mapper{
+		prefix:      cfg.SubjectPrefix,
+		subject:     subject,
+		topic:       topic,
+		cloudEvents: cfg.CloudEvents,
+		sink:        cfg.Sink,
+		host:        host,
+		source:      source,
+		siteToken:   appendEscaped(nil, []byte(host)),
+	}, nil
+}
+
+// Site returns the site host that the Mapper puts in Zulip-Site and dedup
+// keys, e.g. "chat.example.com".
+func (m *Mapper) Site() string { return m.host }
+
+func canonicalSite(site string) (host, source string, err error) {
+	const example = "; example: ZULIP_SITE=https://chat.example.com"
+	s := strings.TrimSpace(site)
+	if s == "" {
+		return "", "", errors.New("ZULIP_SITE is empty" + example)
+	}
+	if !strings.Contains(s, "://") {
+		s = "https://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		// The url.Error would quote the whole value, which may hold a
+		// password; its inner error names only the faulty part.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", "", fmt.Errorf("ZULIP_SITE is not a URL: %v%s", err, example)
+	}
+	if u.User != nil {
+		return "", "", errors.New("ZULIP_SITE must not contain credentials; use ZULIP_EMAIL and ZULIP_API_KEY" + example)
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "https" && scheme != "http" {
+		return "", "", fmt.Errorf("ZULIP_SITE scheme %q: want https or http%s", u.Scheme, example)
+	}
+	name, port := strings.ToLower(u.Hostname()), u.Port()
+	if name == "" {
+		return "", "", errors.New("ZULIP_SITE has no host" + example)
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c <= ' ' || c >= 0x7f || c == '/' {
+			return "", "", errors.New("ZULIP_SITE host must be printable ASCII; write an internationalized domain in its xn-- form" + example)
+		}
+	}
+	if scheme == "https" && port == "443" || scheme == "http" && port == "80" {
+		port = ""
+	}
+	host = name
+	switch {
+	case port != "":
+		host = net.JoinHostPort(name, port)
+	case strings.Contains(name, ":"): // IPv6 literal
+		host = "[" + name + "]"
+	}
+	return host, scheme + "://" + host, nil
+}
+
+// EventInfo is what the mapper read from an event that the bridge needs to
+// run its queue.
+type EventInfo struct {
+	// ID is the event id to acknowledge; -1 for backfilled messages and
+	// control events, which come from no queue.
+	ID int64
+	// Type and Op are the event's type and op ("" when it has none).
+	Type, Op string
+	// MessageID is the id of the new message of a message event (live or
+	// backfilled), to track the highest message id seen; 0 for every
+	// other event, including those that refer to a message (reaction,
+	// update_message), whose id is in the Zulip-Message-Id header.
+	MessageID int64
+}
+
+// Peek reads an event's id, type, op and message id without mapping it.
+// It validates the event as Map does, so an event Peek accepts Map
+// accepts too, unless a rendered name is invalid.
+func Peek(raw []byte) (EventInfo, error) {
+	var ev event
+	if err := parseEvent(raw, &ev); err != nil {
+		return EventInfo{}, err
+	}
+	typ, op, err := ev.typeAndOp()
+	if err != nil {
+		return EventInfo{}, err
+	}
+	info := EventInfo{ID: ev.id.v, Type: typ, Op: op}
+	if err := ev.check(info.Type, true); err != nil {
+		return EventInfo{}, err
+	}
+	if info.Type == "message" {
+		info.MessageID = ev.msg.id.v
+	}
+	return info, nil
+}
+
+// typeAndOp decodes and checks the event's type and op; op is "" when the
+// event has none (or an empty one).
+func (ev *event) typeAndOp() (typ, op string, err error) {
+	if !ev.typ.ok {
+		return "", "", fmt.Errorf(`%w: no string member "type"`, ErrInvalidEvent)
+	}
+	typ = ev.typ.intern()
+	if err := checkToken(typ); err != nil {
+		return "", "", fmt.Errorf("%w: type: %v", ErrInvalidEvent, err)
+	}
+	if ev.op.ok {
+		op = ev.op.intern()
+		if err := checkToken(op); op != "" && err != nil {
+			return "", "", fmt.Errorf("%w: op: %v", ErrInvalidEvent, err)
+		}
+	}
+	return typ, op, nil
+}
+
+// vocabulary holds the event types and ops of Zulip's API, so that the
+// strings of an event cost no allocation in the common case.
+var vocabulary = func() map[string]string {
+	words := strings.Fields(`alert_words attachment custom_profile_fields default_stream_groups
+		default_streams delete_message drafts has_zoom_token heartbeat invites_changed message
+		muted_topics muted_users onboarding_steps presence reaction realm realm_bot realm_domains
+		realm_emoji realm_export realm_filters realm_linkifiers realm_playgrounds realm_user
+		realm_user_settings_defaults restart scheduled_messages stream submessage subscription
+		typing update_display_settings update_global_notifications update_message
+		update_message_flags user_group user_settings user_status user_topic web_reload_client
+		add add_members add_subgroups change create deactivated delete peer_add peer_remove
+		remove remove_members remove_subgroups start stop update update_dict`)
+	m := make(map[string]string, len(words))
+	for _, w := range words {
+		m[w] = w
+	}
+	return m
+}()
+
+// intern returns the decoded string, shared with vocabulary when it is in it.
+func (s str) intern() string {
+	if !s.esc {
+		if w, ok := vocabulary[string(s.raw)]; ok {
+			return w
+		}
+	}
+	return s.String()
+}
+
+// check enforces what every event needs to be published: an event id
+// (unless backfilled) and, for a message event, the message id its dedup
+// key is made of.
+func (ev *event) check(typ string, needID bool) error {
+	if needID && !ev.id.ok {
+		return fmt.Errorf(`%w: %s event: "id" is missing or not a non-negative integer`, ErrInvalidEvent, typ)
+	}
+	if typ == "message" && !ev.msg.id.ok {
+		return fmt.Errorf(`%w: message event: "message" has no non-negative integer "id"`, ErrInvalidEvent)
+	}
+	return nil
+}
+
+// checkToken accepts what Zulip uses as event types and ops, which the
+// default names use unescaped: letters, digits, '_' and '-'.
+func checkToken(t string) error {
+	if len(t) == 0 {
+		return errors.New("empty")
+	}
+	if len(t) > 100 {
+		return fmt.Errorf("%d characters, the limit is 100", len(t))
+	}
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; !isTokenByte(c) {
+			return fmt.Errorf("%q: character %q is not a letter, digit, '_' or '-'", t, c)
+		}
+	}
+	return nil
+}
+
+// checkQueueID accepts the queue ids Zulip hands out ("1517975029:0", a
+// UUID) and anything else that keeps dedup keys unambiguous.
+func checkQueueID(q string) error {
+	if q == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidQueueID)
+	}
+	if len(q) > 200 {
+		return fmt.Errorf("%w: %d characters, the limit is 200", ErrInvalidQueueID, len(q))
+	}
+	// <site>/message/<id> is the dedup key of a message; a queue named
+	// "message" would give its event <id> the same key.
+	if q == "message" {
+		return fmt.Errorf(`%w: "message" is reserved for message dedup keys`, ErrInvalidQueueID)
+	}
+	for i := 0; i < len(q); i++ {
+		if c := q[i]; c <= ' ' || c >= 0x7f || c == '/' {
+			return fmt.Errorf("%w: %q: only printable ASCII without '/' or spaces", ErrInvalidQueueID, q)
+		}
+	}
+	return nil
+}
+
+// Map turns one event from the queue queueID into a message. raw must be
+// one JSON object as the server sent it; the Message's Payload is raw
+// itself (or, in structured CloudEvents mode, an envelope that embeds it
+// byte for byte), so raw must not be modified afterwards.
+//
+// Errors wrap ErrInvalidEvent, ErrInvalidName or ErrInvalidQueueID.
+func (m *Mapper) Map(raw []byte, queueID string) (*Message, error) {
+	if err := checkQueueID(queueID); err != nil {
+		return nil, err
+	}
+	var ev event
+	if err := parseEvent(raw, &ev); err != nil {
+		return nil, err
+	}
+	return m.build(raw, &ev, queueID, false)
+}
+
+// MapBackfilled turns a message object from GET /messages, fetched after a
+// queue was lost, into the message its live event would have been.
+//
+// The payload is a synthetic event of the live shape,
+// {"type":"message","message":{...},"flags":[...]}: the message object
+// byte for byte except its "flags" member, which moves to the top level as
+// the server does for live events ([] if the object has none). It has no
+// "id" (no queue delivered it) and so the message has no Zulip-Event-Id
+// header, but it carries Zulip-Backfill: true. Subject, topic, key and
+// dedup key (<site host>/message/<message id>) are those of the live
+// event, so a message that was published live before the queue was lost is
+// recognised as a duplicate.
+func (m *Mapper) MapBackfilled(rawMessage []byte, queueID string) (*Message, error) {
+	if err := checkQueueID(queueID); err != nil {
+		return nil, err
+	}
+	var msg message
+	if err := parseMessage(rawMessage, &msg); err != nil {
+		return nil, err
+	}
+	body := rawMessage
+	if msg.flagsCut[1] > 0 {
+		body = make([]byte, 0, len(rawMessage))
+		body = append(body, rawMessage[:msg.flagsCut[0]]...)
+		body = append(body, rawMessage[msg.flagsCut[1]:]...)
+	}
+	flags := msg.flags
+	if flags == nil {
+		flags = []byte("[]")
+	}
+	payload := make([]byte, 0, len(body)+len(flags)+64)
+	payload = append(payload, `{"type":"message","message":`...)
+	payload = append(payload, trimSpace(body)...)
+	payload = append(payload, `,"flags":`...)
+	payload = append(payload, flags...)
+	payload = append(payload, '}')
+	var ev event
+	if err := parseEvent(payload, &ev); err != nil {
+		return nil, err
+	}
+	return m.build(payload, &ev, queueID, true)
+}
+
+func trimSpace(b []byte) []byte {
+	s := scanner{data: b}
+	s.ws()
+	b = b[s.pos:]
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// Control returns a control event of the bridge itself (spec section 3):
+// subject <prefix>.bridge.<kind>, Kafka topic <prefix>.bridge, no key,
+// headers Zulip-Event-Type: bridge and Zulip-Event-Op: <kind>, payload as
+// given (a JSON object). Templates do not apply: control events keep fixed
+// names that consumers can rely on.
+//
+// queueID is the queue the control event is about, the new one for
+// "resync" and "state": the dedup key <site host>/<queue id>/bridge.<kind>
+// makes a control event that is published again after a crash a duplicate,
+// and cannot equal any event's key (event ids are integers).
+func (m *Mapper) Control(kind, queueID string, payload []byte) (*Message, error) {
+	if err := checkToken(kind); err != nil {
+		return nil, fmt.Errorf("control kind: %v", err)
+	}
+	if err := checkQueueID(queueID); err != nil {
+		return nil, err
+	}
+	s := &scanner{data: payload}
+	if s.peek() != '{' {
+		return nil, fmt.Errorf("control %s: payload must be a JSON object", kind)
+	}
+	if err := s.skip(0); err != nil {
+		return nil, fmt.Errorf("control %s: %w", kind, err)
+	}
+	if err := s.end(); err != nil {
+		return nil, fmt.Errorf("control %s: %w", kind, err)
+	}
+	subject := m.prefix + ".bridge." + kind
+	if err := checkName([]byte(subject), natsName); err != nil {
+		return nil, err
+	}
+	topic := m.prefix + ".bridge"
+	if err := checkName([]byte(topic), kafkaName); err != nil {
+		return nil, err
+	}
+	return m.assemble(&parts{
+		subject:  subject,
+		topic:    topic,
+		typ:      "bridge",
+		op:       kind,
+		eventID:  -1,
+		queueID:  queueID,
+		dedupKey: m.host + "/" + queueID + "/bridge." + kind,
+		ceType:   "com.github.zulip-bridge." + kind,
+		payload:  payload,
+	}), nil
+}
+
+// parts are the pieces of a message before headers and payload are
+// assembled for the configured CloudEvents mode.
+type parts struct {
+	subject, topic string
+	key            []byte
+	typ, op        string
+	eventID        int64  // -1: none
+	eventIDText    string // eventID in decimal
+	queueID        string
+	dedupKey       string
+	streamID       string // "" when unknown, as are the next three
+	stream         string
+	hasStream      bool // the stream name is known (it may be "")
+	topicName      string
+	hasTopic       bool
+	messageID      string
+	backfill       bool
+	newMessageID   int64
+	ceType         string
+	ceTime         string
+	payload        []byte
+}
+
+// build renders the names, key and header values of an event. All the
+// strings are written into one buffer and converted once: a message costs
+// a few allocations whatever its number of headers.
+func (m *Mapper) build(raw []byte, ev *event, queueID string, backfill bool) (*Message, error) {
+	typ, op, err := ev.typeAndOp()
+	if err != nil {
+		return nil, err
+	}
+	if err := ev.check(typ, !backfill); err != nil {
+		return nil, err
+	}
+	n := classify(ev, typ)
+	v := vars{prefix: m.prefix, typ: typ, op: op, site: m.siteToken, naming: &n}
+
+	buf := make([]byte, 0, 256+len(n.stream.raw)*3+len(n.topic.raw)*4)
+	type span struct{ a, b int }
+	mark := func(a int) span { return span{a, len(buf)} }
+
+	a := len(buf)
+	if buf, err = m.subject.render(buf, &v); err != nil {
+		return nil, err
+	}
+	subject := mark(a)
+	a = len(buf)
+	if buf, err = m.topic.render(buf, &v); err != nil {
+		return nil, err
+	}
+	topic := mark(a)
+	a = len(buf)
+	buf = n.appendKey(buf)
+	key := mark(a)
+
+	a = len(buf)
+	buf = append(buf, m.host...)
+	if typ == "message" {
+		buf = strconv.AppendInt(append(buf, "/message/"...), ev.msg.id.v, 10)
+	} else {
+		buf = strconv.AppendInt(append(append(append(buf, '/'), queueID...), '/'), ev.id.v, 10)
+	}
+	dedup := mark(a)
+
+	a = len(buf)
+	if !backfill {
+		buf = strconv.AppendInt(buf, ev.id.v, 10)
+	}
+	eventID := mark(a)
+
+	var streamID, stream, topicName, messageID, ceType, ceTime span
+	if n.scope == scopeStream {
+		a = len(buf)
+		buf = strconv.AppendInt(buf, n.streamID, 10)
+		streamID = mark(a)
+		a = len(buf)
+		buf = appendHeaderStr(buf, n.stream)
+		stream = mark(a)
+		a = len(buf)
+		buf = appendHeaderStr(buf, n.topic)
+		topicName = mark(a)
+	}
+	if n.messageID.ok {
+		a = len(buf)
+		buf = strconv.AppendInt(buf, n.messageID.v, 10)
+		messageID = mark(a)
+	}
+	if m.cloudEvents != CloudEventsOff {
+		a = len(buf)
+		buf = append(append(buf, "org.zulip.event."...), typ...)
+		if op != "" {
+			buf = append(append(buf, '.'), op...)
+		}
+		ceType = mark(a)
+		if n.time.ok && n.time.v < 253402300800 { // RFC 3339 ends at year 9999
+			a = len(buf)
+			buf = time.Unix(n.time.v, 0).UTC().AppendFormat(buf, time.RFC3339)
+			ceTime = mark(a)
+		}
+	}
+
+	s := string(buf)
+	sub := func(x span) string { return s[x.a:x.b] }
+	p := &parts{
+		subject:     sub(subject),
+		topic:       sub(topic),
+		typ:         typ,
+		eventID:     ev.id.v,
+		eventIDText: sub(eventID),
+		queueID:     queueID,
+		dedupKey:    sub(dedup),
+		streamID:    sub(streamID),
+		stream:      sub(stream),
+		hasStream:   n.scope == scopeStream && n.stream.ok,
+		topicName:   sub(topicName),
+		hasTopic:    n.scope == scopeStream && n.topic.ok,
+		messageID:   sub(messageID),
+		backfill:    backfill,
+		ceType:      sub(ceType),
+		ceTime:      sub(ceTime),
+		payload:     raw,
+	}
+	if key.b > key.a {
+		p.key = buf[key.a:key.b:key.b]
+	}
+	p.op = op
+	if backfill {
+		p.eventID = -1
+	}
+	if typ == "message" {
+		p.newMessageID = ev.msg.id.v
+	}
+	return m.assemble(p), nil
+}
+
+// maxHeaders is the most headers a message has: 12 of spec section 3 and
+// Zulip-Backfill, plus 6 CloudEvents attributes.
+const maxHeaders = 18
+
+// assemble lays out headers and payload for the CloudEvents mode and
+// sink. One allocation holds the Message and its header array.
+func (m *Mapper) assemble(p *parts) *Message {
+	blk := new(struct {
+		msg Message
+		hdr [maxHeaders]Header
+	})
+	h := blk.hdr[:0]
+	add := func(k, v string) { h = append(h, Header{Key: k, Value: v}) }
+
+	add(HeaderEventType, p.typ)
+	if p.op != "" {
+		add(HeaderEventOp, p.op)
+	}
+	if p.eventID >= 0 {
+		add(HeaderEventID, p.eventIDText)
+	}
+	add(HeaderQueueID, p.queueID)
+	add(HeaderSite, m.host)
+	add(HeaderDedupKey, p.dedupKey)
+	if p.streamID != "" {
+		add(HeaderStreamID, p.streamID)
+	}
+	if p.hasStream {
+		add(HeaderStream, p.stream)
+	}
+	if p.hasTopic {
+		add(HeaderTopic, p.topicName)
+	}
+	if p.messageID != "" {
+		add(HeaderMessageID, p.messageID)
+	}
+	if p.backfill {
+		add(HeaderBackfill, "true")
+	}
+
+	payload := p.payload
+	kafka := m.sink == SinkKafka
+	contentType := HeaderContentType
+	if kafka && m.cloudEvents != CloudEventsOff {
+		// The Kafka binding maps datacontenttype to the header
+		// "content-type", and Kafka header names are case-sensitive.
+		contentType = "content-type"
+	}
+	switch m.cloudEvents {
+	case CloudEventsOff:
+		add(contentType, contentTypeJSON)
+	case CloudEventsBinary:
+		add(contentType, contentTypeJSON)
+		if kafka {
+			add("ce_specversion", "1.0")
+			add("ce_id", p.dedupKey)
+			add("ce_source", m.source)
+			add("ce_type", p.ceType)
+			if p.ceTime != "" {
+				add("ce_time", p.ceTime)
+			}
+		} else {
+			// The NATS binding keeps Content-Type for telling structured
+			// from binary mode and gives datacontenttype its own header.
+			add("ce-specversion", "1.0")
+			add("ce-id", percentEncode(p.dedupKey))
+			add("ce-source", percentEncode(m.source))
+			add("ce-type", p.ceType)
+			if p.ceTime != "" {
+				add("ce-time", p.ceTime)
+			}
+			add("ce-datacontenttype", contentTypeJSON)
+		}
+	case CloudEventsStructured:
+		add(contentType, contentTypeCloudEvents)
+		payload = envelope(p, m.source)
+	}
+
+	blk.msg = Message{
+		Subject:  p.subject,
+		Topic:    p.topic,
+		Key:      p.key,
+		Headers:  h[:len(h):len(h)],
+		Payload:  payload,
+		DedupKey: p.dedupKey,
+		Event:    EventInfo{ID: p.eventID, Type: p.typ, Op: p.op, MessageID: p.newMessageID},
+	}
+	return &blk.msg
+}
+
+// Content types.
+const (
+	contentTypeJSON        = "application/json"
+	contentTypeCloudEvents = "application/cloudevents+json; charset=UTF-8"
+)
+
+func percentEncode(v string) string {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '%' {
+			return string(appendPercentEncoded(make([]byte, 0, len(v)+16), v))
+		}
+	}
+	return v
+}
+
+// envelope wraps the payload in the CloudEvents JSON format, embedding it
+// byte for byte as "data".
+func envelope(p *parts, source string) []byte {
+	b := make([]byte, 0, len(p.payload)+len(p.dedupKey)+len(source)+len(p.ceType)+160)
+	b = append(b, `{"specversion":"1.0","id":`...)
+	b = appendJSONString(b, p.dedupKey)
+	b = append(b, `,"source":`...)
+	b = appendJSONString(b, source)
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, p.ceType)
+	if p.ceTime != "" {
+		b = append(b, `,"time":`...)
+		b = appendJSONString(b, p.ceTime)
+	}
+	b = append(b, `,"datacontenttype":"application/json","data":`...)
+	b = append(b, p.payload...)
+	return append(b, '}')
+}
