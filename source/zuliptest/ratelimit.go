@@ -57,7 +57,8 @@ func (s *Server) rateLimit(c *call) *apiError {
 
 	c.header.Set("X-RateLimit-Limit", strconv.Itoa(limit))
 	c.header.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
-	c.header.Set("X-RateLimit-Reset", strconv.FormatInt(int64(math.Ceil(float64(reset.UnixNano())/1e9)), 10))
+	// Upstream truncates: int(time.time() + secs_to_freedom).
+	c.header.Set("X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
 	if !limited {
 		return nil
 	}
