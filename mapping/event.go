@@ -13,14 +13,12 @@ type event struct {
 	streams       firstOf // stream create/delete
 	subscriptions firstOf // subscription add/remove
 	topic         str     // typing, delete_message
-	subject       str     // update_message: topic after a move
 	origSubject   str     // update_message: topic before a move
 	topicName     str     // user_topic
 	streamName    str     // update_message
 	name          str     // stream update
 	messageID     num
 	editTimestamp num
-	hasMessage    bool
 	msg           message
 }
 
@@ -105,8 +103,6 @@ func parseEvent(raw []byte, ev *event) error {
 			bit, err = bitSubscriptions, s.streamList(1, &ev.subscriptions)
 		case "topic":
 			bit, err = bitTopic, s.readStr(1, &ev.topic)
-		case "subject":
-			bit, err = bitSubject, s.readStr(1, &ev.subject)
 		case "orig_subject":
 			bit, err = bitOrigSubject, s.readStr(1, &ev.origSubject)
 		case "topic_name":
@@ -122,7 +118,6 @@ func parseEvent(raw []byte, ev *event) error {
 		case "message":
 			bit = bitMessage
 			if s.peek() == '{' {
-				ev.hasMessage = true
 				err = s.message(1, &ev.msg)
 			} else {
 				err = s.skip(1)
