@@ -18,13 +18,22 @@ type MessageHandler func(ctx context.Context, msg Message) error
 type CallOption func(*callConfig)
 
 type callConfig struct {
-	state      State
-	onLost     func(context.Context, QueueLost, *Registration) error
-	heartbeats bool
+	state        State
+	onRegistered func(context.Context, *Registration) error
+	onLost       func(context.Context, QueueLost, *Registration) error
+	heartbeats   bool
 }
 
 // FromState resumes a saved queue instead of registering a new one.
 func FromState(st State) CallOption { return func(c *callConfig) { c.state = st } }
+
+// OnRegistered is called after every registration (the first one and each
+// replacement of a lost queue, before OnQueueLost), before any event of the
+// new queue: the registration's Raw is the initial state. An error is
+// retried after a backoff delay.
+func OnRegistered(f func(ctx context.Context, reg *Registration) error) CallOption {
+	return func(c *callConfig) { c.onRegistered = f }
+}
 
 // OnQueueLost is called when a lost queue was replaced, before any event of
 // the new queue, e.g. to backfill with GetMessages. An error is retried
@@ -78,6 +87,11 @@ func (c *Client) CallOnEachEvent(ctx context.Context, handler EventHandler, opts
 // stops at the first failure: that event and the rest come again.
 func (c *Client) handleBatch(ctx context.Context, q *Queue, b Batch, handler EventHandler, cfg *callConfig) error {
 	if b.Registered != nil {
+		if cfg.onRegistered != nil {
+			if err := cfg.onRegistered(ctx, b.Registered); err != nil {
+				return fmt.Errorf("registration handler: %w", err)
+			}
+		}
 		if b.Lost != nil {
 			if cfg.onLost != nil {
 				if err := cfg.onLost(ctx, *b.Lost, b.Registered); err != nil {

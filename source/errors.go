@@ -1,8 +1,11 @@
 package source
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 )
@@ -162,7 +165,8 @@ func (e *timeoutError) Timeout() bool { return true }
 
 // IsTransient reports whether err is worth retrying unchanged: server errors
 // (5xx, 408), rate limits, transport failures and malformed responses.
-// Unauthorized, other 4xx, oversized responses and context errors are not.
+// Unauthorized, other 4xx, oversized responses, TLS certificate failures
+// and context errors are not.
 func IsTransient(err error) bool {
 	if err == nil {
 		return false
@@ -176,8 +180,33 @@ func IsTransient(err error) bool {
 		return ae.Status >= 500 || ae.Status == http.StatusRequestTimeout || ae.Status == http.StatusTooManyRequests
 	}
 	var te *TransportError
+	if errors.As(err, &te) {
+		return !tlsConfigError(te.Err)
+	}
 	var me *MalformedResponseError
-	return errors.As(err, &te) || errors.As(err, &me)
+	return errors.As(err, &me)
+}
+
+// tlsConfigError tells a TLS handshake that failed on certificates (theirs
+// not trusted, ours refused) from a network failure: retrying does not fix
+// a CA bundle or a client certificate, so it is reported at once.
+func tlsConfigError(err error) bool {
+	var (
+		verify   *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		alert    tls.AlertError
+	)
+	if errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &hostname) ||
+		errors.As(err, &invalid) || errors.As(err, &alert) {
+		return true
+	}
+	// An alert from the server (crypto/tls reports it as a "remote error")
+	// is its verdict on the handshake: most often a client certificate
+	// that is missing or not trusted.
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error"
 }
 
 // retryAfter returns the delay the server asked for, if it asked.

@@ -182,9 +182,21 @@ func (q *Queue) Next(ctx context.Context) (Batch, error) {
 	queueID, last := q.st.QueueID, q.st.LastEventID
 	q.mu.Unlock()
 
+	empties := 0
 	for attempt := 1; ; {
 		events, err := q.c.GetEvents(ctx, queueID, last, false)
-		if err == nil && len(events) > 0 {
+		if err == nil && len(events) == 0 {
+			// The server ends a waiting GET with no events when a newer GET
+			// on the queue supersedes it or the queue is collected: ask
+			// again at once. Several in a row mean another client is
+			// polling this queue; back off rather than fight over it.
+			if empties++; empties == 1 {
+				continue
+			}
+			err = &MalformedResponseError{Method: http.MethodGet, Endpoint: "/api/v1/events",
+				Err: fmt.Errorf("%d empty answers in a row to a waiting GET: is another client polling this queue?", empties)}
+		}
+		if err == nil {
 			q.mu.Lock()
 			q.lastSuccess = q.c.clock.Now()
 			q.fresh = false
@@ -194,11 +206,6 @@ func (q *Queue) Next(ctx context.Context) (Batch, error) {
 			}
 			q.mu.Unlock()
 			return Batch{QueueID: queueID, Events: events}, nil
-		}
-		if err == nil {
-			// A blocking GET always has an event; an empty answer is a proxy
-			// or server misbehaving, not worth a tight loop.
-			err = &MalformedResponseError{Method: http.MethodGet, Endpoint: "/api/v1/events", Err: errors.New("no events in a blocking response")}
 		}
 		if ctx.Err() != nil {
 			return Batch{}, ctx.Err()
