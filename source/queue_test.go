@@ -29,8 +29,8 @@ func TestCallOnEachEventOrderOnceAcrossHeartbeatsAndGaps(t *testing.T) {
 
 	var (
 		mu       sync.Mutex
-		handled  []int     // the "n" of each event handled successfully, in order
-		eventIDs []int64   // and its event id
+		handled  []int   // the "n" of each event handled successfully, in order
+		eventIDs []int64 // and its event id
 		failed   = map[int64]bool{}
 		progress = make(chan int, 100)
 	)

@@ -116,7 +116,10 @@ func TestTLS(t *testing.T) {
 		{"certificate and key in one file", func(c *source.Config) { c.CertBundle, c.Cert = p.caFile, p.clientBoth }, false},
 		{"no client certificate", func(c *source.Config) { c.CertBundle = p.caFile }, true},
 		{"no CA bundle", func(c *source.Config) { c.Cert, c.CertKey = p.clientCert, p.clientKey }, true},
-		{"insecure", func(c *source.Config) { c.Cert, c.CertKey, c.AllowInsecure = p.clientCert, p.clientKey, new(bool); *c.AllowInsecure = true }, false},
+		{"insecure", func(c *source.Config) {
+			c.Cert, c.CertKey, c.AllowInsecure = p.clientCert, p.clientKey, new(bool)
+			*c.AllowInsecure = true
+		}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
