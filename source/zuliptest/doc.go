@@ -1,34 +1,109 @@
 // Package zuliptest is a Zulip-compatible server for tests, used like
-// net/http/httptest.Server: it serves the real-time events API
-// (register, GET and DELETE /events), GET and POST /messages and
-// server_settings on 127.0.0.1 with the behaviour of Zulip's server that
-// clients depend on, and gives tests a Go API to drive and inspect it.
+// net/http/httptest.Server: it serves Zulip's real-time events API and the
+// calls around it on 127.0.0.1, behaving as Zulip's server does wherever a
+// client depends on it, and gives tests a Go API to drive, break and
+// inspect it. cmd/zulipsim serves the same server as a program.
 //
-//	srv := zuliptest.NewServer(zuliptest.Config{Clock: clockwork.NewFakeClock()})
+// # Use
+//
+//	fc := clockwork.NewFakeClock()
+//	srv := zuliptest.NewServer(zuliptest.Config{Clock: fc})
 //	defer srv.Close()
-//	client := newClient(srv.URL, zuliptest.DefaultBot.Email, zuliptest.DefaultBot.APIKey)
 //
-// # What it guarantees
+// Point a client at srv.URL with zuliptest.DefaultBot's Email and APIKey
+// (HTTP Basic). Then srv.SendMessage and srv.InjectEvent produce traffic,
+// fc.BlockUntilContext(ctx, n) waits until n long-polls wait, fc.Advance
+// runs heartbeats and expiry, and srv.Delivered, srv.Acked and srv.History
+// tell what the server handed out and what the client acknowledged.
 //
-// Event queues behave as upstream's (zerver/tornado/event_queue.py):
-// event ids per queue start at 0 and strictly increase; last_event_id
-// acknowledges and prunes; the same last_event_id returns the same events;
-// an id behind what was pruned or ahead of what exists is a 400; a GET
-// blocks until an event exists, and after HeartbeatInterval the server adds
-// a heartbeat event, which takes an id; a newer GET ends the one waiting,
-// which returns {"events":[],"queue_id":...}; a queue expires when no GET
-// has waited for its lifespan (a GET answered at once does not count);
-// then every call on it gets BAD_EVENT_QUEUE_ID with queue_id, as upstream.
+// # Endpoints (under /api/v1)
 //
-// Every event the server hands out in an intact response is recorded with
-// its exact bytes (Delivered, History), and so is each queue's
-// acknowledgement (Acked), even after the queue expired or was lost in a
-// Crash: a test compares what the server delivered with what reached a
-// broker.
+//   - POST /register: event_types, narrow (a list of [operator, operand]
+//     pairs, a single pair, or {operator, operand} objects; operators
+//     stream/channel (names case-insensitive), topic, exact-topic,
+//     sender, is:private/is:dm/is:starred/is:mentioned/is:unread),
+//     all_public_streams, fetch_event_types, queue_lifespan_secs (0 or
+//     absent: Config.QueueTimeout; capped at Config.MaxQueueLifespan),
+//     apply_markdown, client_gravatar, include_subscribers,
+//     client_capabilities. Answers a UUID queue_id, last_event_id -1,
+//     zulip_version, zulip_feature_level, zulip_merge_base and the initial
+//     state of message (max_message_id), realm_emoji, subscription,
+//     stream, realm_user and realm (with
+//     event_queue_longpoll_timeout_seconds).
+//   - GET /events: as upstream's fetch_events. last_event_id acknowledges
+//     and prunes; the same last_event_id gets the same events again; an id
+//     behind what was pruned ("An event newer than N has already been
+//     pruned!") or not in the queue ("Event N was not in this queue") is a
+//     400; a GET blocks until an event exists and, after
+//     Config.HeartbeatInterval, gets a heartbeat event that takes an id; a
+//     newer GET ends the waiting one, which returns
+//     {"result":"success","msg":"","events":[],"queue_id":...};
+//     dont_block=true answers at once. A queue expires when no GET has
+//     waited on it for its lifespan (a GET answered at once does not
+//     count, as upstream), then every call on it gets
+//     {"result":"error","msg":"Bad event queue ID: Q","queue_id":"Q","code":"BAD_EVENT_QUEUE_ID"}.
+//   - DELETE /events: queue_id in the query, a urlencoded or a multipart
+//     body.
+//   - GET /messages: anchor (id, newest, oldest, first_unread), num_before,
+//     num_after, include_anchor, narrow, apply_markdown, client_gravatar;
+//     found_anchor, found_oldest, found_newest and anchor as upstream.
+//   - POST /messages: type stream/channel or private/direct; to as a
+//     stream name or id, JSON, a JSON list of emails or ids, or
+//     comma-separated emails; topic or the legacy subject. Message ids
+//     increase; each message is fanned out as a message event to every
+//     queue that may see it (stream subscribers, direct message
+//     participants, all_public_streams and narrowed queues for public
+//     streams) and whose filters accept it.
+//   - GET /server_settings, without authentication.
 //
-// Time is Config.Clock: heartbeats, expiry, rate-limit windows, injected
-// latency and the Generator all run on it, so a test with a fake clock
-// passes ten minutes in a millisecond. While a GET /events waits, its
-// heartbeat is exactly one timer on the clock, so fc.BlockUntilContext(ctx,
-// n) tells a test that n long-polls are waiting.
+// Parameters come from the query string or a urlencoded or multipart body;
+// booleans are "true"/"false", lists and objects JSON. Every other call
+// needs HTTP Basic credentials of a configured bot, otherwise 401
+// UNAUTHORIZED with upstream's message and WWW-Authenticate: Basic
+// realm="zulip". Authenticated answers carry X-RateLimit-Limit,
+// -Remaining and -Reset; past Config.RateLimit requests per
+// Config.RateWindow the answer is 429 RATE_LIMIT_HIT with "retry-after"
+// (seconds, a float) and a Retry-After header.
+//
+// # Configuration
+//
+// Config's zero value works: Bots (DefaultBot), Clock (real), HeartbeatInterval
+// (50s), QueueTimeout (10m), MaxQueueLifespan (7 days), RateLimit (0,
+// unlimited) and RateWindow (60s), LongpollTimeout (90s), ZulipVersion
+// ("10.0"), FeatureLevel (300), MergeBase, Realm (DefaultRealm: users,
+// streams with Zulip's development ids, one private stream, custom emoji)
+// and Logger (discard). Config.Validate explains a bad value.
+//
+// # Faults
+//
+// SetFaults applies to later requests, optionally only those of one Method
+// and Path: Status (500 with a JSON body, 502/503/504 with a proxy's HTML
+// page) for the next StatusCount requests or all of them, Latency before
+// handling, ResetConnections (the TCP connection is closed), TruncateJSON
+// and MalformedJSON bodies, RateLimitBurst forced 429s with RetryAfter,
+// EventIDGap (ids skip values), and Hold (a GET /events answer is held
+// back). Durations run on Config.Clock. Crash drops every queue as a
+// server crash does; ExpireQueue collects one queue now.
+//
+// # Inspection
+//
+// Queues lists live queues. History, Delivered and Acked keep working after
+// a queue is gone: Delivered lists every event the queue handed out in an
+// intact response, in id order, with the exact bytes the client received
+// (a faulted response does not count). Messages is the message store.
+//
+// # Traffic
+//
+// Generator produces a realistic mix (DefaultMix) built from the 71
+// example events of Zulip's OpenAPI description (testdata/zulip, Apache-2.0)
+// at GeneratorConfig.Rate events per second on the server clock, or one
+// at a time with Step, with stream ids and names, user ids and message ids
+// consistent with the realm and the message store; the same Seed gives the
+// same traffic.
+//
+// # Clock waiters
+//
+// With a fake clock, each waiting GET /events holds exactly one timer (its
+// heartbeat), each request delayed by Latency or Hold one, and a running
+// Generator one ticker: BlockUntilContext counts these.
 package zuliptest

@@ -201,6 +201,11 @@ func (s *Server) handleGetEvents(c *call) {
 // finish_handler adds it; immediate ones do not.
 func (c *call) writeEvents(hist *history, queueID string, events []queuedEvent) {
 	if len(events) > 0 && c.fault.hold > 0 && !c.s.sleep(c.r.Context(), c.fault.hold) {
+		select {
+		case <-c.s.closing:
+			c.abort()
+		default: // the client left
+		}
 		return
 	}
 	list := make(rawList, len(events))

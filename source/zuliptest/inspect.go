@@ -177,7 +177,6 @@ func (s *Server) ExpireQueue(queueID string) bool {
 		return false
 	}
 	s.log.Info("zuliptest queue expired by test", "queue_id", queueID)
-	q.hist.info = q.infoLocked()
 	s.removeLocked(q, EndExpired)
 	return true
 }
@@ -191,7 +190,6 @@ func (s *Server) Crash() {
 	defer s.mu.Unlock()
 	s.log.Info("zuliptest crash", "queues", len(s.queues))
 	for _, q := range s.queues {
-		q.hist.info = q.infoLocked()
 		s.removeLocked(q, EndCrashed)
 	}
 }

@@ -10,9 +10,13 @@ import (
 
 // NarrowTerm is one [operator, operand] filter of a narrow.
 type NarrowTerm struct {
+	// Operator such as "stream", "channel", "topic", "sender" or "is".
 	Operator string
-	Operand  string
-	Negated  bool
+	// Operand as sent; ids and lists (dm recipients) are kept as text,
+	// list elements joined with commas.
+	Operand string
+	// Negated is the "negated" flag of the object spelling.
+	Negated bool
 }
 
 // parseNarrow decodes a narrow in every spelling clients send: a list of

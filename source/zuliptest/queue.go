@@ -154,6 +154,7 @@ func (s *Server) gcLocked() {
 // except on a crash, where its connection drops.
 func (s *Server) removeLocked(q *queue, end string) {
 	q.finishWaiter(end == EndCrashed)
+	q.hist.info = q.infoLocked()
 	delete(s.queues, q.id)
 	q.hist.ended = end
 	q.hist.endedAt = s.clock.Now()

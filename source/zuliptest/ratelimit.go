@@ -28,27 +28,27 @@ func (s *Server) rateLimit(c *call) *apiError {
 	key := strings.ToLower(c.user.Email)
 
 	s.mu.Lock()
-	log := s.rate[key]
+	stamps := s.rate[key]
 	i := 0
-	for i < len(log) && now.Sub(log[i]) >= window {
+	for i < len(stamps) && now.Sub(stamps[i]) >= window {
 		i++
 	}
-	log = log[i:]
+	stamps = stamps[i:]
 	var secsToFreedom time.Duration
 	forced, burst := s.takeBurst(c.r)
-	limited := burst || len(log) >= limit
+	limited := burst || len(stamps) >= limit
 	if burst {
 		secsToFreedom = forced
 	} else if limited {
-		secsToFreedom = window - now.Sub(log[0])
+		secsToFreedom = window - now.Sub(stamps[0])
 	} else {
-		log = append(log, now)
+		stamps = append(stamps, now)
 	}
-	s.rate[key] = log
-	remaining := max(limit-len(log), 0)
+	s.rate[key] = stamps
+	remaining := max(limit-len(stamps), 0)
 	reset := now.Add(window)
-	if len(log) > 0 {
-		reset = log[0].Add(window)
+	if len(stamps) > 0 {
+		reset = stamps[0].Add(window)
 	}
 	if limited {
 		reset = now.Add(secsToFreedom)
