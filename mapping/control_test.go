@@ -7,7 +7,7 @@ import (
 )
 
 func TestControl(t *testing.T) {
-	m := newMapper(t, Config{SubjectPrefix: "acme.zulip", SubjectTemplate: "x.{type}"})
+	m := newMapper(t, Config{SubjectPrefix: "acme.zulip", SubjectTemplate: "{prefix}.x.{type}"})
 	payload := []byte(`{"old_queue_id":"a","new_queue_id":"b","backfilled":3}`)
 	msg, err := m.Control("resync", "b", payload)
 	if err != nil {
@@ -69,5 +69,50 @@ func TestControl(t *testing.T) {
 		if err == nil || tt.err != nil && !errors.Is(err, tt.err) || !strings.Contains(err.Error(), tt.msg) {
 			t.Errorf("Control(%q, %q, %q) = %v, want %v containing %q", tt.kind, tt.queue, tt.payload, err, tt.err, tt.msg)
 		}
+	}
+}
+
+// TestControlWithID: an event the bridge could not map is published as a
+// control event under the dedup key the event would have had.
+func TestControlWithID(t *testing.T) {
+	m := newMapper(t, Config{})
+	if m.Prefix() != "zulip" {
+		t.Errorf("Prefix() = %q", m.Prefix())
+	}
+	payload := []byte(`{"reason":"x","id":"7","event":{}}`)
+	for _, tt := range []struct{ id, key string }{
+		{"7", testHost + "/q/7"},
+		{"0", testHost + "/q/0"},
+		{"007", testHost + "/q/7"},
+		{"message/31", testHost + "/message/31"},
+	} {
+		msg, err := m.ControlWithID("invalid", "q", tt.id, payload)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.id, err)
+		}
+		checkMessage(t, msg)
+		if msg.DedupKey != tt.key || msg.Subject != "zulip.bridge.invalid" || msg.Topic != "zulip.bridge" {
+			t.Errorf("%q: dedup key %q subject %q topic %q, want key %q", tt.id, msg.DedupKey, msg.Subject, msg.Topic, tt.key)
+		}
+	}
+	// The same keys as the events themselves.
+	ev, err := m.Map([]byte(`{"type":"heartbeat","id":7}`), "q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := m.MapBackfilled([]byte(`{"id":31,"type":"private"}`), "q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.DedupKey != testHost+"/q/7" || back.DedupKey != testHost+"/message/31" {
+		t.Errorf("event keys %q %q", ev.DedupKey, back.DedupKey)
+	}
+	for _, id := range []string{"", "-1", "+1", "1.5", "x", "message/", "message/x", "message/-1", "message/message/1", "99999999999999999999"} {
+		if _, err := m.ControlWithID("invalid", "q", id, payload); err == nil {
+			t.Errorf("ControlWithID accepted id %q", id)
+		}
+	}
+	if _, err := m.ControlWithID("invalid", "", "1", payload); !errors.Is(err, ErrInvalidQueueID) {
+		t.Errorf("empty queue id: %v", err)
 	}
 }

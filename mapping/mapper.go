@@ -53,6 +53,11 @@ func New(cfg Config, site string) (*Mapper, error) {
 	}, nil
 }
 
+// Prefix returns BRIDGE_SUBJECT_PREFIX (default applied): the first token
+// of every subject and topic, templates included, so <prefix>.> captures
+// every subject and <prefix>. begins every Kafka topic.
+func (m *Mapper) Prefix() string { return m.prefix }
+
 // Site returns the site host that the Mapper puts in Zulip-Site and dedup
 // keys, e.g. "chat.example.com".
 func (m *Mapper) Site() string { return m.host }
@@ -323,11 +328,40 @@ func trimSpace(b []byte) []byte {
 // makes a control event that is published again after a crash a duplicate,
 // and cannot equal any event's key (event ids are integers).
 func (m *Mapper) Control(kind, queueID string, payload []byte) (*Message, error) {
-	if err := checkToken(kind); err != nil {
-		return nil, fmt.Errorf("control kind: %v", err)
-	}
 	if err := checkQueueID(queueID); err != nil {
 		return nil, err
+	}
+	return m.control(kind, queueID, m.host+"/"+queueID+"/bridge."+kind, payload)
+}
+
+// ControlWithID is Control for a control event that stands for one event
+// or message the bridge could not map (kind "invalid"), carrying it in its
+// payload. Its dedup key is the one that event or message would have had,
+// so that it is published once, and is a duplicate of the event itself
+// should a later configuration map it. id is either
+//
+//   - "<event id>": an event of queue queueID, key <site host>/<queue id>/<event id>;
+//   - "message/<message id>": a backfilled message, key <site host>/message/<message id>.
+func (m *Mapper) ControlWithID(kind, queueID, id string, payload []byte) (*Message, error) {
+	if err := checkQueueID(queueID); err != nil {
+		return nil, err
+	}
+	digits, isMessage := strings.CutPrefix(id, "message/")
+	n, err := strconv.ParseUint(digits, 10, 63)
+	if err != nil {
+		return nil, fmt.Errorf(`control %s: id %q: want "<event id>" or "message/<message id>"`, kind, id)
+	}
+	// Formatted again so that "007" gives the key of event 7.
+	key := m.host + "/" + queueID + "/" + strconv.FormatUint(n, 10)
+	if isMessage {
+		key = m.host + "/message/" + strconv.FormatUint(n, 10)
+	}
+	return m.control(kind, queueID, key, payload)
+}
+
+func (m *Mapper) control(kind, queueID, dedupKey string, payload []byte) (*Message, error) {
+	if err := checkToken(kind); err != nil {
+		return nil, fmt.Errorf("control kind: %v", err)
 	}
 	s := &scanner{data: payload}
 	if s.peek() != '{' {
@@ -354,7 +388,7 @@ func (m *Mapper) Control(kind, queueID string, payload []byte) (*Message, error)
 		op:       kind,
 		eventID:  -1,
 		queueID:  queueID,
-		dedupKey: m.host + "/" + queueID + "/bridge." + kind,
+		dedupKey: dedupKey,
 		ceType:   "com.github.zulip-bridge." + kind,
 		payload:  payload,
 	}), nil

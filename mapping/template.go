@@ -71,9 +71,6 @@ var placeholders = map[string]placeholder{
 	"site":      phSite,
 }
 
-// alwaysSet reports whether p has a value for every event.
-func (p placeholder) alwaysSet() bool { return p == phPrefix || p == phType || p == phSite }
-
 // segment is one dot-separated part of a template: literal text around at
 // most one placeholder.
 type segment struct {
@@ -101,8 +98,14 @@ func parseTemplate(src string, kind nameKind) (*template, error) {
 		return nil, fmt.Errorf("%d characters, the limit is 1000", len(src))
 	}
 	t := &template{kind: kind}
-	always := false
-	for i, part := range strings.Split(src, ".") {
+	parts := strings.Split(src, ".")
+	if parts[0] != "{prefix}" {
+		// Spec section 2: the prefix is the first token of every subject
+		// and topic, which is what lets the JetStream stream capture
+		// <prefix>.> and the Kafka sink own the topics <prefix>.*.
+		return nil, errors.New("must start with the segment {prefix}: BRIDGE_SUBJECT_PREFIX is the first token of every name")
+	}
+	for i, part := range parts {
 		if part == "" {
 			return nil, fmt.Errorf("segment %d is empty (leading, trailing or doubled '.')", i+1)
 		}
@@ -110,13 +113,7 @@ func parseTemplate(src string, kind nameKind) (*template, error) {
 		if err != nil {
 			return nil, fmt.Errorf("segment %d %q: %w", i+1, part, err)
 		}
-		if seg.before != "" || seg.after != "" || seg.ph.alwaysSet() {
-			always = true
-		}
 		t.segs = append(t.segs, seg)
-	}
-	if !always {
-		return nil, errors.New("every segment may be empty for some event; include {prefix}, {type} or literal text")
 	}
 	return t, nil
 }

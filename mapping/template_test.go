@@ -14,8 +14,10 @@ func TestTemplateErrors(t *testing.T) {
 		want           string // in the error
 	}{
 		{subject: "{prefix}..{type}", want: "segment 2 is empty"},
-		{subject: ".{type}", want: "segment 1 is empty"},
-		{subject: "{type}.", want: "segment 2 is empty"},
+		{subject: ".{type}", want: "must start with the segment {prefix}"},
+		{subject: "{type}.{prefix}", want: "must start with the segment {prefix}"},
+		{subject: "x{prefix}.{type}", want: "must start with the segment {prefix}"},
+		{subject: "{prefix}.{type}.", want: "segment 3 is empty"},
 		{subject: "{prefix}.{stream_name}", want: "unknown placeholder {stream_name}"},
 		{subject: "{prefix}.{type", want: "'{' without '}'"},
 		{subject: "{prefix}.type}", want: "'}' without '{'"},
@@ -25,11 +27,11 @@ func TestTemplateErrors(t *testing.T) {
 		{subject: "{prefix}.*", want: "not allowed in a NATS subject"},
 		{subject: "{prefix}.x>", want: "not allowed in a NATS subject"},
 		{subject: "{prefix}.é", want: "not allowed in a NATS subject"},
-		{subject: "{op}.{scope}", want: "every segment may be empty"},
+		{subject: "{op}.{scope}", want: "must start with the segment {prefix}"},
 		{subject: strings.Repeat("a", 1001), want: "the limit is 1000"},
-		{topic: "{prefix}:x.{type}", want: "not allowed in a Kafka topic"},
+		{topic: "{prefix}.x:{type}", want: "not allowed in a Kafka topic"},
 		{topic: "{prefix}.{type}/x", want: "not allowed in a Kafka topic"},
-		{topic: "{topic}", want: "every segment may be empty"},
+		{topic: "{topic}", want: "must start with the segment {prefix}"},
 	}
 	for _, tt := range tests {
 		cfg := Config{SubjectTemplate: tt.subject, TopicTemplate: tt.topic}
@@ -81,13 +83,13 @@ func TestTemplateRender(t *testing.T) {
 			},
 		},
 		{
-			subject: "chat.{site}.s{stream_id}.{stream}.t-{topic}",
-			topic:   "zulip-{site}.{type}.s{stream_id}",
+			subject: "{prefix}.{site}.s{stream_id}.{stream}.t-{topic}",
+			topic:   "{prefix}.site-{site}.{type}.s{stream_id}",
 			want: [4][2]string{
-				{"chat.chat_2Eexample_2Ecom.s12.design_20team.t-v1_2E2_20_3E_20v1_2E1", "zulip-chat_2Eexample_2Ecom.message.s12"},
-				{"chat.chat_2Eexample_2Ecom.s.t-", "zulip-chat_2Eexample_2Ecom.message.s"},
-				{"chat.chat_2Eexample_2Ecom.s12.t-_", "zulip-chat_2Eexample_2Ecom.typing.s12"},
-				{"chat.chat_2Eexample_2Ecom.s.t-", "zulip-chat_2Eexample_2Ecom.heartbeat.s"},
+				{"zulip.chat_2Eexample_2Ecom.s12.design_20team.t-v1_2E2_20_3E_20v1_2E1", "zulip.site-chat_2Eexample_2Ecom.message.s12"},
+				{"zulip.chat_2Eexample_2Ecom.s.t-", "zulip.site-chat_2Eexample_2Ecom.message.s"},
+				{"zulip.chat_2Eexample_2Ecom.s12.t-_", "zulip.site-chat_2Eexample_2Ecom.typing.s12"},
+				{"zulip.chat_2Eexample_2Ecom.s.t-", "zulip.site-chat_2Eexample_2Ecom.heartbeat.s"},
 			},
 		},
 	}
