@@ -41,6 +41,7 @@ type Client struct {
 	maxBody  int64
 	reqTO    time.Duration
 	longPoll atomic.Int64 // client-side GET /events timeout, as a time.Duration
+	wrappers []func(http.RoundTripper) http.RoundTripper
 }
 
 // Option configures a Client.
@@ -69,6 +70,20 @@ func WithTransport(rt http.RoundTripper) Option {
 			return errors.New("WithTransport: nil transport")
 		}
 		c.hc = &http.Client{Transport: rt}
+		return nil
+	}
+}
+
+// WithTransportWrapper wraps the client's transport, whichever it is (the
+// one built from Config, TLS settings included, or one given with
+// WithTransport or WithHTTPClient), e.g. to add metrics or tracing. Several
+// wrappers apply in order: the last one given is the outermost.
+func WithTransportWrapper(wrap func(http.RoundTripper) http.RoundTripper) Option {
+	return func(c *Client) error {
+		if wrap == nil {
+			return errors.New("WithTransportWrapper: nil wrapper")
+		}
+		c.wrappers = append(c.wrappers, wrap)
 		return nil
 	}
 }
@@ -158,6 +173,15 @@ func NewClient(cfg Config, opts ...Option) (*Client, error) {
 			return nil, err
 		}
 		c.hc = &http.Client{Transport: tr}
+	}
+	for _, wrap := range c.wrappers {
+		hc := *c.hc
+		base := hc.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+		hc.Transport = wrap(base)
+		c.hc = &hc
 	}
 	c.setServerLongPoll(0)
 	if cfg.insecure() {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caarlos0/env/v11"
 )
 
 const testKey = "abcdEFGH1234ijklMNOP5678qrstUVWX"
@@ -279,5 +281,47 @@ func TestEventTypes(t *testing.T) {
 		if err != nil || s != tt.want {
 			t.Errorf("eventTypes(%q) = %s, %v; want %s", tt.in, s, err, tt.want)
 		}
+	}
+}
+
+// TestEnvTags parses the environment the way cmd/bridge does, to hold the
+// tags to the documented names and defaults.
+func TestEnvTags(t *testing.T) {
+	var c Config
+	err := env.ParseWithOptions(&c, env.Options{Environment: map[string]string{
+		"ZULIP_SITE":            "chat.example.com",
+		"ZULIP_EMAIL":           "bot@example.com",
+		"ZULIP_API_KEY":         testKey,
+		"BRIDGE_NARROW":         `["stream","Denmark"]`,
+		"BRIDGE_QUEUE_LIFESPAN": "30m",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AllowInsecure != nil {
+		t.Errorf("unset ZULIP_ALLOW_INSECURE parsed as %v, want nil so that the zuliprc decides", *c.AllowInsecure)
+	}
+	if len(c.EventTypes) != 1 || c.EventTypes[0] != "message" || c.QueueLifespan != 30*time.Minute ||
+		c.RequestTimeout != DefaultRequestTimeout || c.MaxResponseBytes != DefaultMaxResponseBytes ||
+		c.RetryBase != DefaultRetryBase || c.RetryMax != DefaultRetryMax {
+		t.Errorf("defaults: %+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+
+	c = Config{}
+	err = env.ParseWithOptions(&c, env.Options{Environment: map[string]string{
+		"ZULIP_ALLOW_INSECURE": "false",
+		"BRIDGE_EVENT_TYPES":   "message,reaction",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AllowInsecure == nil || *c.AllowInsecure {
+		t.Errorf("ZULIP_ALLOW_INSECURE=false parsed as %v", c.AllowInsecure)
+	}
+	if len(c.EventTypes) != 2 || c.EventTypes[1] != "reaction" {
+		t.Errorf("BRIDGE_EVENT_TYPES parsed as %q", c.EventTypes)
 	}
 }

@@ -14,10 +14,12 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,21 +118,28 @@ func TestTLS(t *testing.T) {
 		{"certificate and key in one file", func(c *source.Config) { c.CertBundle, c.Cert = p.caFile, p.clientBoth }, false},
 		{"no client certificate", func(c *source.Config) { c.CertBundle = p.caFile }, true},
 		{"no CA bundle", func(c *source.Config) { c.Cert, c.CertKey = p.clientCert, p.clientKey }, true},
-		{"insecure", func(c *source.Config) {
-			c.Cert, c.CertKey, c.AllowInsecure = p.clientCert, p.clientKey, new(bool)
-			*c.AllowInsecure = true
-		}, false},
+		{"insecure", func(c *source.Config) { c.Cert, c.CertKey, c.AllowInsecure = p.clientCert, p.clientKey, new(true) }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := source.Config{Site: ts.URL, Email: zuliptest.DefaultBot.Email, APIKey: zuliptest.DefaultBot.APIKey}
 			tt.cfg(&cfg)
 			logs := &logRecorder{}
-			c, err := source.NewClient(cfg, source.WithLogger(slog.New(logs)))
+			var wrapped atomic.Int32
+			c, err := source.NewClient(cfg, source.WithLogger(slog.New(logs)),
+				source.WithTransportWrapper(func(rt http.RoundTripper) http.RoundTripper {
+					return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+						wrapped.Add(1)
+						return rt.RoundTrip(r)
+					})
+				}))
 			if err != nil {
 				t.Fatal(err)
 			}
 			_, err = c.Register(t.Context())
+			if wrapped.Load() != 1 {
+				t.Errorf("the transport wrapper saw %d requests, want 1", wrapped.Load())
+			}
 			if tt.wantErr {
 				var te *source.TransportError
 				if !errors.As(err, &te) || source.IsTransient(err) {
@@ -153,3 +162,7 @@ func TestTLS(t *testing.T) {
 		t.Errorf("missing bundle: %v, want an error naming ZULIP_CERT_BUNDLE", err)
 	}
 }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
