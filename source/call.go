@@ -29,8 +29,8 @@ func FromState(st State) CallOption { return func(c *callConfig) { c.state = st 
 
 // OnRegistered is called after every registration (the first one and each
 // replacement of a lost queue, before OnQueueLost), before any event of the
-// new queue: the registration's Raw is the initial state. An error is
-// retried after a backoff delay.
+// new queue: the registration's Raw is the initial state. An error (its
+// own, or OnQueueLost's) makes both run again after a backoff delay.
 func OnRegistered(f func(ctx context.Context, reg *Registration) error) CallOption {
 	return func(c *callConfig) { c.onRegistered = f }
 }

@@ -101,7 +101,7 @@ type evIDs struct{ event, message int64 }
 func (c *Client) Open(ctx context.Context, st State) (*Queue, error) {
 	q := &Queue{c: c, st: st}
 	if st.QueueID != "" {
-		c.log.Info("resuming zulip event queue", "queue_id", st.QueueID, "last_event_id", st.LastEventID)
+		c.log.Debug("resuming zulip event queue", "queue_id", st.QueueID, "last_event_id", st.LastEventID)
 		return q, nil
 	}
 	reg, err := c.registerRetry(ctx)
@@ -111,7 +111,7 @@ func (c *Client) Open(ctx context.Context, st State) (*Queue, error) {
 	q.pending = &Batch{QueueID: reg.QueueID, Registered: reg}
 	q.fresh = true
 	q.lastSuccess = c.clock.Now()
-	c.log.Info("registered zulip event queue", "queue_id", reg.QueueID, "zulip_version", reg.ZulipVersion,
+	c.log.Debug("registered zulip event queue", "queue_id", reg.QueueID, "zulip_version", reg.ZulipVersion,
 		"feature_level", reg.FeatureLevel, "max_message_id", reg.MaxMessageID)
 	return q, nil
 }
@@ -279,7 +279,7 @@ func (q *Queue) replace(ctx context.Context, cause error) (Batch, error) {
 	q.delivered = q.delivered[:0]
 	q.lastSuccess = q.c.clock.Now()
 	q.mu.Unlock()
-	q.c.log.Info("registered zulip event queue", "queue_id", reg.QueueID, "replaces", lost.OldQueueID,
+	q.c.log.Debug("registered zulip event queue", "queue_id", reg.QueueID, "replaces", lost.OldQueueID,
 		"max_message_id", reg.MaxMessageID)
 	return b, nil
 }
