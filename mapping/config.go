@@ -24,22 +24,22 @@ type Config struct {
 	// SubjectPrefix is the first token (or tokens) of every subject and
 	// topic. Default "zulip". Letters, digits, '_' and '-', with '.'
 	// between tokens, so that it is valid for NATS and Kafka alike.
-	SubjectPrefix string `env:"BRIDGE_SUBJECT_PREFIX" envDefault:"zulip"`
+	SubjectPrefix string `env:"BRIDGE_SUBJECT_PREFIX" envDefault:"zulip" example:"acme.zulip" help:"first token of every NATS subject and Kafka topic"`
 	// SubjectTemplate overrides the NATS subject; empty means
 	// DefaultSubjectTemplate. Syntax in the package README.
-	SubjectTemplate string `env:"BRIDGE_SUBJECT_TEMPLATE"`
+	SubjectTemplate string `env:"BRIDGE_SUBJECT_TEMPLATE" example:"{prefix}.{type}.{op}.{scope}.{topic}" help:"NATS subject template; empty = <prefix>.<type>[.<op>][.stream.<id>|.direct]"`
 	// TopicTemplate overrides the Kafka topic; empty means
 	// DefaultTopicTemplate.
-	TopicTemplate string `env:"BRIDGE_TOPIC_TEMPLATE"`
+	TopicTemplate string `env:"BRIDGE_TOPIC_TEMPLATE" example:"{prefix}.{type}.{op}" help:"Kafka topic template; empty = <prefix>.<type>"`
 	// CloudEvents is "off" (default), "binary" (attributes in headers,
 	// payload unchanged) or "structured" (payload wrapped in a CloudEvents
 	// JSON envelope).
-	CloudEvents string `env:"BRIDGE_CLOUDEVENTS" envDefault:"off"`
+	CloudEvents string `env:"BRIDGE_CLOUDEVENTS" envDefault:"off" example:"binary" help:"CloudEvents mode: off, binary or structured"`
 	// Sink is the broker the messages go to, "nats" (default) or "kafka".
 	// It only matters with CloudEvents on: the two protocol bindings name
 	// the attribute headers differently (ce-id for NATS, ce_id for Kafka),
 	// so Message.Headers is built for the one sink that will publish it.
-	Sink string `env:"BRIDGE_SINK" envDefault:"nats"`
+	Sink string `env:"BRIDGE_SINK" envDefault:"nats" example:"kafka" help:"nats or kafka"`
 }
 
 // withDefaults fills in the documented defaults of empty fields.
