@@ -491,3 +491,8 @@ var (
 	_ sink.Recoverer    = (*Sink)(nil)
 	_ sink.ReadyChecker = (*Sink)(nil)
 )
+
+// Client returns the sink's Kafka client: the same brokers, TLS and SASL,
+// for components that need their own requests, such as the checkpoint
+// store's compacted topic. It is valid until Close.
+func (s *Sink) Client() *kafka.Client { return s.client }

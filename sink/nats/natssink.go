@@ -72,6 +72,25 @@ func New(ctx context.Context, cfg Config, prefix string, opts ...Option) (sink.S
 	return js, nil
 }
 
+// Connect opens a NATS connection with the same URLs, credentials, TLS and
+// reconnect policy as the sink, for components beside it that need their
+// own connection, such as the checkpoint store's key-value bucket. The
+// caller closes it.
+func Connect(ctx context.Context, cfg Config, opts ...Option) (*nats.Conn, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	o := options{logger: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c, err := connect(ctx, cfg, o)
+	if err != nil {
+		return nil, err
+	}
+	return c.nc, nil
+}
+
 // conn is what both sinks share: the connection, its state and closing.
 type conn struct {
 	nc  *nats.Conn
