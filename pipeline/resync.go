@@ -1,0 +1,129 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/mapping"
+	"github.com/zulip-bridge/zulip-bridge/source"
+)
+
+// Resync is the payload of the <prefix>.bridge.resync control event,
+// published once per lost queue after its messages were backfilled.
+type Resync struct {
+	Type           string    `json:"type"` // always "resync"
+	Site           string    `json:"site"`
+	OldQueueID     string    `json:"old_queue_id"`
+	OldLastEventID int64     `json:"old_last_event_id"`
+	NewQueueID     string    `json:"new_queue_id"`
+	LastSuccessAt  time.Time `json:"last_success_at,omitzero"` // last good poll of the old queue (this process)
+	DetectedAt     time.Time `json:"detected_at"`              // when the loss was noticed
+	RegisteredAt   time.Time `json:"registered_at"`            // when the new queue existed
+	// Backfill: the messages with ids in (FromMessageID, ToMessageID] that
+	// match the narrow were published again from GET /messages, with the
+	// same dedup keys as live message events.
+	FromMessageID      int64 `json:"from_message_id"`
+	ToMessageID        int64 `json:"to_message_id"`
+	MessagesBackfilled int   `json:"messages_backfilled"`
+	// Unrecoverable says, in words, what the events API lost for good.
+	Unrecoverable string `json:"unrecoverable"`
+}
+
+// resync backfills the messages a lost queue missed and publishes the
+// resync control event.
+//
+// Until the batch of the new queue is checkpointed, the checkpoint keeps
+// naming the old queue; after a crash here, the next start finds the old
+// queue gone, registers again and resumes the backfill from the last page
+// checkpointed, skipping (by read-back) what was already published. The
+// resync event's dedup key names the old queue, so that it too is
+// published once.
+func (p *Pipeline) resync(ctx context.Context, b source.Batch) error {
+	lost := b.Lost
+	p.log.Warn("event queue lost: backfilling messages", "old_queue_id", lost.OldQueueID, "new_queue_id", lost.NewQueueID, "max_message_id", p.maxMessageID)
+	from, to := p.maxMessageID, int64(0)
+	if b.Registered != nil {
+		to = b.Registered.MaxMessageID
+	}
+	n, err := p.backfill(ctx, lost, from, to)
+	if err != nil {
+		return err
+	}
+	p.obs.Backfilled(n)
+	p.log.Info("backfilled messages after queue loss", "count", n, "from_message_id", from, "to_message_id", to)
+	r := Resync{
+		Type: "resync", Site: p.site,
+		OldQueueID: lost.OldQueueID, OldLastEventID: lost.OldLastEventID, NewQueueID: lost.NewQueueID,
+		LastSuccessAt: lost.LastSuccess.UTC(), DetectedAt: lost.LostAt.UTC(), RegisteredAt: p.clock.Now().UTC(),
+		FromMessageID: from, ToMessageID: max(from, to), MessagesBackfilled: n,
+		Unrecoverable: "events other than new messages (edits, deletions, reactions, stream, user, " +
+			"subscription and presence changes, typing) that happened between last_success_at and " +
+			"registered_at; the new queue's initial state (bridge.state with BRIDGE_PUBLISH_INITIAL_STATE=true) reflects their result",
+	}
+	payload, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("resync event: %w", err)
+	}
+	return p.publishControl(ctx, "resync", lost.OldQueueID, payload)
+}
+
+// backfill publishes the messages with ids in (from, to] page by page,
+// checkpointing (against the old queue) after each page so that a crash
+// does not start it over. It returns how many it published.
+func (p *Pipeline) backfill(ctx context.Context, lost *source.QueueLost, from, to int64) (int, error) {
+	published := 0
+	for anchor := from; anchor < to; {
+		var page []source.Message
+		var foundNewest bool
+		err := p.retry(ctx, "backfill: get messages", func() error {
+			var err error
+			page, foundNewest, err = p.client.GetMessages(ctx, anchor, p.cfg.BackfillPageSize)
+			return err
+		})
+		if err != nil {
+			return published, err
+		}
+		msgs := make([]*mapping.Message, 0, len(page))
+		last := anchor
+		for _, pm := range page {
+			if pm.ID <= anchor || pm.ID > to {
+				continue
+			}
+			last = max(last, pm.ID)
+			m, err := p.mapper.MapBackfilled(pm.Raw, lost.NewQueueID)
+			if err != nil {
+				p.log.Warn("backfilled message cannot be mapped; publishing it as a bridge.invalid control event", "message_id", pm.ID, "error", err)
+				if m, err = p.invalid(lost.NewQueueID, "message/"+strconv.FormatInt(pm.ID, 10), pm.Raw, err); err != nil {
+					return published, err
+				}
+			}
+			if p.published(m.DedupKey) {
+				continue
+			}
+			msgs = append(msgs, m)
+		}
+		if err := p.publish(ctx, msgs); err != nil {
+			return published, err
+		}
+		published += len(msgs)
+		// The new queue may deliver the newest of these again (a message
+		// sent while it was being registered): remember the last page.
+		clear(p.lastPage)
+		for _, m := range msgs {
+			p.lastPage[m.DedupKey] = struct{}{}
+		}
+		if last == anchor || foundNewest {
+			p.maxMessageID = max(p.maxMessageID, last)
+			break
+		}
+		anchor = last
+		p.maxMessageID = anchor
+		if err := p.checkpoint(ctx, lost.OldQueueID, lost.OldLastEventID); err != nil {
+			return published, err
+		}
+	}
+	return published, nil
+}
