@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/zulip-bridge/zulip-bridge/checkpoint"
+	"github.com/zulip-bridge/zulip-bridge/checkpoint/kafkastore"
+	"github.com/zulip-bridge/zulip-bridge/checkpoint/natskv"
+	"github.com/zulip-bridge/zulip-bridge/internal/health"
+	"github.com/zulip-bridge/zulip-bridge/internal/natsembed"
+	"github.com/zulip-bridge/zulip-bridge/mapping"
+	"github.com/zulip-bridge/zulip-bridge/pipeline"
+	"github.com/zulip-bridge/zulip-bridge/sink"
+	kafkasink "github.com/zulip-bridge/zulip-bridge/sink/kafka"
+	natssink "github.com/zulip-bridge/zulip-bridge/sink/nats"
+	"github.com/zulip-bridge/zulip-bridge/source"
+	"github.com/zulip-bridge/zulip-bridge/telemetry"
+)
+
+// app is the bridge's components, started in order and stopped in reverse,
+// each with a deadline.
+type app struct {
+	cfg      *config
+	log      *slog.Logger
+	tel      *telemetry.Telemetry
+	embedded *natsembed.Server
+	natsURL  string
+	client   *source.Client
+	mapper   *mapping.Mapper
+	sink     sink.Sink
+	store    checkpoint.Store
+	pipeline *pipeline.Pipeline
+	http     *http.Server
+	httpAddr net.Addr
+
+	stops []namedStop // in start order; run in reverse
+}
+
+type namedStop struct {
+	name string
+	fn   func(ctx context.Context) error
+}
+
+func (a *app) onStop(name string, fn func(ctx context.Context) error) {
+	a.stops = append(a.stops, namedStop{name, fn})
+}
+
+// start builds and starts every component. On error, what was started is
+// stopped again before returning.
+func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err error) {
+	a = &app{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.stop(context.Background(), 10*time.Second)
+		}
+	}()
+
+	telCfg := cfg.Telemetry
+	telCfg.ServiceVersion = Version()
+	a.tel, err = telemetry.New(ctx, telCfg, log)
+	if err != nil {
+		return a, fmt.Errorf("telemetry: %w", err)
+	}
+	a.onStop("telemetry", a.tel.Shutdown)
+
+	a.client, err = source.NewClient(cfg.Zulip,
+		source.WithLogger(log.With("component", "zulip")),
+		source.WithVersion(Version()),
+		source.WithTransportWrapper(a.tel.RoundTripper))
+	if err != nil {
+		return a, fmt.Errorf("zulip client: %w", err)
+	}
+	a.mapper, err = mapping.New(cfg.Mapping, a.client.Site())
+	if err != nil {
+		return a, fmt.Errorf("mapping: %w", err)
+	}
+
+	var (
+		nc          *nats.Conn
+		kafkaClient *kafka.Client
+	)
+	switch cfg.Bridge.Sink {
+	case sinkNATS:
+		natsCfg := cfg.NATS
+		if natsCfg.URL == "" {
+			a.embedded, err = natsembed.Start(natsembed.Config{Addr: cfg.Bridge.NATSEmbeddedAddr, StoreDir: cfg.Bridge.StateDir, Logger: log})
+			if err != nil {
+				return a, err
+			}
+			a.onStop("embedded nats", a.embedded.Shutdown)
+			natsCfg.URL = a.embedded.ClientURL()
+			log.Info("started embedded NATS server with JetStream", "url", natsCfg.URL, "store_dir", cfg.Bridge.StateDir)
+		}
+		a.natsURL = natsCfg.URL
+		s, err := natssink.New(ctx, natsCfg, a.mapper.Prefix(), natssink.WithLogger(log.With("component", "nats")))
+		if err != nil {
+			return a, fmt.Errorf("nats sink: %w", err)
+		}
+		a.sink = s
+		a.onStop("nats sink", s.Close)
+		if cfg.Checkpoint.Kind == checkpoint.KindNATSKV {
+			if nc, err = natssink.Connect(ctx, natsCfg, natssink.WithLogger(log.With("component", "nats-checkpoint"))); err != nil {
+				return a, fmt.Errorf("nats checkpoint connection: %w", err)
+			}
+			a.onStop("nats checkpoint connection", func(context.Context) error { nc.Close(); return nil })
+		}
+	case sinkKafka:
+		kafkaCfg := cfg.Kafka
+		if kafkaCfg.TopicPrefix == "" {
+			// The bridge owns the topics its mapping names: <prefix>.<type>.
+			kafkaCfg.TopicPrefix = a.mapper.Prefix() + "."
+		}
+		s, err := kafkasink.New(kafkaCfg, log.With("component", "kafka"))
+		if err != nil {
+			return a, fmt.Errorf("kafka sink: %w", err)
+		}
+		a.sink = s
+		a.onStop("kafka sink", s.Close)
+		kafkaClient = s.Client()
+	}
+
+	switch cfg.Checkpoint.Kind {
+	case checkpoint.KindFile:
+		dir := cfg.Checkpoint.StateDir
+		if dir == "" {
+			dir = cfg.Bridge.StateDir
+		}
+		a.store, err = checkpoint.OpenFile(dir)
+	case checkpoint.KindNATSKV:
+		var js jetstream.JetStream
+		if js, err = jetstream.New(nc); err == nil {
+			a.store, err = natskv.Open(ctx, js, cfg.Checkpoint, a.client.Site())
+		}
+	case checkpoint.KindKafka:
+		a.store, err = kafkastore.Open(ctx, kafkaClient, cfg.Checkpoint, a.client.Site())
+	}
+	if err != nil {
+		return a, fmt.Errorf("checkpoint store: %w", err)
+	}
+	a.onStop("checkpoint store", func(context.Context) error { return a.store.Close() })
+
+	a.pipeline, err = pipeline.New(cfg.Pipeline, pipeline.Deps{
+		Site: a.client.Site(), Client: a.client, Mapper: a.mapper,
+		Sink: a.tel.WrapSink(a.sink), Store: a.store, Logger: log, Observer: a.tel.Observer(),
+	})
+	if err != nil {
+		return a, err
+	}
+
+	if cfg.Bridge.HTTPAddr != "" {
+		if err := a.serveHTTP(); err != nil {
+			return a, err
+		}
+	}
+	return a, nil
+}
+
+// serveHTTP starts the health, readiness and metrics endpoints.
+func (a *app) serveHTTP() error {
+	ln, err := net.Listen("tcp", a.cfg.Bridge.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("BRIDGE_HTTP_ADDR: %w", err)
+	}
+	a.httpAddr = ln.Addr()
+	status := a.pipeline.Status()
+	stall := a.cfg.Pipeline.StallTimeout
+	h := &health.Handler{
+		Live: func() error { return status.Snapshot().Live(time.Now(), stall) },
+		Ready: []health.Check{
+			{Name: "zulip queue", Fn: func(context.Context) error { return status.Snapshot().Ready() }},
+			{Name: "broker", Fn: func(ctx context.Context) error {
+				if rc, ok := a.sink.(sink.ReadyChecker); ok {
+					return rc.Ready(ctx)
+				}
+				return nil
+			}},
+			{Name: "checkpoint store", Fn: a.store.Check},
+		},
+		Metrics: a.tel.MetricsHandler(),
+	}
+	a.http = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("http server stopped", "error", err)
+		}
+	}()
+	a.log.Info("serving health, readiness and metrics", "addr", a.httpAddr.String())
+	a.onStop("http server", a.http.Shutdown)
+	return nil
+}
+
+// stop stops the components in reverse order of start, each with its own
+// deadline, so that one that hangs does not keep the others from stopping.
+func (a *app) stop(ctx context.Context, each time.Duration) {
+	for i := len(a.stops) - 1; i >= 0; i-- {
+		s := a.stops[i]
+		sctx, cancel := context.WithTimeout(ctx, each)
+		if err := s.fn(sctx); err != nil {
+			a.log.Warn("stopping "+s.name, "error", err)
+		}
+		cancel()
+	}
+	a.stops = nil
+}
+
+// newLogger builds the process logger from BRIDGE_LOG_LEVEL and
+// BRIDGE_LOG_FORMAT (validated before).
+func newLogger(c bridgeConfig, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
+)
+
+// crashRun drives the acceptance test of spec section 1: events flow into
+// the queue while the bridge is killed with SIGKILL at random moments,
+// kills times, restarted each time; then a last bridge catches up and
+// every event the queue delivered must be in the broker exactly once.
+type crashRun struct {
+	events int // events to generate
+	kills  int // SIGKILLs
+	// down is how long the bridge stays dead after a kill: longer than a
+	// broker's own duplicate window, so that it cannot hide a duplicate.
+	down  time.Duration
+	extra []string // environment of the bridge beyond the world's
+	check func(w *world, queueID string)
+}
+
+func (c crashRun) run(t *testing.T) {
+	w := newWorld(t, zuliptest.Config{HeartbeatInterval: 100 * time.Millisecond})
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 1))
+	t.Logf("seed %d", seed)
+
+	p := w.start(c.extra...)
+	queueID := w.queueID(30 * time.Second)
+
+	gen, err := zuliptest.NewGenerator(w.sim, zuliptest.GeneratorConfig{Seed: rng.Uint64()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Traffic in the background: bursts with pauses, id gaps now and then.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var produced atomic.Int64
+	trafficDone := make(chan error, 1)
+	go func() {
+		for i := 0; i < c.events; i++ {
+			if ctx.Err() != nil {
+				trafficDone <- ctx.Err()
+				return
+			}
+			switch i % 5000 {
+			case 1000:
+				w.sim.SetFaults(zuliptest.Faults{EventIDGap: 3})
+			case 2000:
+				w.sim.SetFaults(zuliptest.Faults{})
+			}
+			if _, err := gen.Step(); err != nil {
+				trafficDone <- err
+				return
+			}
+			produced.Add(1)
+			if i%20 == 19 {
+				time.Sleep(time.Millisecond) // pacing: ~20k events/s at most
+			}
+		}
+		trafficDone <- nil
+	}()
+
+	// Kill at random moments, restarting each time. Half the kills come
+	// after a random delay, spread over start-up, read-back, long-polls,
+	// publishes and checkpoint writes; the other half come right after the
+	// server handed out a batch that is not acknowledged yet, the moment
+	// when the broker may hold messages that no checkpoint records.
+	midBatch := 0
+	for i := 0; i < c.kills; i++ {
+		if i%2 == 0 {
+			time.Sleep(time.Duration(20+rng.IntN(250)) * time.Millisecond)
+		} else if w.inFlight(queueID, 2*time.Second) {
+			midBatch++
+			time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
+		}
+		if p.exited() {
+			t.Fatalf("bridge exited by itself (code %d) before kill %d; output:\n%s", p.cmd.ProcessState.ExitCode(), i, tail(p.out.String()))
+		}
+		p.kill()
+		time.Sleep(c.down)
+		p = w.start(c.extra...)
+	}
+	if err := <-trafficDone; err != nil {
+		t.Fatal(err)
+	}
+	last := w.lastEventID(queueID)
+	w.caughtUp(queueID, last, 3*time.Minute, p)
+	if code := p.stop(t, 15, 30*time.Second); code != 0 {
+		t.Errorf("last bridge exited %d on SIGTERM; output:\n%s", code, tail(p.out.String()))
+	}
+	if qs := w.sim.Queues(); len(qs) != 1 || qs[0].ID != queueID {
+		t.Errorf("queues after the run: %+v; want only %s (kills must not lose the queue)", qs, queueID)
+	}
+	t.Logf("%d events generated, %d kills (%d with a batch in flight), last event id %d", produced.Load(), c.kills, midBatch, last)
+	c.check(w, queueID)
+}
+
+// inFlight waits until the queue has handed out events that are not
+// acknowledged, and reports whether that happened within timeout.
+func (w *world) inFlight(queueID string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		h, _ := w.sim.History(queueID)
+		if n := len(h.Delivered); n > 0 && h.Delivered[n-1].ID > h.Acked && h.Delivered[n-1].Type != "heartbeat" {
+			return true
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return false
+}
+
+func TestCrashJetStreamExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test takes about a minute")
+	}
+	nb := newNATS(t)
+	crashRun{
+		events: 20000,
+		kills:  50,
+		down:   150 * time.Millisecond,
+		extra: []string{
+			"BRIDGE_SINK=nats",
+			"BRIDGE_NATS_URL=" + nb.url(),
+			// The shortest duplicate window JetStream allows, shorter than
+			// the outage after a kill: exactly-once must come from the
+			// read-back, not from JetStream's dedup.
+			"BRIDGE_NATS_DUPLICATE_WINDOW=100ms",
+			"BRIDGE_NATS_MAX_AGE=1h",
+		},
+		check: func(w *world, queueID string) {
+			checkExactlyOnce(t, readStream(t, nb.url(), "ZULIP"), w.expected(queueID))
+		},
+	}.run(t)
+}
+
+func TestCrashKafkaExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test takes about a minute")
+	}
+	kb := newKafka(t)
+	crashRun{
+		events: 20000,
+		kills:  50,
+		extra: []string{
+			"BRIDGE_SINK=kafka",
+			"BRIDGE_KAFKA_BROKERS=" + kb.brokers(),
+			"BRIDGE_KAFKA_CREATE_TOPICS=true",
+			"BRIDGE_CHECKPOINT=kafka",
+		},
+		check: func(w *world, queueID string) {
+			checkExactlyOnce(t, readTopics(t, kb, "zulip."), w.expected(queueID))
+		},
+	}.run(t)
+}

@@ -1,0 +1,509 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/natsembed"
+	"github.com/zulip-bridge/zulip-bridge/mapping"
+	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
+)
+
+// asBridgeEnv makes the test binary run as the bridge binary: the
+// subprocess tests start os.Args[0] with it, so that they exercise the real
+// main, signals and exit codes without a separate build step.
+const asBridgeEnv = "ZULIP_BRIDGE_TEST_RUN_AS_BRIDGE"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asBridgeEnv) == "1" {
+		os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// testAPIKey is the simulator bot's key in these tests: distinctive, so
+// that a test can search every output for it.
+const testAPIKey = "SecretKeyMustNeverBeSeen0000001"
+
+var testBot = zuliptest.Bot{Email: "bridge-bot@zulip.example.com", APIKey: testAPIKey}
+
+// syncBuffer collects a subprocess's output while tests read it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// world is one end-to-end setup: a simulator, a state dir, and the
+// environment that points a bridge at them.
+type world struct {
+	t    *testing.T
+	sim  *zuliptest.Server
+	dir  string
+	env  []string
+	site string
+	outs []*syncBuffer // every bridge's output, searched for the API key
+}
+
+func newWorld(t *testing.T, simCfg zuliptest.Config) *world {
+	t.Helper()
+	simCfg.Bots = []zuliptest.Bot{testBot}
+	sim, err := zuliptest.New(simCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim.Start()
+	t.Cleanup(sim.Close)
+	w := &world{t: t, sim: sim, dir: t.TempDir(), site: sim.URL}
+	w.env = []string{
+		"ZULIP_SITE=" + sim.URL,
+		"ZULIP_EMAIL=" + testBot.Email,
+		"ZULIP_API_KEY=" + testBot.APIKey,
+		"BRIDGE_EVENT_TYPES=*",
+		"BRIDGE_STATE_DIR=" + w.dir,
+		"BRIDGE_HTTP_ADDR=",
+		"BRIDGE_LOG_FORMAT=text",
+		"BRIDGE_LOG_LEVEL=info",
+		"BRIDGE_ZULIP_RETRY_BASE=10ms",
+		"BRIDGE_ZULIP_RETRY_MAX=200ms",
+	}
+	t.Cleanup(func() {
+		for i, out := range w.outs {
+			if s := out.String(); strings.Contains(s, testAPIKey) {
+				t.Errorf("bridge run %d printed the API key", i)
+			}
+		}
+	})
+	return w
+}
+
+// bridgeProc is one bridge process.
+type bridgeProc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+// start starts a bridge with the world's environment plus extra.
+func (w *world) start(extra ...string) *bridgeProc {
+	w.t.Helper()
+	cmd := exec.Command(os.Args[0], "run")
+	cmd.Env = append([]string{
+		asBridgeEnv + "=1",
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + os.Getenv("HOME"),
+		"TMPDIR=" + os.TempDir(),
+	}, append(append([]string(nil), w.env...), extra...)...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	p := &bridgeProc{cmd: cmd, out: out, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	w.outs = append(w.outs, out)
+	w.t.Cleanup(func() { p.kill() })
+	return p
+}
+
+// kill ends the process with SIGKILL, as a crash would.
+func (p *bridgeProc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// stop sends sig and returns the exit code, failing after timeout.
+func (p *bridgeProc) stop(t testing.TB, sig syscall.Signal, timeout time.Duration) int {
+	t.Helper()
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.kill()
+		t.Fatalf("bridge did not exit within %s of %v; output:\n%s", timeout, sig, tail(p.out.String()))
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func (p *bridgeProc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func tail(s string) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > 60 {
+		lines = lines[len(lines)-60:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// queueID waits for the simulator to have exactly one live queue and
+// returns it.
+func (w *world) queueID(timeout time.Duration) string {
+	w.t.Helper()
+	var id string
+	waitFor(w.t, timeout, "a registered queue", func() bool {
+		qs := w.sim.Queues()
+		if len(qs) == 1 {
+			id = qs[0].ID
+		}
+		return id != ""
+	})
+	return id
+}
+
+// caughtUp waits until the queue has acknowledged every event up to id.
+func (w *world) caughtUp(queueID string, id int64, timeout time.Duration, p *bridgeProc) {
+	w.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for w.sim.Acked(queueID) < id {
+		if p != nil && p.exited() {
+			w.t.Fatalf("bridge exited (code %d) before acknowledging event %d; output:\n%s", p.cmd.ProcessState.ExitCode(), id, tail(p.out.String()))
+		}
+		if time.Now().After(deadline) {
+			out := ""
+			if p != nil {
+				out = tail(p.out.String())
+			}
+			w.t.Fatalf("queue %s acknowledged %d, want %d within %s; output:\n%s", queueID, w.sim.Acked(queueID), id, timeout, out)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// lastEventID is the highest event id the simulator assigned on the queue.
+func (w *world) lastEventID(queueID string) int64 {
+	h, ok := w.sim.History(queueID)
+	if !ok {
+		w.t.Fatalf("no queue %s", queueID)
+	}
+	return h.Info.LastEventID
+}
+
+// expected returns, by dedup key, the payload of every event the queues
+// delivered that the bridge must publish (all but heartbeats).
+func (w *world) expected(queueIDs ...string) map[string][]byte {
+	w.t.Helper()
+	m, err := mapping.New(mapping.Config{}, w.site)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	want := map[string][]byte{}
+	for _, q := range queueIDs {
+		for _, ev := range w.sim.Delivered(q) {
+			if ev.Type == "heartbeat" {
+				continue
+			}
+			msg, err := m.Map(ev.Raw, q)
+			if err != nil {
+				w.t.Fatalf("map delivered event %d: %v", ev.ID, err)
+			}
+			want[msg.DedupKey] = ev.Raw
+		}
+	}
+	return want
+}
+
+// stored is a message as a consumer reads it back from a broker.
+type stored struct {
+	subject string // NATS subject or Kafka topic
+	key     string // Kafka key
+	headers map[string]string
+	data    []byte
+}
+
+// checkExactlyOnce compares what the broker holds with what the queues
+// delivered: each event once, byte for byte, nothing else but control
+// events, and per subject (or key) in event id order.
+func checkExactlyOnce(t testing.TB, got []stored, want map[string][]byte) {
+	t.Helper()
+	seen := map[string]int{}
+	lastID := map[string]int64{}
+	for _, m := range got {
+		key := m.headers[mapping.HeaderDedupKey]
+		if m.headers[mapping.HeaderEventType] == "bridge" {
+			continue
+		}
+		payload, ok := want[key]
+		if !ok {
+			t.Errorf("stored %q (%s) was never delivered", key, m.subject)
+			continue
+		}
+		if seen[key]++; seen[key] == 2 {
+			t.Errorf("event %q stored more than once", key)
+		}
+		if !bytes.Equal(payload, m.data) {
+			t.Errorf("event %q payload differs:\n got %s\nwant %s", key, m.data, payload)
+		}
+		if id, err := strconv.ParseInt(m.headers[mapping.HeaderEventID], 10, 64); err == nil {
+			scope := m.subject + "\x00" + m.key
+			if prev, ok := lastID[scope]; ok && id <= prev {
+				t.Errorf("%s: event %d stored after event %d", m.subject, id, prev)
+			}
+			lastID[scope] = id
+		}
+	}
+	missing := 0
+	for key := range want {
+		if seen[key] == 0 {
+			if missing++; missing <= 10 {
+				t.Errorf("event %q delivered but never stored", key)
+			}
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d of %d delivered events missing", missing, len(want))
+	}
+}
+
+// natsBroker is a NATS server with JetStream in the test process that can
+// be stopped and started again on the same port with its data.
+type natsBroker struct {
+	t    testing.TB
+	dir  string
+	addr string
+	srv  *natsembed.Server
+}
+
+func newNATS(t testing.TB) *natsBroker {
+	b := &natsBroker{t: t, dir: t.TempDir(), addr: "127.0.0.1:0"}
+	b.startServer()
+	u := strings.TrimPrefix(b.srv.ClientURL(), "nats://")
+	b.addr = u // later restarts reuse the port
+	t.Cleanup(b.stopServer)
+	return b
+}
+
+func (b *natsBroker) url() string { return "nats://" + b.addr }
+
+func (b *natsBroker) startServer() {
+	b.t.Helper()
+	srv, err := natsembed.Start(natsembed.Config{Addr: b.addr, StoreDir: b.dir})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.srv = srv
+}
+
+func (b *natsBroker) stopServer() {
+	if b.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = b.srv.Shutdown(ctx)
+	b.srv = nil
+}
+
+// readStream reads every message of the stream with a plain nats.go
+// ordered consumer, as a downstream service would.
+func readStream(t testing.TB, url, stream string) []stored {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := info.State.Msgs
+	var out []stored
+	if total == 0 {
+		return out
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for uint64(len(out)) < total {
+		batch, err := c.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			h := map[string]string{}
+			for k, v := range m.Headers() {
+				h[k] = v[0]
+			}
+			out = append(out, stored{subject: m.Subject(), headers: h, data: append([]byte(nil), m.Data()...)})
+		}
+		if err := batch.Error(); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			t.Fatalf("stream %s: read %d of %d messages, then nothing", stream, len(out), total)
+		}
+	}
+	return out
+}
+
+// kafkaBroker is a kfake cluster in the test process.
+type kafkaBroker struct {
+	c *kfake.Cluster
+}
+
+func newKafka(t testing.TB) *kafkaBroker {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return &kafkaBroker{c: c}
+}
+
+func (k *kafkaBroker) brokers() string { return strings.Join(k.c.ListenAddrs(), ",") }
+
+// readTopics reads every record of every topic with the prefix, with plain
+// kafka-go readers, partition by partition in offset order.
+func readTopics(t testing.TB, k *kafkaBroker, prefix string) []stored {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := kafka.DialContext(ctx, "tcp", k.c.ListenAddrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := conn.ReadPartitions()
+	conn.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(parts, func(i, j int) bool {
+		if parts[i].Topic != parts[j].Topic {
+			return parts[i].Topic < parts[j].Topic
+		}
+		return parts[i].ID < parts[j].ID
+	})
+	var out []stored
+	for _, p := range parts {
+		if !strings.HasPrefix(p.Topic, prefix) {
+			continue
+		}
+		leader, err := kafka.DialLeader(ctx, "tcp", k.c.ListenAddrs()[0], p.Topic, p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, last, err := leader.ReadOffsets()
+		leader.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last <= first {
+			continue
+		}
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: k.c.ListenAddrs(), Topic: p.Topic, Partition: p.ID, MaxWait: 100 * time.Millisecond})
+		if err := r.SetOffset(first); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			m, err := r.ReadMessage(ctx)
+			if err != nil {
+				r.Close()
+				t.Fatalf("read %s/%d: %v", p.Topic, p.ID, err)
+			}
+			h := map[string]string{}
+			for _, x := range m.Headers {
+				h[x.Key] = string(x.Value)
+			}
+			// The partition is part of the ordering scope.
+			out = append(out, stored{subject: fmt.Sprintf("%s/%d", m.Topic, m.Partition), key: string(m.Key), headers: h, data: m.Value})
+			if m.Offset+1 >= last {
+				break
+			}
+		}
+		r.Close()
+	}
+	return out
+}
+
+// readCheckpoint reads the file store's checkpoint, as an operator would.
+func readCheckpoint(t testing.TB, dir string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "checkpoint.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cp map[string]any
+	if err := json.Unmarshal(b, &cp); err != nil {
+		t.Fatalf("checkpoint.json: %v", err)
+	}
+	return cp
+}
+
+// freeAddr returns a loopback address with a port that was free a moment
+// ago, for a server that must keep its port across restarts.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
