@@ -1,0 +1,312 @@
+package pipeline_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/checkpoint"
+	"github.com/zulip-bridge/zulip-bridge/mapping"
+	"github.com/zulip-bridge/zulip-bridge/pipeline"
+)
+
+// resyncEvent is the payload of <prefix>.bridge.resync as a consumer reads
+// it (spec section 3).
+type resyncEvent struct {
+	Type               string    `json:"type"`
+	Site               string    `json:"site"`
+	OldQueueID         string    `json:"old_queue_id"`
+	OldLastEventID     int64     `json:"old_last_event_id"`
+	NewQueueID         string    `json:"new_queue_id"`
+	DetectedAt         time.Time `json:"detected_at"`
+	RegisteredAt       time.Time `json:"registered_at"`
+	FromMessageID      int64     `json:"from_message_id"`
+	ToMessageID        int64     `json:"to_message_id"`
+	MessagesBackfilled int       `json:"messages_backfilled"`
+	Unrecoverable      string    `json:"unrecoverable"`
+}
+
+// oneResync checks that control holds exactly one resync event, for the
+// loss of oldQueue replaced by newQueue, and returns it.
+func (w *world) oneResync(control []stored, oldQueue, newQueue string) resyncEvent {
+	w.t.Helper()
+	resyncs := controlEvents(control, "resync")
+	if len(resyncs) != 1 || len(control) != 1 {
+		w.t.Fatalf("control events %v, want exactly one resync", control)
+	}
+	m := resyncs[0]
+	if key := fmt.Sprintf("%s/%s/bridge.resync", w.host, oldQueue); m.h(mapping.HeaderDedupKey) != key {
+		w.t.Errorf("resync dedup key %q, want %q", m.h(mapping.HeaderDedupKey), key)
+	}
+	if m.h(mapping.HeaderEventType) != "bridge" || m.h(mapping.HeaderEventOp) != "resync" {
+		w.t.Errorf("resync headers %v", m.headers)
+	}
+	var r resyncEvent
+	if err := json.Unmarshal(m.data, &r); err != nil {
+		w.t.Fatalf("resync payload %s: %v", m.data, err)
+	}
+	if r.Type != "resync" || r.OldQueueID != oldQueue || r.NewQueueID != newQueue {
+		w.t.Errorf("resync %s: want old queue %s, new queue %s", m.data, oldQueue, newQueue)
+	}
+	if r.Unrecoverable == "" || r.DetectedAt.IsZero() || r.RegisteredAt.IsZero() {
+		w.t.Errorf("resync %s does not say what was lost when", m.data)
+	}
+	return r
+}
+
+// TestQueueLostWhileStopped: the queue is gone when the bridge comes back
+// (expired after a long outage, or the Zulip server crashed). Every
+// message still arrives once: those delivered live before, those sent
+// meanwhile backfilled from GET /messages, those of the new queue live;
+// and one resync event says what happened.
+func TestQueueLostWhileStopped(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lose func(w *world, queueID string)
+	}{
+		{"expired", func(w *world, q string) {
+			if !w.sim.ExpireQueue(q) {
+				w.t.Fatalf("queue %s did not exist", q)
+			}
+		}},
+		{"server crashed", func(w *world, _ string) { w.sim.Crash() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			b1 := w.start(options{})
+			q1 := b1.queueID()
+			live := w.send(5, "before")
+			w.inject(typingEvent)
+			w.inject(presenceEvent)
+			w.waitAcked(q1)
+			if err := b1.stop(); err != nil {
+				t.Fatalf("first Run: %v", err)
+			}
+			acked, _ := w.sim.History(q1)
+
+			tc.lose(w, q1)
+			missed := w.send(7, "while down")
+			w.inject(typingEvent) // no queue gets it: lost for good
+
+			b2 := w.start(options{})
+			q2 := w.newQueue(b2, q1)
+			w.send(3, "after")
+			w.inject(typingEvent)
+			w.waitAcked(q2)
+			if err := b2.stop(); err != nil {
+				t.Fatalf("second Run: %v", err)
+			}
+
+			control := w.checkStream(w.readStream(), expectation{queues: []string{q1, q2}, backfilled: missed})
+			r := w.oneResync(control, q1, q2)
+			if r.MessagesBackfilled != len(missed) || r.FromMessageID != live[len(live)-1] || r.ToMessageID != missed[len(missed)-1] {
+				t.Errorf("resync says %d messages backfilled in (%d, %d], want %d in (%d, %d]",
+					r.MessagesBackfilled, r.FromMessageID, r.ToMessageID, len(missed), live[len(live)-1], missed[len(missed)-1])
+			}
+			if r.OldLastEventID != acked.Acked {
+				t.Errorf("resync says the old queue's last event was %d, the server saw %d acknowledged", r.OldLastEventID, acked.Acked)
+			}
+			if n := b2.obs.backfilled.Load(); n != int64(len(missed)) {
+				t.Errorf("observer told %d messages backfilled, want %d", n, len(missed))
+			}
+		})
+	}
+}
+
+// TestQueueLostWhileRunning: the queue expires under a running bridge, and
+// messages are sent while it registers a new one (the registration is held
+// back): they are backfilled, the rest arrives live, once each.
+func TestQueueLostWhileRunning(t *testing.T) {
+	w := newWorld(t)
+	g := newGate()
+	b := w.start(options{transport: g})
+	q1 := b.queueID()
+	w.send(3, "before")
+	w.inject(typingEvent)
+	w.waitAcked(q1)
+
+	g.holdRegistrations()
+	if err := w.simClock.BlockUntilContext(w.ctx, 1); err != nil { // the long-poll waits
+		t.Fatal(err)
+	}
+	if !w.sim.ExpireQueue(q1) {
+		t.Fatalf("queue %s did not exist", q1)
+	}
+	g.waitHeld(t)
+	missed := w.send(4, "while registering")
+	g.release()
+	q2 := w.newQueue(b, q1)
+	w.send(2, "after")
+	w.waitAcked(q2)
+	if err := b.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	control := w.checkStream(w.readStream(), expectation{queues: []string{q1, q2}, backfilled: missed})
+	if r := w.oneResync(control, q1, q2); r.MessagesBackfilled != len(missed) {
+		t.Errorf("resync says %d messages backfilled, want %d", r.MessagesBackfilled, len(missed))
+	}
+	if n := b.obs.registrations.Load(); n != 2 {
+		t.Errorf("%d registrations, want 2", n)
+	}
+}
+
+// TestBackfillInPages: a backfill larger than BackfillPageSize is fetched
+// and published page by page.
+func TestBackfillInPages(t *testing.T) {
+	w := newWorld(t)
+	b1 := w.start(options{})
+	q1 := b1.queueID()
+	w.send(2, "before")
+	w.waitAcked(q1)
+	if err := b1.stop(); err != nil {
+		t.Fatal(err)
+	}
+	w.sim.ExpireQueue(q1)
+	missed := w.send(10, "while down")
+
+	var pages atomic.Int64
+	b2 := w.start(options{
+		cfg: pipeline.Config{BackfillPageSize: 3},
+		publish: func(ctx context.Context, msgs []*mapping.Message, next func(context.Context, []*mapping.Message) error) error {
+			if backfilled(msgs) > 0 {
+				pages.Add(1)
+			}
+			return next(ctx, msgs)
+		},
+	})
+	q2 := w.newQueue(b2, q1)
+	w.waitAcked(q2)
+	if err := b2.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	control := w.checkStream(w.readStream(), expectation{queues: []string{q1, q2}, backfilled: missed})
+	if r := w.oneResync(control, q1, q2); r.MessagesBackfilled != len(missed) {
+		t.Errorf("resync says %d messages backfilled, want %d", r.MessagesBackfilled, len(missed))
+	}
+	if n := pages.Load(); n != 4 {
+		t.Errorf("backfill published in %d pages, want 4 (3+3+3+1)", n)
+	}
+}
+
+// TestRestartDuringBackfill: the bridge stops after the first page of a
+// backfill is published and before the second is confirmed. The next start
+// finds the queue it registered meanwhile unknown to its checkpoint, which
+// still names the lost queue; it registers again, backfills the rest, and
+// every message is in the stream once, with one resync event.
+func TestRestartDuringBackfill(t *testing.T) {
+	w := newWorld(t)
+	b1 := w.start(options{})
+	q1 := b1.queueID()
+	live := w.send(2, "before")
+	w.waitAcked(q1)
+	if err := b1.stop(); err != nil {
+		t.Fatal(err)
+	}
+	w.sim.ExpireQueue(q1)
+	missed := w.send(10, "while down")
+
+	firstPage := make(chan struct{})
+	var pages atomic.Int64
+	b2 := w.start(options{
+		cfg: pipeline.Config{BackfillPageSize: 3, ShutdownTimeout: 50 * time.Millisecond},
+		publish: func(ctx context.Context, msgs []*mapping.Message, next func(context.Context, []*mapping.Message) error) error {
+			if backfilled(msgs) == 0 {
+				return next(ctx, msgs)
+			}
+			if pages.Add(1) == 1 {
+				err := next(ctx, msgs)
+				close(firstPage)
+				return err
+			}
+			<-ctx.Done() // the broker never confirms the second page
+			return ctx.Err()
+		},
+	})
+	select {
+	case <-firstPage:
+	case <-time.After(waitLimit):
+		t.Fatal("no backfill page published")
+	}
+	var q2 string
+	waitFor(t, "a second queue", func() bool {
+		for _, q := range w.sim.Queues() {
+			if q.ID != q1 {
+				q2 = q.ID
+			}
+		}
+		return q2 != ""
+	})
+	if err := b2.stop(); err != nil {
+		t.Fatalf("Run stopped during backfill: %v", err)
+	}
+	cp := readCheckpoint(t, w.stateDir)
+	if cp.QueueID != q1 || cp.MaxMessageID != missed[2] {
+		t.Errorf("checkpoint after the first page: queue %s, max message id %d; want the lost queue %s and %d (last of page 1)",
+			cp.QueueID, cp.MaxMessageID, q1, missed[2])
+	}
+
+	b3 := w.start(options{cfg: pipeline.Config{BackfillPageSize: 3}})
+	q3 := w.newQueue(b3, q1)
+	if q3 == q2 {
+		t.Fatalf("the restart reused queue %s, which its checkpoint never named", q2)
+	}
+	w.send(2, "after")
+	w.waitAcked(q3)
+	if err := b3.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	control := w.checkStream(w.readStream(), expectation{queues: []string{q1, q2, q3}, backfilled: missed})
+	r := w.oneResync(control, q1, q3)
+	// The run that finishes the backfill reports what it published, from
+	// where the checkpoint of the first page left off.
+	if r.MessagesBackfilled != len(missed)-3 || r.FromMessageID != missed[2] || r.ToMessageID != missed[len(missed)-1] {
+		t.Errorf("resync says %d messages in (%d, %d]; want %d in (%d, %d] (live up to %d)",
+			r.MessagesBackfilled, r.FromMessageID, r.ToMessageID, len(missed)-3, missed[2], missed[len(missed)-1], live[len(live)-1])
+	}
+}
+
+// newQueue waits until the bridge polls a queue other than old and
+// returns it.
+func (w *world) newQueue(b *bridge, old string) string {
+	w.t.Helper()
+	var id string
+	waitFor(w.t, "a queue replacing "+old, func() bool {
+		s := b.p.Status().Snapshot()
+		id = s.QueueID
+		return s.Registered && id != "" && id != old
+	})
+	return id
+}
+
+// backfilled counts the backfilled messages of a batch.
+func backfilled(msgs []*mapping.Message) int {
+	n := 0
+	for _, m := range msgs {
+		if v, _ := m.Get(mapping.HeaderBackfill); v == "true" {
+			n++
+		}
+	}
+	return n
+}
+
+// readCheckpoint reads the file store's checkpoint as the next start will.
+func readCheckpoint(t *testing.T, dir string) checkpoint.Checkpoint {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, checkpoint.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := checkpoint.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
