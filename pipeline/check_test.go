@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -23,6 +24,12 @@ type expectation struct {
 	// backfilled are the ids of messages that no queue delivered and that
 	// must be stored once from GET /messages.
 	backfilled []int64
+	// invalid are the ids of delivered events that cannot be mapped: each
+	// must be stored once as <prefix>.bridge.invalid, carrying it.
+	invalid []int64
+	// customSubjects: a subject template adds tokens after the default
+	// subject, which must still begin it.
+	customSubjects bool
 }
 
 // checkStream checks got against what the simulator delivered and sent:
@@ -86,6 +93,10 @@ func (w *world) checkStream(got []stored, exp expectation) []stored {
 			if ev.Type == "heartbeat" && !exp.heartbeats {
 				continue
 			}
+			if slices.Contains(exp.invalid, ev.ID) {
+				w.checkInvalid(byKey, q, ev)
+				continue
+			}
 			key, subject, headers := w.wantLive(q, ev)
 			want[key] = true
 			m, ok := byKey[key]
@@ -95,6 +106,9 @@ func (w *world) checkStream(got []stored, exp expectation) []stored {
 			}
 			if !bytes.Equal(m.data, ev.Raw) {
 				w.t.Errorf("%s: payload differs from what the queue delivered:\n got %s\nwant %s", m, m.data, ev.Raw)
+			}
+			if exp.customSubjects && !strings.HasSuffix(subject, ".") {
+				subject += "."
 			}
 			if !subjectMatches(m.subject, subject) {
 				w.t.Errorf("%s: subject %q, want %q", m, m.subject, subject)
@@ -164,6 +178,39 @@ func (w *world) checkStream(got []stored, exp expectation) []stored {
 		}
 	}
 	return control
+}
+
+// checkInvalid checks that an event that cannot be mapped is stored as a
+// bridge.invalid control event under the event's own dedup key, with the
+// reason and the event byte for byte.
+func (w *world) checkInvalid(byKey map[string]stored, queueID string, ev zuliptest.DeliveredEvent) {
+	w.t.Helper()
+	key := fmt.Sprintf("%s/%s/%d", w.host, queueID, ev.ID)
+	m, ok := byKey[key]
+	if !ok {
+		w.t.Errorf("unmappable event %d of queue %s not stored", ev.ID, queueID)
+		return
+	}
+	if m.subject != "zulip.bridge.invalid" || m.h(mapping.HeaderEventType) != "bridge" || m.h(mapping.HeaderEventOp) != "invalid" {
+		w.t.Errorf("%s: unmappable event %d stored as %s %v, want zulip.bridge.invalid", m, ev.ID, m.subject, m.headers)
+	}
+	var p struct {
+		Reason string          `json:"reason"`
+		ID     string          `json:"id"`
+		Event  json.RawMessage `json:"event"`
+	}
+	if err := json.Unmarshal(m.data, &p); err != nil {
+		w.t.Errorf("%s: payload %s: %v", m, m.data, err)
+		return
+	}
+	if p.Reason == "" || p.ID != strconv.FormatInt(ev.ID, 10) {
+		w.t.Errorf("%s: payload %s does not say which event failed and why", m, m.data)
+	}
+	// The event must be embedded as the server sent it: find its bytes
+	// in the payload, not a re-encoding of them.
+	if !bytes.Contains(m.data, ev.Raw) {
+		w.t.Errorf("%s: payload does not embed the event byte for byte:\n got %s\nwant %s", m, p.Event, ev.Raw)
+	}
 }
 
 // wantLive works out, from the event's JSON alone, the dedup key, subject

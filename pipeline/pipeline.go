@@ -392,17 +392,30 @@ func (p *Pipeline) published(key string) bool {
 // byte for byte, under the dedup key the event itself would have had, so
 // that it is published once like any other.
 func (p *Pipeline) invalid(queueID, id string, raw json.RawMessage, cause error) (*mapping.Message, error) {
-	payload, err := json.Marshal(struct {
-		Reason string          `json:"reason"`
-		ID     string          `json:"id"`
-		Event  json.RawMessage `json:"event"`
-	}{cause.Error(), id, raw})
-	if err != nil {
-		return nil, fmt.Errorf("invalid event %s: %w", id, err)
+	// Built by hand: json.Marshal would compact the event and escape <, >
+	// and & in it, and an error from it would stop the bridge on the very
+	// event it is meant to carry past.
+	payload := append([]byte(`{"reason":`), jsonString(cause.Error())...)
+	payload = append(payload, `,"id":`...)
+	payload = append(payload, jsonString(id)...)
+	payload = append(payload, `,"event":`...)
+	if json.Valid(raw) {
+		payload = append(payload, raw...)
+	} else {
+		// The source hands out parsed JSON only; should that ever fail,
+		// the bytes travel as a string rather than being lost.
+		payload = append(payload, jsonString(string(raw))...)
 	}
+	payload = append(payload, '}')
 	m, err := p.mapper.ControlWithID("invalid", queueID, id, payload)
 	if err != nil {
 		return nil, fmt.Errorf("invalid event %s: %w", id, err)
 	}
 	return m, nil
+}
+
+// jsonString returns s as a JSON string.
+func jsonString(s string) []byte {
+	b, _ := json.Marshal(s) // a string always marshals
+	return b
 }
