@@ -60,8 +60,9 @@ func (p *Pipeline) resync(ctx context.Context, b source.Batch) error {
 		LastSuccessAt: lost.LastSuccess.UTC(), DetectedAt: lost.LostAt.UTC(), RegisteredAt: p.clock.Now().UTC(),
 		FromMessageID: from, ToMessageID: max(from, to), MessagesBackfilled: n,
 		Unrecoverable: "events other than new messages (edits, deletions, reactions, stream, user, " +
-			"subscription and presence changes, typing) that happened between last_success_at and " +
-			"registered_at; the new queue's initial state (bridge.state with BRIDGE_PUBLISH_INITIAL_STATE=true) reflects their result",
+			"subscription and presence changes, typing) that happened after the old queue's last " +
+			"acknowledged event (old_last_event_id) and before registered_at; the new queue's initial " +
+			"state (bridge.state with BRIDGE_PUBLISH_INITIAL_STATE=true) reflects their result",
 	}
 	payload, err := json.Marshal(r)
 	if err != nil {

@@ -77,7 +77,7 @@ type Config struct {
 	// docs is accepted too. Empty: no narrow.
 	Narrow string `env:"BRIDGE_NARROW" example:"[[\"stream\",\"Denmark\"]]" help:"JSON narrow of the event queue"`
 	// AllPublicStreams registers with all_public_streams=true.
-	AllPublicStreams bool `env:"BRIDGE_ALL_PUBLIC_STREAMS" example:"true" help:"register with all_public_streams"`
+	AllPublicStreams bool `env:"BRIDGE_ALL_PUBLIC_STREAMS" envDefault:"false" example:"true" help:"register with all_public_streams"`
 	// QueueLifespan is the queue_lifespan_secs to request: how long the
 	// server keeps an idle queue (whole seconds, at most 168h). Zero: the
 	// server's default, 10 minutes.

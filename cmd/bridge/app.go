@@ -103,14 +103,15 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 			log.Info("started embedded NATS server with JetStream", "url", natsCfg.URL, "store_dir", cfg.Bridge.StateDir)
 		}
 		a.natsURL = natsCfg.URL
-		s, err := natssink.New(ctx, natsCfg, a.mapper.Prefix(), natssink.WithLogger(log.With("component", "nats")))
+		// natssink labels its own log lines component=nats.
+		s, err := natssink.New(ctx, natsCfg, a.mapper.Prefix(), natssink.WithLogger(log))
 		if err != nil {
 			return a, fmt.Errorf("nats sink: %w", err)
 		}
 		a.sink = s
 		a.onStop("nats sink", s.Close)
 		if cfg.Checkpoint.Kind == checkpoint.KindNATSKV {
-			if nc, err = natssink.Connect(ctx, natsCfg, natssink.WithLogger(log.With("component", "nats-checkpoint"))); err != nil {
+			if nc, err = natssink.Connect(ctx, natsCfg, natssink.WithLogger(log)); err != nil {
 				return a, fmt.Errorf("nats checkpoint connection: %w", err)
 			}
 			a.onStop("nats checkpoint connection", func(context.Context) error { nc.Close(); return nil })
@@ -201,7 +202,8 @@ func (a *app) serveHTTP() error {
 }
 
 // stop stops the components in reverse order of start, each with its own
-// deadline, so that one that hangs does not keep the others from stopping.
+// deadline (and all within ctx's), so that one that hangs does not keep
+// the others from stopping.
 func (a *app) stop(ctx context.Context, each time.Duration) {
 	for i := len(a.stops) - 1; i >= 0; i-- {
 		s := a.stops[i]

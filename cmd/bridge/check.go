@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
+	"github.com/zulip-bridge/zulip-bridge/checkpoint"
 	"github.com/zulip-bridge/zulip-bridge/sink"
 )
 
@@ -27,9 +30,26 @@ func cmdCheck(ctx context.Context, environ []string, stdout, stderr io.Writer) i
 	quiet := cfg.Bridge
 	quiet.LogLevel = "warn"
 	log := newLogger(quiet, stderr)
-	// A check must not take over the state dir's NATS port or HTTP port of
-	// a running bridge; it needs neither.
+	// A check runs beside a bridge that may be running: it must not take
+	// its HTTP port, its embedded NATS server's port and storage, or its
+	// checkpoint lock. Components start on throwaway state; the real
+	// checkpoint store is checked on its own below.
 	cfg.Bridge.HTTPAddr = ""
+	scratch, err := os.MkdirTemp("", "zulip-bridge-check-")
+	if err != nil {
+		fmt.Fprintf(stdout, "FAIL scratch directory: %v\n", err)
+		return exitFailed
+	}
+	defer os.RemoveAll(scratch)
+	embedded := cfg.Bridge.Sink == sinkNATS && cfg.NATS.URL == ""
+	if embedded {
+		cfg.Bridge.NATSEmbeddedAddr = "127.0.0.1:0"
+	}
+	cfg.Bridge.StateDir = scratch
+	realCheckpoint := cfg.Checkpoint
+	if cfg.Checkpoint.Kind == checkpoint.KindFile {
+		cfg.Checkpoint.StateDir = scratch
+	}
 
 	failed := false
 	step := func(name string, fn func(ctx context.Context) (string, error)) {
@@ -68,17 +88,33 @@ func cmdCheck(ctx context.Context, environ []string, stdout, stderr io.Writer) i
 		}
 		return fmt.Sprintf(" (as %s)", a.client.Email()), nil
 	})
-	step("broker ("+cfg.Bridge.Sink+")", func(ctx context.Context) (string, error) {
+	broker := "broker (" + cfg.Bridge.Sink + ")"
+	if embedded {
+		broker = "embedded NATS server with JetStream (started in a scratch directory)"
+	}
+	step(broker, func(ctx context.Context) (string, error) {
 		if rc, ok := a.sink.(sink.ReadyChecker); ok {
 			return "", rc.Ready(ctx)
 		}
 		return "", nil
 	})
-	step("checkpoint store ("+cfg.Checkpoint.Kind+")", func(ctx context.Context) (string, error) {
-		if err := a.store.Check(ctx); err != nil {
+	step("checkpoint store ("+realCheckpoint.Kind+")", func(ctx context.Context) (string, error) {
+		store := a.store
+		if realCheckpoint.Kind == checkpoint.KindFile {
+			fs, err := checkpoint.OpenFile(realCheckpoint.StateDir)
+			if errors.Is(err, checkpoint.ErrLocked) {
+				return " (held by a running bridge)", nil
+			}
+			if err != nil {
+				return "", err
+			}
+			defer fs.Close()
+			store = fs
+		}
+		if err := store.Check(ctx); err != nil {
 			return "", err
 		}
-		cp, found, err := a.store.Load(ctx)
+		cp, found, err := store.Load(ctx)
 		switch {
 		case err != nil:
 			return "", err

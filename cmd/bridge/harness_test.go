@@ -287,7 +287,8 @@ func checkExactlyOnce(t testing.TB, got []stored, want map[string][]byte) {
 			t.Errorf("event %q payload differs:\n got %s\nwant %s", key, m.data, payload)
 		}
 		if id, err := strconv.ParseInt(m.headers[mapping.HeaderEventID], 10, 64); err == nil {
-			scope := m.subject + "\x00" + m.key
+			// Event ids are per queue: a new queue starts them over.
+			scope := m.subject + "\x00" + m.key + "\x00" + m.headers[mapping.HeaderQueueID]
 			if prev, ok := lastID[scope]; ok && id <= prev {
 				t.Errorf("%s: event %d stored after event %d", m.subject, id, prev)
 			}

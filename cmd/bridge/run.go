@@ -17,15 +17,30 @@ func cmdRun(ctx context.Context, environ []string, _, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Bridge, stderr)
 	log.Info("starting zulip-bridge", "version", Version(), "sink", cfg.Bridge.Sink, "site", cfg.Zulip.Site, "checkpoint", cfg.Checkpoint.Kind)
+	total := cfg.Pipeline.ShutdownTimeout
+	cfg.Pipeline.ShutdownTimeout = drainBudget(total)
 	a, err := start(ctx, cfg, log)
 	if err != nil {
 		log.Error("start failed", "error", err)
 		return exitFailed
 	}
+	var stopAt time.Time
+	stopped := make(chan struct{})
+	context.AfterFunc(ctx, func() { stopAt = time.Now(); close(stopped) })
 	runErr := a.pipeline.Run(ctx)
 	// The pipeline has confirmed and checkpointed its last batch (or given
-	// up at the shutdown deadline); what remains is closing connections.
-	a.stop(context.Background(), stopTimeout(cfg))
+	// up at its share of the shutdown timeout); what remains is closing
+	// connections and flushing telemetry, within the rest of it.
+	deadline := time.Now().Add(total)
+	select {
+	case <-stopped:
+		deadline = stopAt.Add(total)
+		log.Info("stop requested: batch in flight finished, closing connections")
+	default:
+	}
+	sctx, cancel := context.WithDeadline(context.Background(), deadline)
+	a.stop(sctx, total)
+	cancel()
 	if runErr != nil {
 		log.Error("bridge stopped", "error", runErr)
 		return exitFailed
@@ -34,8 +49,15 @@ func cmdRun(ctx context.Context, environ []string, _, stderr io.Writer) int {
 	return exitOK
 }
 
-// stopTimeout is the deadline of each component's stop: a share of the
-// shutdown timeout, at least one second.
+// drainBudget is the share of BRIDGE_SHUTDOWN_TIMEOUT that the pipeline may
+// spend finishing the batch in flight; the rest (a quarter, at most 5s) is
+// kept for closing connections and flushing telemetry, so that the whole
+// stop fits in the timeout.
+func drainBudget(total time.Duration) time.Duration {
+	return total - min(total/4, 5*time.Second)
+}
+
+// stopTimeout bounds each component's stop outside of a shutdown budget.
 func stopTimeout(cfg *config) time.Duration {
 	return max(time.Second, cfg.Pipeline.ShutdownTimeout/4)
 }

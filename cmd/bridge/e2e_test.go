@@ -1,0 +1,221 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/mapping"
+	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
+)
+
+// natsEnv points a bridge at a NATS broker in the test process.
+func natsEnv(nb *natsBroker) []string {
+	return []string{"BRIDGE_SINK=nats", "BRIDGE_NATS_URL=" + nb.url()}
+}
+
+// sendMessages sends n stream messages through the simulator.
+func sendMessages(t *testing.T, sim *zuliptest.Server, n int, topic string) []int64 {
+	t.Helper()
+	ids := make([]int64, 0, n)
+	for i := 0; i < n; i++ {
+		id, err := sim.SendMessage(zuliptest.SendRequest{Type: "stream", To: "Denmark", Topic: topic, Content: fmt.Sprintf("message %d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+func injectReactions(t *testing.T, sim *zuliptest.Server, messageID int64, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		raw := fmt.Sprintf(`{"type":"reaction","op":"add","user_id":10,"user":{"user_id":10,"email":"iago@zulip.example.com","full_name":"Iago"},"message_id":%d,"emoji_name":"smile","emoji_code":"1f642","reaction_type":"unicode_emoji"}`, messageID)
+		if _, err := sim.InjectEvent(json.RawMessage(raw)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestQueueLostWhileDown: the queue expires (or the server crashes) while
+// the bridge is down; on start it registers anew, backfills the missed
+// messages with their dedup keys and publishes one resync event.
+func TestQueueLostWhileDown(t *testing.T) {
+	for _, how := range []string{"expired", "crashed"} {
+		t.Run(how, func(t *testing.T) {
+			nb := newNATS(t)
+			w := newWorld(t, zuliptest.Config{})
+			p := w.start(natsEnv(nb)...)
+			q1 := w.queueID(30 * time.Second)
+			before := sendMessages(t, w.sim, 20, "before")
+			injectReactions(t, w.sim, before[0], 5)
+			w.caughtUp(q1, w.lastEventID(q1), time.Minute, p)
+			if code := p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+
+			// While the bridge is down: messages and other events, then
+			// the queue is gone.
+			during := sendMessages(t, w.sim, 30, "during")
+			injectReactions(t, w.sim, during[0], 5) // these are lost for good
+			if how == "expired" {
+				if !w.sim.ExpireQueue(q1) {
+					t.Fatal("queue already gone")
+				}
+			} else {
+				w.sim.Crash()
+			}
+
+			p = w.start(natsEnv(nb)...)
+			q2 := w.queueID(30 * time.Second)
+			if q2 == q1 {
+				t.Fatal("no new queue registered")
+			}
+			after := sendMessages(t, w.sim, 10, "after")
+			w.caughtUp(q2, w.lastEventID(q2), time.Minute, p)
+			if code := p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+
+			got := readStream(t, nb.url(), "ZULIP")
+			counts := map[string]int{}
+			backfilled := 0
+			var resyncs []stored
+			for _, m := range got {
+				counts[m.headers[mapping.HeaderDedupKey]]++
+				if m.headers[mapping.HeaderBackfill] == "true" {
+					backfilled++
+				}
+				if m.subject == "zulip.bridge.resync" {
+					resyncs = append(resyncs, m)
+				}
+			}
+			host := strings.TrimPrefix(w.site, "http://")
+			for _, id := range append(append(before, during...), after...) {
+				if n := counts[fmt.Sprintf("%s/message/%d", host, id)]; n != 1 {
+					t.Errorf("message %d stored %d times, want once", id, n)
+				}
+			}
+			if backfilled != len(during) {
+				t.Errorf("%d messages marked backfilled, want %d", backfilled, len(during))
+			}
+			if len(resyncs) != 1 {
+				t.Fatalf("%d resync events, want 1", len(resyncs))
+			}
+			var r struct {
+				OldQueueID         string `json:"old_queue_id"`
+				NewQueueID         string `json:"new_queue_id"`
+				MessagesBackfilled int    `json:"messages_backfilled"`
+				Unrecoverable      string `json:"unrecoverable"`
+			}
+			if err := json.Unmarshal(resyncs[0].data, &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.OldQueueID != q1 || r.NewQueueID != q2 || r.MessagesBackfilled != len(during) || r.Unrecoverable == "" {
+				t.Errorf("resync event %s; want old %s new %s backfilled %d", resyncs[0].data, q1, q2, len(during))
+			}
+			// Everything the old and new queues delivered is there once.
+			want := w.expected(q1, q2)
+			var live []stored
+			for _, m := range got {
+				if m.headers[mapping.HeaderBackfill] != "true" {
+					live = append(live, m)
+				}
+			}
+			checkExactlyOnce(t, live, want)
+		})
+	}
+}
+
+// TestBrokerDownAndBack: while NATS is down nothing is acknowledged to
+// Zulip; once it is back everything arrives exactly once.
+func TestBrokerDownAndBack(t *testing.T) {
+	nb := newNATS(t)
+	w := newWorld(t, zuliptest.Config{})
+	p := w.start(append(natsEnv(nb), "BRIDGE_LOG_LEVEL=debug")...)
+	q := w.queueID(30 * time.Second)
+	sendMessages(t, w.sim, 50, "before")
+	w.caughtUp(q, w.lastEventID(q), time.Minute, p)
+	acked := w.sim.Acked(q)
+
+	nb.stopServer()
+	sendMessages(t, w.sim, 50, "outage")
+	waitFor(t, time.Minute, "the bridge to notice the broker is down", func() bool {
+		return strings.Contains(p.out.String(), "broker down")
+	})
+	// The bridge is retrying the batch it holds: it must not have
+	// acknowledged it, nor asked for (and so acknowledged) anything newer.
+	if got := w.sim.Acked(q); got != acked {
+		t.Fatalf("acknowledged up to %d while the broker was down, want %d", got, acked)
+	}
+	nb.startServer()
+	sendMessages(t, w.sim, 50, "after")
+	w.caughtUp(q, w.lastEventID(q), 2*time.Minute, p)
+	if !strings.Contains(p.out.String(), "broker up") {
+		t.Errorf("no 'broker up' log line:\n%s", tail(p.out.String()))
+	}
+	if code := p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	checkExactlyOnce(t, readStream(t, nb.url(), "ZULIP"), w.expected(q))
+}
+
+// TestSIGTERMResumes: SIGTERM exits 0 within the shutdown timeout with the
+// checkpoint written; the next start resumes the same queue.
+func TestSIGTERMResumes(t *testing.T) {
+	nb := newNATS(t)
+	w := newWorld(t, zuliptest.Config{})
+	env := append(natsEnv(nb), "BRIDGE_SHUTDOWN_TIMEOUT=10s")
+	p := w.start(env...)
+	q := w.queueID(30 * time.Second)
+	sendMessages(t, w.sim, 100, "first")
+	w.caughtUp(q, w.lastEventID(q), time.Minute, p)
+
+	began := time.Now()
+	if code := p.stop(t, syscall.SIGTERM, 15*time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM; output:\n%s", code, tail(p.out.String()))
+	}
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("shutdown took %s, more than BRIDGE_SHUTDOWN_TIMEOUT", took)
+	}
+	cp := readCheckpoint(t, w.dir)
+	if cp["queue_id"] != q || cp["last_event_id"].(float64) != float64(w.sim.Acked(q)) {
+		t.Fatalf("checkpoint %v; want queue %s at %d", cp, q, w.sim.Acked(q))
+	}
+
+	sendMessages(t, w.sim, 100, "second")
+	p = w.start(env...)
+	w.caughtUp(q, w.lastEventID(q), time.Minute, p)
+	if qs := w.sim.Queues(); len(qs) != 1 || qs[0].ID != q {
+		t.Fatalf("queues %+v; the restart must resume %s, not register", qs, q)
+	}
+	if code := p.stop(t, syscall.SIGINT, 15*time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGINT", code)
+	}
+	checkExactlyOnce(t, readStream(t, nb.url(), "ZULIP"), w.expected(q))
+}
+
+// TestCheckpointInNATSKV runs the bridge with its checkpoint in a JetStream
+// key-value bucket: a restart resumes the queue from it.
+func TestCheckpointInNATSKV(t *testing.T) {
+	nb := newNATS(t)
+	w := newWorld(t, zuliptest.Config{})
+	env := append(natsEnv(nb), "BRIDGE_CHECKPOINT=nats-kv")
+	p := w.start(env...)
+	q := w.queueID(30 * time.Second)
+	sendMessages(t, w.sim, 20, "kv")
+	w.caughtUp(q, w.lastEventID(q), time.Minute, p)
+	p.kill()
+	sendMessages(t, w.sim, 20, "kv")
+	p = w.start(env...)
+	w.caughtUp(q, w.lastEventID(q), time.Minute, p)
+	if qs := w.sim.Queues(); len(qs) != 1 || qs[0].ID != q {
+		t.Fatalf("queues %+v; want %s resumed", qs, q)
+	}
+	p.stop(t, syscall.SIGTERM, 15*time.Second)
+	checkExactlyOnce(t, readStream(t, nb.url(), "ZULIP"), w.expected(q))
+}
