@@ -32,7 +32,7 @@ type resyncEvent struct {
 }
 
 // oneResync checks that control holds exactly one resync event, for the
-// loss of oldQueue replaced by newQueue, and returns it.
+// loss of oldQueue replaced by newQueue (any when empty), and returns it.
 func (w *world) oneResync(control []stored, oldQueue, newQueue string) resyncEvent {
 	w.t.Helper()
 	resyncs := controlEvents(control, "resync")
@@ -50,7 +50,7 @@ func (w *world) oneResync(control []stored, oldQueue, newQueue string) resyncEve
 	if err := json.Unmarshal(m.data, &r); err != nil {
 		w.t.Fatalf("resync payload %s: %v", m.data, err)
 	}
-	if r.Type != "resync" || r.OldQueueID != oldQueue || r.NewQueueID != newQueue {
+	if r.Type != "resync" || r.OldQueueID != oldQueue || (newQueue != "" && r.NewQueueID != newQueue) {
 		w.t.Errorf("resync %s: want old queue %s, new queue %s", m.data, oldQueue, newQueue)
 	}
 	if r.Unrecoverable == "" || r.DetectedAt.IsZero() || r.RegisteredAt.IsZero() {
@@ -195,81 +195,120 @@ func TestBackfillInPages(t *testing.T) {
 	}
 }
 
-// TestRestartDuringBackfill: the bridge stops after the first page of a
-// backfill is published and before the second is confirmed. The next start
-// finds the queue it registered meanwhile unknown to its checkpoint, which
-// still names the lost queue; it registers again, backfills the rest, and
-// every message is in the stream once, with one resync event.
+// TestRestartDuringBackfill stops the bridge in the middle of a resync:
+// after the first page of a backfill is published and before the second
+// is, or after the resync event is stored and before the broker confirms
+// it. The checkpoint still names the lost queue; the next start finds it
+// gone, registers again, backfills what is left (skipping what it reads
+// back), and every message is in the stream once, with one resync event.
 func TestRestartDuringBackfill(t *testing.T) {
-	w := newWorld(t)
-	b1 := w.start(options{})
-	q1 := b1.queueID()
-	live := w.send(2, "before")
-	w.waitAcked(q1)
-	if err := b1.stop(); err != nil {
-		t.Fatal(err)
-	}
-	w.sim.ExpireQueue(q1)
-	missed := w.send(10, "while down")
-
-	firstPage := make(chan struct{})
-	var pages atomic.Int64
-	b2 := w.start(options{
-		cfg: pipeline.Config{BackfillPageSize: 3, ShutdownTimeout: 50 * time.Millisecond},
-		publish: func(ctx context.Context, msgs []*mapping.Message, next func(context.Context, []*mapping.Message) error) error {
-			if backfilled(msgs) == 0 {
-				return next(ctx, msgs)
-			}
-			if pages.Add(1) == 1 {
-				err := next(ctx, msgs)
-				close(firstPage)
-				return err
-			}
-			<-ctx.Done() // the broker never confirms the second page
-			return ctx.Err()
+	const pageSize = 3
+	for _, tc := range []struct {
+		name string
+		// stopAt reports whether the bridge stops on this batch (page is
+		// the number of the backfill page it holds, 0 if none), and
+		// whether the broker stores it before the stop.
+		stopAt func(msgs []*mapping.Message, page int64) (stop, stored bool)
+		// checkpointMax is where the checkpoint leaves the backfill, as an
+		// index into the missed messages.
+		checkpointMax int
+		// check checks the one resync event.
+		check func(t *testing.T, r resyncEvent, missed []int64, q2, q3 string)
+	}{
+		{
+			name:          "after the first page",
+			stopAt:        func(_ []*mapping.Message, page int64) (bool, bool) { return page == 2, false },
+			checkpointMax: pageSize - 1,
+			// The run that finishes the backfill reports what it
+			// published, from where the first page's checkpoint left off.
+			check: func(t *testing.T, r resyncEvent, missed []int64, _, q3 string) {
+				if r.NewQueueID != q3 || r.MessagesBackfilled != len(missed)-pageSize || r.FromMessageID != missed[pageSize-1] || r.ToMessageID != missed[len(missed)-1] {
+					t.Errorf("resync %+v: want new queue %s, %d messages in (%d, %d]", r, q3, len(missed)-pageSize, missed[pageSize-1], missed[len(missed)-1])
+				}
+			},
 		},
-	})
-	select {
-	case <-firstPage:
-	case <-time.After(waitLimit):
-		t.Fatal("no backfill page published")
-	}
-	var q2 string
-	waitFor(t, "a second queue", func() bool {
-		for _, q := range w.sim.Queues() {
-			if q.ID != q1 {
-				q2 = q.ID
+		{
+			name: "after the resync event",
+			stopAt: func(msgs []*mapping.Message, _ int64) (bool, bool) {
+				return hasSubject(msgs, "zulip.bridge.resync"), true
+			},
+			checkpointMax: 8, // pages 1 to 3 are checkpointed, the last one is not
+			// The stored resync event is the first run's, and the next
+			// run's is its duplicate.
+			check: func(t *testing.T, r resyncEvent, missed []int64, q2, _ string) {
+				if r.NewQueueID != q2 || r.MessagesBackfilled != len(missed) {
+					t.Errorf("resync %+v: want new queue %s, %d messages", r, q2, len(missed))
+				}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			b1 := w.start(options{})
+			q1 := b1.queueID()
+			w.send(2, "before")
+			w.waitAcked(q1)
+			if err := b1.stop(); err != nil {
+				t.Fatal(err)
 			}
-		}
-		return q2 != ""
-	})
-	if err := b2.stop(); err != nil {
-		t.Fatalf("Run stopped during backfill: %v", err)
-	}
-	cp := readCheckpoint(t, w.stateDir)
-	if cp.QueueID != q1 || cp.MaxMessageID != missed[2] {
-		t.Errorf("checkpoint after the first page: queue %s, max message id %d; want the lost queue %s and %d (last of page 1)",
-			cp.QueueID, cp.MaxMessageID, q1, missed[2])
-	}
+			w.sim.ExpireQueue(q1)
+			missed := w.send(10, "while down")
 
-	b3 := w.start(options{cfg: pipeline.Config{BackfillPageSize: 3}})
-	q3 := w.newQueue(b3, q1)
-	if q3 == q2 {
-		t.Fatalf("the restart reused queue %s, which its checkpoint never named", q2)
-	}
-	w.send(2, "after")
-	w.waitAcked(q3)
-	if err := b3.stop(); err != nil {
-		t.Fatal(err)
-	}
+			stopped := make(chan struct{})
+			var pages atomic.Int64
+			b2 := w.start(options{
+				cfg: pipeline.Config{BackfillPageSize: pageSize, ShutdownTimeout: 50 * time.Millisecond},
+				publish: func(ctx context.Context, msgs []*mapping.Message, next func(context.Context, []*mapping.Message) error) error {
+					var page int64
+					if backfilled(msgs) > 0 {
+						page = pages.Add(1)
+					}
+					stop, stored := tc.stopAt(msgs, page)
+					if !stop {
+						return next(ctx, msgs)
+					}
+					if stored {
+						if err := next(ctx, msgs); err != nil {
+							return err
+						}
+					}
+					close(stopped)
+					<-ctx.Done() // the broker never confirms
+					return ctx.Err()
+				},
+			})
+			waitClosed(t, stopped, "the bridge to reach its stop")
+			var q2 string
+			for _, q := range w.sim.Queues() {
+				if q.ID != q1 {
+					q2 = q.ID
+				}
+			}
+			if q2 == "" {
+				t.Fatal("no queue replaced the lost one")
+			}
+			if err := b2.stop(); err != nil {
+				t.Fatalf("Run stopped during the resync: %v", err)
+			}
+			cp := readCheckpoint(t, w.stateDir)
+			if want := missed[tc.checkpointMax]; cp.QueueID != q1 || cp.MaxMessageID != want {
+				t.Errorf("checkpoint names queue %s, max message id %d; want the lost queue %s and %d", cp.QueueID, cp.MaxMessageID, q1, want)
+			}
 
-	control := w.checkStream(w.readStream(), expectation{queues: []string{q1, q2, q3}, backfilled: missed})
-	r := w.oneResync(control, q1, q3)
-	// The run that finishes the backfill reports what it published, from
-	// where the checkpoint of the first page left off.
-	if r.MessagesBackfilled != len(missed)-3 || r.FromMessageID != missed[2] || r.ToMessageID != missed[len(missed)-1] {
-		t.Errorf("resync says %d messages in (%d, %d]; want %d in (%d, %d] (live up to %d)",
-			r.MessagesBackfilled, r.FromMessageID, r.ToMessageID, len(missed)-3, missed[2], missed[len(missed)-1], live[len(live)-1])
+			b3 := w.start(options{cfg: pipeline.Config{BackfillPageSize: pageSize}})
+			q3 := w.newQueue(b3, q1)
+			if q3 == q2 {
+				t.Fatalf("the restart reused queue %s, which its checkpoint never named", q2)
+			}
+			w.send(2, "after")
+			w.waitAcked(q3)
+			if err := b3.stop(); err != nil {
+				t.Fatal(err)
+			}
+
+			control := w.checkStream(w.readStream(), expectation{queues: []string{q1, q2, q3}, backfilled: missed})
+			tc.check(t, w.oneResync(control, q1, ""), missed, q2, q3)
+		})
 	}
 }
 
