@@ -535,12 +535,15 @@ func (w *world) send(n int, topic string) []int64 {
 	return ids
 }
 
-// inject puts a non-message event into every live queue.
-func (w *world) inject(raw string) {
+// inject puts a non-message event into every live queue and returns the
+// id each queue gave it.
+func (w *world) inject(raw string) map[string]int64 {
 	w.t.Helper()
-	if _, err := w.sim.InjectEvent(json.RawMessage(raw)); err != nil {
+	ids, err := w.sim.InjectEvent(json.RawMessage(raw))
+	if err != nil {
 		w.t.Fatal(err)
 	}
+	return ids
 }
 
 const (
