@@ -323,10 +323,12 @@ func trimSpace(b []byte) []byte {
 // given (a JSON object). Templates do not apply: control events keep fixed
 // names that consumers can rely on.
 //
-// queueID is the queue the control event is about, the new one for
-// "resync" and "state": the dedup key <site host>/<queue id>/bridge.<kind>
-// makes a control event that is published again after a crash a duplicate,
-// and cannot equal any event's key (event ids are integers).
+// queueID is the queue the control event is about (the pipeline passes
+// the lost queue for "resync", so that a resync repeated after a crash,
+// under whatever new queue, is the same event; and the registered queue
+// for "state"): the dedup key <site host>/<queue id>/bridge.<kind> makes a
+// control event that is published again after a crash a duplicate, and
+// cannot equal any event's key (event ids are integers).
 func (m *Mapper) Control(kind, queueID string, payload []byte) (*Message, error) {
 	if err := checkQueueID(queueID); err != nil {
 		return nil, err

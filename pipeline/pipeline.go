@@ -304,7 +304,12 @@ func (p *Pipeline) retry(ctx context.Context, what string, op func() error) erro
 			}
 			return nil
 		}
-		if ctx.Err() != nil || permanent(err) {
+		if ctx.Err() != nil {
+			// Stopping: say so (callers tell a stop from a failure by the
+			// context error), and keep the operation's own error.
+			return fmt.Errorf("%s: %w: %w", what, ctx.Err(), err)
+		}
+		if permanent(err) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		if attempt == 1 {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,6 +44,10 @@ type app struct {
 	pipeline *pipeline.Pipeline
 	http     *http.Server
 	httpAddr net.Addr
+	// zulipSeen is when a request to Zulip last completed (UnixNano), with
+	// or without an error: while the source retries a failing server the
+	// loop makes no progress of its own, yet it is alive, not wedged.
+	zulipSeen atomic.Int64
 
 	stops []namedStop // in start order; run in reverse
 }
@@ -77,7 +82,13 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 	a.client, err = source.NewClient(cfg.Zulip,
 		source.WithLogger(log.With("component", "zulip")),
 		source.WithVersion(Version()),
-		source.WithTransportWrapper(a.tel.RoundTripper))
+		source.WithTransportWrapper(func(rt http.RoundTripper) http.RoundTripper {
+			return a.tel.RoundTripper(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				resp, err := rt.RoundTrip(r)
+				a.zulipSeen.Store(time.Now().UnixNano())
+				return resp, err
+			}))
+		}))
 	if err != nil {
 		return a, fmt.Errorf("zulip client: %w", err)
 	}
@@ -177,7 +188,13 @@ func (a *app) serveHTTP() error {
 	status := a.pipeline.Status()
 	stall := a.cfg.Pipeline.StallTimeout
 	h := &health.Handler{
-		Live: func() error { return status.Snapshot().Live(time.Now(), stall) },
+		Live: func() error {
+			snap := status.Snapshot()
+			if seen := time.Unix(0, a.zulipSeen.Load()); seen.After(snap.LastProgress) {
+				snap.LastProgress = seen
+			}
+			return snap.Live(time.Now(), stall)
+		},
 		Ready: []health.Check{
 			{Name: "zulip queue", Fn: func(context.Context) error { return status.Snapshot().Ready() }},
 			{Name: "broker", Fn: func(ctx context.Context) error {
@@ -215,6 +232,10 @@ func (a *app) stop(ctx context.Context, each time.Duration) {
 	}
 	a.stops = nil
 }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // newLogger builds the process logger from BRIDGE_LOG_LEVEL and
 // BRIDGE_LOG_FORMAT (validated before).
