@@ -1,6 +1,7 @@
 package pipeline_test
 
 import (
+	"cmp"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -93,6 +94,8 @@ type options struct {
 	transport *gate
 	// eventTypes to register for; nil means all.
 	eventTypes []string
+	// maxBytes is Deps.MaxMessageBytes; 0 means the sink's own limit.
+	maxBytes int
 }
 
 type publishHook func(ctx context.Context, msgs []*mapping.Message, next func(context.Context, []*mapping.Message) error) error
@@ -165,7 +168,8 @@ func (w *world) build(o options) *bridge {
 		Logger: log, Clock: o.clock, Observer: b.obs.observer(),
 		// Publish retries every 5ms: a broker outage in these tests lasts
 		// a few hundred milliseconds.
-		Backoff: func(int) time.Duration { return 5 * time.Millisecond },
+		Backoff:         func(int) time.Duration { return 5 * time.Millisecond },
+		MaxMessageBytes: cmp.Or(o.maxBytes, s.(sink.Limiter).MaxMessageBytes()),
 	})
 	if err != nil {
 		w.t.Fatal(err)

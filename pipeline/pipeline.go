@@ -31,6 +31,8 @@ type Pipeline struct {
 	backoff source.Backoff
 	obs     Observer
 	status  Status
+	// maxBytes is Deps.MaxMessageBytes.
+	maxBytes int
 
 	// maxMessageID is the highest message id seen or backfilled: the anchor
 	// of the next backfill.
@@ -62,6 +64,10 @@ type Deps struct {
 	// broker or the store is down (default: 100ms doubling to 30s, full jitter).
 	Backoff  source.Backoff
 	Observer Observer
+	// MaxMessageBytes is the largest message the broker takes, by
+	// sink.Size (from sink.Limiter); 0 means no limit is known. A larger
+	// message is set aside as a bridge.invalid notice (see fit).
+	MaxMessageBytes int
 }
 
 // New checks deps and returns a Pipeline.
@@ -76,6 +82,7 @@ func New(cfg Config, d Deps) (*Pipeline, error) {
 		cfg: cfg.withDefaults(), site: d.Site, client: d.Client, mapper: d.Mapper,
 		sink: d.Sink, store: d.Store, log: d.Logger, clock: d.Clock, backoff: d.Backoff,
 		obs: d.Observer, skip: map[string]struct{}{}, lastPage: map[string]struct{}{},
+		maxBytes: d.MaxMessageBytes,
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -224,13 +231,16 @@ func (p *Pipeline) handle(ctx context.Context, q *source.Queue, b source.Batch) 
 			// would lose it, refusing it would wedge the queue: it goes to
 			// the invalid control subject with the reason, byte for byte.
 			p.log.Warn("event cannot be mapped; publishing it as a bridge.invalid control event", "event_id", ev.ID, "type", ev.Type, "error", err)
-			if m, err = p.invalid(b.QueueID, strconv.FormatInt(ev.ID, 10), ev.Raw, err); err != nil {
+			if m, err = p.invalid(b.QueueID, eventRef(ev), ev.Raw, err); err != nil {
 				return err
 			}
 		}
 		if p.published(m.DedupKey) {
 			p.obs.Skipped(ev.Type, "duplicate")
 			continue
+		}
+		if m, err = p.fit(m, b.QueueID, eventRef(ev)); err != nil {
+			return err
 		}
 		msgs = append(msgs, m)
 	}
@@ -381,6 +391,15 @@ func (p *Pipeline) publishControl(ctx context.Context, kind, queueID string, pay
 	if p.published(m.DedupKey) {
 		return nil
 	}
+	if p.maxBytes > 0 && sink.Size(m) > p.maxBytes {
+		// A register response (bridge.state) of a large realm can exceed
+		// the broker's limit: publish that fact under the same name.
+		p.log.Error("control event too large for the broker; publishing a notice in its place", "kind", kind, "bytes", sink.Size(m), "limit", p.maxBytes)
+		notice, _ := json.Marshal(tooLarge{Reason: "too large for the broker", Bytes: sink.Size(m), Limit: p.maxBytes, DedupKey: m.DedupKey})
+		if m, err = p.mapper.Control(kind, queueID, notice); err != nil {
+			return fmt.Errorf("control event %s: %w", kind, err)
+		}
+	}
 	return p.publish(ctx, []*mapping.Message{m})
 }
 
@@ -423,4 +442,54 @@ func (p *Pipeline) invalid(queueID, id string, raw json.RawMessage, cause error)
 func jsonString(s string) []byte {
 	b, _ := json.Marshal(s) // a string always marshals
 	return b
+}
+
+// tooLarge is the payload of the notice that stands for a message larger
+// than the broker takes.
+type tooLarge struct {
+	Reason   string `json:"reason"`
+	ID       string `json:"id,omitempty"`
+	Type     string `json:"type,omitempty"`
+	DedupKey string `json:"dedup_key"`
+	Subject  string `json:"subject,omitempty"`
+	Topic    string `json:"topic,omitempty"`
+	Bytes    int    `json:"bytes"`
+	Limit    int    `json:"limit"`
+}
+
+// fit returns m if the broker can take it. A larger message could never be
+// published: retrying it would hold every later event back until the queue
+// is lost. It is set aside, loudly: a <prefix>.bridge.invalid notice takes
+// its place, under its dedup key, saying what it was and how large (the
+// event itself stays in Zulip, e.g. a message by its id).
+func (p *Pipeline) fit(m *mapping.Message, queueID, id string) (*mapping.Message, error) {
+	n := sink.Size(m)
+	if p.maxBytes <= 0 || n <= p.maxBytes {
+		return m, nil
+	}
+	typ, _ := m.Get(mapping.HeaderEventType)
+	p.log.Error("message too large for the broker; publishing a bridge.invalid notice in its place",
+		"dedup_key", m.DedupKey, "type", typ, "bytes", n, "limit", p.maxBytes)
+	payload, err := json.Marshal(tooLarge{
+		Reason: fmt.Sprintf("message of %d bytes exceeds the broker's limit of %d bytes", n, p.maxBytes),
+		ID:     id, Type: typ, DedupKey: m.DedupKey, Subject: m.Subject, Topic: m.Topic, Bytes: n, Limit: p.maxBytes,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("too large message %s: %w", m.DedupKey, err)
+	}
+	notice, err := p.mapper.ControlWithID("invalid", queueID, id, payload)
+	if err != nil {
+		return nil, fmt.Errorf("too large message %s: %w", m.DedupKey, err)
+	}
+	return notice, nil
+}
+
+// eventRef names an event for mapping.ControlWithID, so that a control event
+// standing for it has the event's own dedup key: by message id for message
+// events (stable across queues), by event id for the others.
+func eventRef(ev source.Event) string {
+	if ev.MessageID > 0 {
+		return "message/" + strconv.FormatInt(ev.MessageID, 10)
+	}
+	return strconv.FormatInt(ev.ID, 10)
 }

@@ -104,6 +104,9 @@ func (p *Pipeline) backfill(ctx context.Context, lost *source.QueueLost, from, t
 			if p.published(m.DedupKey) {
 				continue
 			}
+			if m, err = p.fit(m, lost.NewQueueID, "message/"+strconv.FormatInt(pm.ID, 10)); err != nil {
+				return published, err
+			}
 			msgs = append(msgs, m)
 		}
 		if err := p.publish(ctx, msgs); err != nil {

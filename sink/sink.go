@@ -82,3 +82,24 @@ type Recoverer interface {
 type ReadyChecker interface {
 	Ready(ctx context.Context) error
 }
+
+// Limiter is implemented by sinks that know the largest message their
+// broker accepts (NATS max_payload, the Kafka batch limit), so that the
+// caller can set aside a message that could never be published instead of
+// retrying it forever.
+type Limiter interface {
+	// MaxMessageBytes is the largest Size a message may have; it leaves
+	// room for what the sink and its wrappers add (Nats-Msg-Id, trace
+	// headers).
+	MaxMessageBytes() int
+}
+
+// Size is what a message weighs against a broker's limit: its payload and
+// its headers, each header with its framing ("Key: Value\r\n").
+func Size(m *mapping.Message) int {
+	n := len(m.Payload) + len(m.Key)
+	for _, h := range m.Headers {
+		n += len(h.Key) + len(h.Value) + 4
+	}
+	return n
+}

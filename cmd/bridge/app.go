@@ -162,9 +162,14 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 	}
 	a.onStop("checkpoint store", func(context.Context) error { return a.store.Close() })
 
+	maxBytes := 0
+	if l, ok := a.sink.(sink.Limiter); ok {
+		maxBytes = l.MaxMessageBytes()
+	}
 	a.pipeline, err = pipeline.New(cfg.Pipeline, pipeline.Deps{
 		Site: a.client.Site(), Client: a.client, Mapper: a.mapper,
 		Sink: a.tel.WrapSink(a.sink), Store: a.store, Logger: log, Observer: a.tel.Observer(),
+		MaxMessageBytes: maxBytes,
 	})
 	if err != nil {
 		return a, err

@@ -496,3 +496,12 @@ var (
 // for components that need their own requests, such as the checkpoint
 // store's compacted topic. It is valid until Close.
 func (s *Sink) Client() *kafka.Client { return s.client }
+
+// limitHeadroom is what MaxMessageBytes keeps back from BatchBytes: the
+// record framing recordSize counts beyond sink.Size, and the trace headers
+// a wrapper adds after the caller's check.
+const limitHeadroom = 1024
+
+// MaxMessageBytes is the largest message Publish accepts, by sink.Size
+// (sink.Limiter): BRIDGE_KAFKA_BATCH_BYTES less headroom.
+func (s *Sink) MaxMessageBytes() int { return int(s.cfg.BatchBytes) - limitHeadroom }

@@ -322,3 +322,12 @@ func natsMsg(m *mapping.Message, msgID string) (*nats.Msg, error) {
 	}
 	return &nats.Msg{Subject: m.Subject, Header: h, Data: m.Payload}, nil
 }
+
+// headroom is what MaxMessageBytes keeps back from the server's
+// max_payload for the headers added after the caller's check: Nats-Msg-Id,
+// traceparent and tracestate, and the NATS/1.0 header framing.
+const headroom = 1024
+
+// MaxMessageBytes is the server's max_payload (announced when connecting)
+// less headroom (sink.Limiter).
+func (c *conn) MaxMessageBytes() int { return int(c.nc.MaxPayload()) - headroom }
