@@ -17,7 +17,7 @@ func TestBrokerDownAndBack(t *testing.T) {
 	w.waitAcked(q)
 	ackedBefore := w.sim.Acked(q)
 
-	w.nats.stop()
+	w.nats.Stop()
 	w.send(2, "outage")
 	w.inject(presenceEvent)
 	waitFor(t, "the pipeline to see the broker down", func() bool {
@@ -43,7 +43,7 @@ func TestBrokerDownAndBack(t *testing.T) {
 		t.Fatalf("the queue holds nothing after event %d: the test sent no newer event", inFlight)
 	}
 
-	w.nats.start()
+	w.nats.Start()
 	w.waitAcked(q)
 	waitFor(t, "the pipeline to see the broker up", func() bool {
 		return b.p.Status().Snapshot().BrokerErr == nil

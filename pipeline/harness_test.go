@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,10 +19,8 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zulip-bridge/zulip-bridge/checkpoint"
-	"github.com/zulip-bridge/zulip-bridge/internal/natsembed"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/pipeline"
 	"github.com/zulip-bridge/zulip-bridge/sink"
@@ -48,7 +47,7 @@ type world struct {
 	host     string // the site host the mapper puts in dedup keys
 	nats     *broker
 	stateDir string
-	logs     *syncBuffer
+	logs     *testutil.SyncBuffer
 	// initialMaxMessageID is the highest message id before any bridge ran:
 	// messages up to it are not the bridge's to deliver.
 	initialMaxMessageID int64
@@ -58,7 +57,7 @@ func newWorld(t *testing.T) *world {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
 	t.Cleanup(cancel)
-	w := &world{t: t, ctx: ctx, stateDir: t.TempDir(), logs: &syncBuffer{}}
+	w := &world{t: t, ctx: ctx, stateDir: t.TempDir(), logs: &testutil.SyncBuffer{}}
 	// The simulator runs on a fake clock that only the tests move, so that
 	// heartbeats and queue expiry happen exactly when a test says.
 	w.simClock = clockwork.NewFakeClockAt(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
@@ -75,7 +74,7 @@ func newWorld(t *testing.T) *world {
 	w.nats = newBroker(t)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("bridge logs:\n%s", w.logs.tail(200))
+			t.Logf("bridge logs:\n%s", w.logs.Tail(200))
 		}
 	})
 	return w
@@ -359,43 +358,16 @@ func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { retur
 
 // broker is a NATS server with JetStream in the test process that can be
 // stopped and started again on the same port with its data.
+// broker is the test's NATS server with JetStream, restartable on the
+// same port with its data.
 type broker struct {
-	t    *testing.T
-	dir  string
-	addr string
-	srv  *natsembed.Server
+	*testutil.NATS
+	t *testing.T
 }
 
 func newBroker(t *testing.T) *broker {
 	t.Helper()
-	b := &broker{t: t, dir: t.TempDir(), addr: "127.0.0.1:0"}
-	b.start()
-	b.addr = strings.TrimPrefix(b.srv.ClientURL(), "nats://")
-	t.Cleanup(b.stop)
-	return b
-}
-
-func (b *broker) url() string { return "nats://" + b.addr }
-
-func (b *broker) start() {
-	b.t.Helper()
-	srv, err := natsembed.Start(natsembed.Config{Addr: b.addr, StoreDir: b.dir})
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	b.srv = srv
-}
-
-func (b *broker) stop() {
-	if b.srv == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := b.srv.Shutdown(ctx); err != nil {
-		b.t.Error(err)
-	}
-	b.srv = nil
+	return &broker{NATS: testutil.StartNATS(t), t: t}
 }
 
 // sink connects a JetStream sink. The stream's duplicate window is the
@@ -404,7 +376,7 @@ func (b *broker) stop() {
 func (b *broker) sink(prefix string, log *slog.Logger) sink.Sink {
 	b.t.Helper()
 	cfg := natssink.DefaultConfig()
-	cfg.URL = b.url()
+	cfg.URL = b.URL()
 	cfg.Stream = streamName
 	cfg.DuplicateWindow = 100 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
@@ -437,55 +409,9 @@ func (s stored) String() string {
 // as a downstream service would.
 func (w *world) readStream() []stored {
 	w.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	nc, err := nats.Connect(w.nats.url())
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	s, err := js.Stream(ctx, streamName)
-	if err != nil {
-		w.t.Fatalf("stream %s: %v", streamName, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		w.t.Fatal(err)
-	}
 	var out []stored
-	if info.State.Msgs == 0 {
-		return out
-	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	for uint64(len(out)) < info.State.Msgs {
-		// Asking for no more than is left: a fetch waits until it has
-		// its count or its wait is over.
-		batch, err := c.Fetch(int(min(1000, info.State.Msgs-uint64(len(out)))), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			w.t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				w.t.Fatal(err)
-			}
-			out = append(out, stored{seq: md.Sequence.Stream, subject: m.Subject(), headers: m.Headers(), data: append([]byte(nil), m.Data()...)})
-		}
-		if err := batch.Error(); err != nil {
-			w.t.Fatal(err)
-		}
-		if n == 0 {
-			w.t.Fatalf("stream %s: read %d of %d messages, then nothing", streamName, len(out), info.State.Msgs)
-		}
+	for _, m := range testutil.ReadStream(w.t, w.nats.URL(), streamName) {
+		out = append(out, stored{seq: m.Seq, subject: m.Subject, headers: m.Headers, data: m.Data})
 	}
 	return out
 }
@@ -567,27 +493,4 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		<-tick.C
 	}
-}
-
-// syncBuffer collects the bridges' logs for a failing test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) tail(lines int) string {
-	all := strings.Split(b.String(), "\n")
-	return strings.Join(all[max(0, len(all)-lines):], "\n")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"os"
 	"regexp"
 	"strings"
@@ -13,7 +14,7 @@ import (
 func TestCheck(t *testing.T) {
 	w := newWorld(t, zuliptest.Config{})
 	checkOut := func(env []string) (int, string) {
-		var stdout, stderr syncBuffer
+		var stdout, stderr testutil.SyncBuffer
 		code := run([]string{"check"}, env, &stdout, &stderr)
 		out := stdout.String() + stderr.String()
 		if strings.Contains(out, testAPIKey) {
@@ -38,7 +39,7 @@ func TestCheck(t *testing.T) {
 	}
 
 	// Beside a running bridge with the same state dir and embedded NATS.
-	nb := newNATS(t)
+	nb := testutil.StartNATS(t)
 	p := w.start(natsEnv(nb)...)
 	q := w.queueID(30 * time.Second)
 	code, out = checkOut(append(w.env, natsEnv(nb)...))

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,7 +57,7 @@ func TestBadConfigurationExits2(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			env := override(validEnv(t), tt.env)
 			for _, cmd := range []string{"run", "check"} {
-				var stdout, stderr syncBuffer
+				var stdout, stderr testutil.SyncBuffer
 				done := make(chan int, 1)
 				go func() { done <- run([]string{cmd}, env, &stdout, &stderr) }()
 				var code int
@@ -159,7 +160,7 @@ func TestVersion(t *testing.T) {
 func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- cmdDemo(ctx, nil, &stdout, &stderr) }()
 	waitFor(t, 60*time.Second, "the demo to print a message event", func() bool {

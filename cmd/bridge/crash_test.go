@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
@@ -119,14 +120,14 @@ func TestCrashJetStreamExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test takes about a minute")
 	}
-	nb := newNATS(t)
+	nb := testutil.StartNATS(t)
 	crashRun{
 		events: 20000,
 		kills:  50,
 		down:   150 * time.Millisecond,
 		extra: []string{
 			"BRIDGE_SINK=nats",
-			"BRIDGE_NATS_URL=" + nb.url(),
+			"BRIDGE_NATS_URL=" + nb.URL(),
 			// The shortest duplicate window JetStream allows, shorter than
 			// the outage after a kill: exactly-once must come from the
 			// read-back, not from JetStream's dedup.
@@ -134,7 +135,7 @@ func TestCrashJetStreamExactlyOnce(t *testing.T) {
 			"BRIDGE_NATS_MAX_AGE=1h",
 		},
 		check: func(w *world, queueID string) {
-			checkExactlyOnce(t, readStream(t, nb.url(), "ZULIP"), w.expected(queueID))
+			checkExactlyOnce(t, readStream(t, nb.URL(), "ZULIP"), w.expected(queueID))
 		},
 	}.run(t)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,8 +14,8 @@ import (
 )
 
 // natsEnv points a bridge at a NATS broker in the test process.
-func natsEnv(nb *natsBroker) []string {
-	return []string{"BRIDGE_SINK=nats", "BRIDGE_NATS_URL=" + nb.url()}
+func natsEnv(nb *testutil.NATS) []string {
+	return []string{"BRIDGE_SINK=nats", "BRIDGE_NATS_URL=" + nb.URL()}
 }
 
 // sendMessages sends n stream messages through the simulator.
@@ -47,7 +48,7 @@ func injectReactions(t *testing.T, sim *zuliptest.Server, messageID int64, n int
 func TestQueueLostWhileDown(t *testing.T) {
 	for _, how := range []string{"expired", "crashed"} {
 		t.Run(how, func(t *testing.T) {
-			nb := newNATS(t)
+			nb := testutil.StartNATS(t)
 			w := newWorld(t, zuliptest.Config{})
 			p := w.start(natsEnv(nb)...)
 			q1 := w.queueID(30 * time.Second)
@@ -81,7 +82,7 @@ func TestQueueLostWhileDown(t *testing.T) {
 				t.Fatalf("exit %d", code)
 			}
 
-			got := readStream(t, nb.url(), "ZULIP")
+			got := readStream(t, nb.URL(), "ZULIP")
 			counts := map[string]int{}
 			backfilled := 0
 			var resyncs []stored
@@ -134,7 +135,7 @@ func TestQueueLostWhileDown(t *testing.T) {
 // TestBrokerDownAndBack: while NATS is down nothing is acknowledged to
 // Zulip; once it is back everything arrives exactly once.
 func TestBrokerDownAndBack(t *testing.T) {
-	nb := newNATS(t)
+	nb := testutil.StartNATS(t)
 	w := newWorld(t, zuliptest.Config{})
 	p := w.start(append(natsEnv(nb), "BRIDGE_LOG_LEVEL=debug")...)
 	q := w.queueID(30 * time.Second)
@@ -142,7 +143,7 @@ func TestBrokerDownAndBack(t *testing.T) {
 	w.caughtUp(q, w.lastEventID(q), time.Minute, p)
 	acked := w.sim.Acked(q)
 
-	nb.stopServer()
+	nb.Stop()
 	sendMessages(t, w.sim, 50, "outage")
 	waitFor(t, time.Minute, "the bridge to notice the broker is down", func() bool {
 		return strings.Contains(p.out.String(), "broker down")
@@ -152,7 +153,7 @@ func TestBrokerDownAndBack(t *testing.T) {
 	if got := w.sim.Acked(q); got != acked {
 		t.Fatalf("acknowledged up to %d while the broker was down, want %d", got, acked)
 	}
-	nb.startServer()
+	nb.Start()
 	sendMessages(t, w.sim, 50, "after")
 	w.caughtUp(q, w.lastEventID(q), 2*time.Minute, p)
 	if !strings.Contains(p.out.String(), "broker up") {
@@ -161,13 +162,13 @@ func TestBrokerDownAndBack(t *testing.T) {
 	if code := p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	checkExactlyOnce(t, readStream(t, nb.url(), "ZULIP"), w.expected(q))
+	checkExactlyOnce(t, readStream(t, nb.URL(), "ZULIP"), w.expected(q))
 }
 
 // TestSIGTERMResumes: SIGTERM exits 0 within the shutdown timeout with the
 // checkpoint written; the next start resumes the same queue.
 func TestSIGTERMResumes(t *testing.T) {
-	nb := newNATS(t)
+	nb := testutil.StartNATS(t)
 	w := newWorld(t, zuliptest.Config{})
 	env := append(natsEnv(nb), "BRIDGE_SHUTDOWN_TIMEOUT=10s")
 	p := w.start(env...)
@@ -196,13 +197,13 @@ func TestSIGTERMResumes(t *testing.T) {
 	if code := p.stop(t, syscall.SIGINT, 15*time.Second); code != 0 {
 		t.Fatalf("exit %d after SIGINT", code)
 	}
-	checkExactlyOnce(t, readStream(t, nb.url(), "ZULIP"), w.expected(q))
+	checkExactlyOnce(t, readStream(t, nb.URL(), "ZULIP"), w.expected(q))
 }
 
 // TestCheckpointInNATSKV runs the bridge with its checkpoint in a JetStream
 // key-value bucket: a restart resumes the queue from it.
 func TestCheckpointInNATSKV(t *testing.T) {
-	nb := newNATS(t)
+	nb := testutil.StartNATS(t)
 	w := newWorld(t, zuliptest.Config{})
 	env := append(natsEnv(nb), "BRIDGE_CHECKPOINT=nats-kv")
 	p := w.start(env...)
@@ -217,5 +218,5 @@ func TestCheckpointInNATSKV(t *testing.T) {
 		t.Fatalf("queues %+v; want %s resumed", qs, q)
 	}
 	p.stop(t, syscall.SIGTERM, 15*time.Second)
-	checkExactlyOnce(t, readStream(t, nb.url(), "ZULIP"), w.expected(q))
+	checkExactlyOnce(t, readStream(t, nb.URL(), "ZULIP"), w.expected(q))
 }

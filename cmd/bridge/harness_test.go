@@ -5,24 +5,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/zulip-bridge/zulip-bridge/internal/natsembed"
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
 )
@@ -45,24 +41,6 @@ const testAPIKey = "SecretKeyMustNeverBeSeen0000001"
 
 var testBot = zuliptest.Bot{Email: "bridge-bot@zulip.example.com", APIKey: testAPIKey}
 
-// syncBuffer collects a subprocess's output while tests read it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -83,7 +61,7 @@ type world struct {
 	dir  string
 	env  []string
 	site string
-	outs []*syncBuffer // every bridge's output, searched for the API key
+	outs []*testutil.SyncBuffer // every bridge's output, searched for the API key
 }
 
 func newWorld(t *testing.T, simCfg zuliptest.Config) *world {
@@ -121,7 +99,7 @@ func newWorld(t *testing.T, simCfg zuliptest.Config) *world {
 // bridgeProc is one bridge process.
 type bridgeProc struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testutil.SyncBuffer
 	done chan struct{}
 }
 
@@ -135,7 +113,7 @@ func (w *world) start(extra ...string) *bridgeProc {
 		"HOME=" + os.Getenv("HOME"),
 		"TMPDIR=" + os.TempDir(),
 	}, append(append([]string(nil), w.env...), extra...)...)
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
@@ -308,97 +286,17 @@ func checkExactlyOnce(t testing.TB, got []stored, want map[string][]byte) {
 	}
 }
 
-// natsBroker is a NATS server with JetStream in the test process that can
-// be stopped and started again on the same port with its data.
-type natsBroker struct {
-	t    testing.TB
-	dir  string
-	addr string
-	srv  *natsembed.Server
-}
-
-func newNATS(t testing.TB) *natsBroker {
-	b := &natsBroker{t: t, dir: t.TempDir(), addr: "127.0.0.1:0"}
-	b.startServer()
-	u := strings.TrimPrefix(b.srv.ClientURL(), "nats://")
-	b.addr = u // later restarts reuse the port
-	t.Cleanup(b.stopServer)
-	return b
-}
-
-func (b *natsBroker) url() string { return "nats://" + b.addr }
-
-func (b *natsBroker) startServer() {
-	b.t.Helper()
-	srv, err := natsembed.Start(natsembed.Config{Addr: b.addr, StoreDir: b.dir})
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	b.srv = srv
-}
-
-func (b *natsBroker) stopServer() {
-	if b.srv == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_ = b.srv.Shutdown(ctx)
-	b.srv = nil
-}
-
 // readStream reads every message of the stream with a plain nats.go
 // ordered consumer, as a downstream service would.
 func readStream(t testing.TB, url, stream string) []stored {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatalf("stream %s: %v", stream, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := info.State.Msgs
 	var out []stored
-	if total == 0 {
-		return out
-	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for uint64(len(out)) < total {
-		batch, err := c.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			t.Fatal(err)
+	for _, m := range testutil.ReadStream(t, url, stream) {
+		h := map[string]string{}
+		for k, v := range m.Headers {
+			h[k] = v[0]
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			h := map[string]string{}
-			for k, v := range m.Headers() {
-				h[k] = v[0]
-			}
-			out = append(out, stored{subject: m.Subject(), headers: h, data: append([]byte(nil), m.Data()...)})
-		}
-		if err := batch.Error(); err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			t.Fatalf("stream %s: read %d of %d messages, then nothing", stream, len(out), total)
-		}
+		out = append(out, stored{subject: m.Subject, headers: h, data: m.Data})
 	}
 	return out
 }
@@ -495,16 +393,4 @@ func readCheckpoint(t testing.TB, dir string) map[string]any {
 		t.Fatalf("checkpoint.json: %v", err)
 	}
 	return cp
-}
-
-// freeAddr returns a loopback address with a port that was free a moment
-// ago, for a server that must keep its port across restarts.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
