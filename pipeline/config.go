@@ -23,6 +23,10 @@ type Config struct {
 	// PublishBatch is the most messages handed to the sink in one Publish;
 	// a larger Zulip batch is published in several, then checkpointed once.
 	PublishBatch int `env:"BRIDGE_PUBLISH_BATCH" envDefault:"1000"`
+	// PublishTimeout bounds one attempt to publish a chunk, or to write a
+	// checkpoint: a broker that neither confirms nor fails is retried like
+	// one that fails, instead of holding the loop forever.
+	PublishTimeout time.Duration `env:"BRIDGE_PUBLISH_TIMEOUT" envDefault:"30s" example:"30s" help:"bound on one publish or checkpoint attempt; it is retried after"`
 	// StallTimeout is how long the loop may go without progress (a poll
 	// returning, a publish attempt, a retry) before /healthz reports it
 	// wedged. It must exceed the long-poll timeout plus the longest backoff.
@@ -37,6 +41,9 @@ func (c Config) Validate() error {
 	}
 	if c.BackfillPageSize < 1 || c.BackfillPageSize > 5000 {
 		errs = append(errs, fmt.Errorf("BRIDGE_BACKFILL_PAGE_SIZE: %d is outside 1..5000, the range Zulip serves (example: BRIDGE_BACKFILL_PAGE_SIZE=1000)", c.BackfillPageSize))
+	}
+	if c.PublishTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("BRIDGE_PUBLISH_TIMEOUT: must be positive (example: BRIDGE_PUBLISH_TIMEOUT=30s)"))
 	}
 	if c.PublishBatch < 1 {
 		errs = append(errs, fmt.Errorf("BRIDGE_PUBLISH_BATCH: %d must be at least 1 (example: BRIDGE_PUBLISH_BATCH=1000)", c.PublishBatch))
@@ -60,6 +67,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = 5 * time.Minute
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 30 * time.Second
 	}
 	return c
 }

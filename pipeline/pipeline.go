@@ -45,6 +45,10 @@ type Pipeline struct {
 	// lastPage holds the keys of the last backfill page, which a new queue
 	// may deliver again (a message sent while it was being registered).
 	lastPage map[string]struct{}
+	// pos is the sink position of the last checkpoint (or of the start):
+	// after a publish whose outcome is unknown, what the broker holds after
+	// it is read back so that the retry does not store anything twice.
+	pos json.RawMessage
 	// brokerDown is true between a failed publish and the next success, so
 	// that the change is logged once each way, not per retry.
 	brokerDown bool
@@ -115,6 +119,15 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	state, err := p.recover(work)
 	if err != nil {
 		return stopped(ctx, err)
+	}
+	if rec, ok := p.sink.(sink.Recoverer); ok {
+		if err := p.retry(work, "sink position", func() error {
+			var err error
+			p.pos, err = rec.Position(work)
+			return err
+		}); err != nil {
+			return stopped(ctx, err)
+		}
 	}
 	q, err := p.client.Open(ctx, state)
 	if err != nil {
@@ -264,7 +277,9 @@ func (p *Pipeline) publish(ctx context.Context, msgs []*mapping.Message) error {
 		for attempt := 1; len(pending) > 0; attempt++ {
 			p.progress()
 			began := p.clock.Now()
-			err := p.sink.Publish(ctx, pending)
+			actx, cancel := p.attempt(ctx)
+			err := p.sink.Publish(actx, pending)
+			cancel()
 			p.obs.Published(pending, err, p.clock.Since(began))
 			if err == nil {
 				p.brokerUp()
@@ -278,6 +293,7 @@ func (p *Pipeline) publish(ctx context.Context, msgs []*mapping.Message) error {
 			if err := p.sleep(ctx, p.backoff(attempt)); err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}
+			pending = p.notStored(ctx, pending)
 		}
 	}
 	return nil
@@ -290,15 +306,21 @@ func (p *Pipeline) checkpoint(ctx context.Context, queueID string, lastEventID i
 		Site: p.site, QueueID: queueID, LastEventID: lastEventID, MaxMessageID: p.maxMessageID,
 	}
 	return p.retry(ctx, "write checkpoint", func() error {
+		actx, cancel := p.attempt(ctx)
+		defer cancel()
 		if rec, ok := p.sink.(sink.Recoverer); ok {
-			pos, err := rec.Position(ctx)
+			pos, err := rec.Position(actx)
 			if err != nil {
 				return fmt.Errorf("sink position: %w", err)
 			}
 			cp.SinkPosition = pos
 		}
 		cp.UpdatedAt = p.clock.Now().UTC()
-		return p.store.Save(ctx, cp)
+		if err := p.store.Save(actx, cp); err != nil {
+			return err
+		}
+		p.pos = cp.SinkPosition
+		return nil
 	})
 }
 
@@ -329,6 +351,44 @@ func (p *Pipeline) retry(ctx context.Context, what string, op func() error) erro
 			return fmt.Errorf("%s: %w", what, err)
 		}
 	}
+}
+
+// notStored drops from msgs those the broker stored although the publish
+// that sent them failed (a lost confirmation, a timeout): it reads back
+// what was stored after the last checkpoint's position, the way a restart
+// does, so that exactly-once does not rest on a broker's duplicate window.
+// If the read-back fails (the broker is still down), msgs are kept: the
+// next attempt fails too, and the read-back is tried again before the one
+// after.
+func (p *Pipeline) notStored(ctx context.Context, msgs []*mapping.Message) []*mapping.Message {
+	rec, ok := p.sink.(sink.Recoverer)
+	if !ok || p.pos == nil || len(msgs) == 0 {
+		return msgs
+	}
+	actx, cancel := p.attempt(ctx)
+	defer cancel()
+	stored, err := rec.PublishedSince(actx, p.pos)
+	if err != nil {
+		return msgs
+	}
+	kept := msgs[:0:0]
+	for _, m := range msgs {
+		if _, dup := stored[m.DedupKey]; !dup {
+			kept = append(kept, m)
+		}
+	}
+	return kept
+}
+
+// attempt bounds one broker or store operation by PublishTimeout: an
+// operation that neither succeeds nor fails is abandoned and retried.
+// Retrying is safe: JetStream drops a message whose Nats-Msg-Id it has,
+// and the Kafka sink reads back what an abandoned write stored before it
+// publishes again. It is a safety net against a broker that stops
+// answering, so it runs on the wall clock, not the injected one that paces
+// backoff and shutdown.
+func (p *Pipeline) attempt(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, p.cfg.PublishTimeout)
 }
 
 func permanent(err error) bool {
