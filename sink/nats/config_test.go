@@ -1,13 +1,12 @@
 package natssink
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -137,7 +136,7 @@ func TestSecretsStayOutOfErrorsAndLogs(t *testing.T) {
 	}
 
 	ts := startServer(t, func(o *server.Options) { o.Username, o.Password = "bridge", secret })
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	wrong := testConfig(ts, true)
@@ -168,25 +167,6 @@ func TestSecretsStayOutOfErrorsAndLogs(t *testing.T) {
 			t.Errorf("logs lack %q:\n%s", want, logs.String())
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer that nats.go's callback goroutine and the
-// test can share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestBackoff(t *testing.T) {
