@@ -2,18 +2,7 @@ package kafkasink_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"maps"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/scram"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	kafkasink "github.com/zulip-bridge/zulip-bridge/sink/kafka"
 	"github.com/zulip-bridge/zulip-bridge/sink/sinktest"
 )
@@ -116,28 +106,9 @@ func TestSCRAMPasswordNotInError(t *testing.T) {
 // TLS with a private CA and a client certificate, against a kfake that
 // requires one.
 func TestTLS(t *testing.T) {
-	dir := t.TempDir()
-	ca := newCA(t)
-	serverCert := ca.issue(t, "kfake", false)
-	clientCert := ca.issue(t, "bridge", true)
-	caFile := writePEM(t, dir, "ca.pem", "CERTIFICATE", ca.cert.Raw)
-	certFile := writePEM(t, dir, "client.pem", "CERTIFICATE", clientCert.Certificate[0])
-	keyDER, err := x509.MarshalECPrivateKey(clientCert.PrivateKey.(*ecdsa.PrivateKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := writePEM(t, dir, "client-key.pem", "EC PRIVATE KEY", keyDER)
-	otherCA := newCA(t)
-	otherCAFile := writePEM(t, dir, "other-ca.pem", "CERTIFICATE", otherCA.cert.Raw)
-
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
-	c := newCluster(t, kfake.TLS(&tls.Config{
-		Certificates: []tls.Certificate{serverCert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    pool,
-		MinVersion:   tls.VersionTLS12,
-	}))
+	pki := testutil.NewPKI(t)
+	otherCAFile := testutil.NewPKI(t).CAFile
+	c := newCluster(t, kfake.TLS(pki.ServerTLS()))
 
 	for _, tc := range []struct {
 		name   string
@@ -145,13 +116,13 @@ func TestTLS(t *testing.T) {
 		ok     bool
 	}{
 		{"CA and client certificate", func(c *kafkasink.Config) {
-			c.TLSCA, c.TLSCert, c.TLSKey = caFile, certFile, keyFile
+			c.TLSCA, c.TLSCert, c.TLSKey = pki.CAFile, pki.ClientCertFile, pki.ClientKeyFile
 		}, true},
 		{"no client certificate", func(c *kafkasink.Config) {
-			c.TLSCA = caFile
+			c.TLSCA = pki.CAFile
 		}, false},
 		{"broker certificate from another CA", func(c *kafkasink.Config) {
-			c.TLSCA, c.TLSCert, c.TLSKey = otherCAFile, certFile, keyFile
+			c.TLSCA, c.TLSCert, c.TLSKey = otherCAFile, pki.ClientCertFile, pki.ClientKeyFile
 		}, false},
 		{"plain text", func(c *kafkasink.Config) {}, false},
 	} {
@@ -174,75 +145,7 @@ func TestTLS(t *testing.T) {
 			var g sinktest.Generator
 			batch := g.Batch(10)
 			publishAll(t, s, batch)
-			clientTLS := &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{clientCert}, MinVersion: tls.VersionTLS12}
-			checkExactlyOnce(t, consumeAll(t, c, &kafka.Dialer{Timeout: 5 * time.Second, TLS: clientTLS}), batch)
+			checkExactlyOnce(t, consumeAll(t, c, &kafka.Dialer{Timeout: 5 * time.Second, TLS: pki.ClientTLS()}), batch)
 		})
 	}
-}
-
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newCA(t *testing.T) testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "zulip-bridge test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testCA{cert, key}
-}
-
-// issue returns a certificate for 127.0.0.1 (server) or for a client.
-func (ca testCA) issue(t *testing.T, name string, client bool) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	if client {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-		tmpl.IPAddresses = nil
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }

@@ -2,15 +2,6 @@ package natssink
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/sink/sinktest"
 )
 
@@ -29,6 +21,7 @@ import (
 // reads the messages back; a wrong credential fails New without showing it.
 func TestAuth(t *testing.T) {
 	dir := t.TempDir()
+	pki := testutil.NewPKI(t)
 	tests := []struct {
 		name      string
 		server    func(t *testing.T, o *server.Options)
@@ -77,13 +70,12 @@ func TestAuth(t *testing.T) {
 		{
 			name: "TLS with CA and client certificate",
 			server: func(t *testing.T, o *server.Options) {
-				serverTLS(t, o, dir)
+				o.TLSConfig = pki.ServerTLS()
+				o.TLS, o.TLSVerify, o.TLSTimeout = true, true, 5
 			},
-			good: func(c *Config) {
-				c.TLSCA, c.TLSCert, c.TLSKey = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
-			},
+			good: func(c *Config) { c.TLSCA, c.TLSCert, c.TLSKey = pki.CAFile, pki.ClientCertFile, pki.ClientKeyFile },
 			// Trusting the server but presenting no certificate.
-			bad: func(c *Config) { c.TLSCA = filepath.Join(dir, "ca.pem") },
+			bad: func(c *Config) { c.TLSCA = pki.CAFile },
 		},
 	}
 	for _, tt := range tests {
@@ -207,84 +199,6 @@ func operatorTrust(t *testing.T, o *server.Options, goodCreds, foreignCreds stri
 	o.TrustedKeys = []string{operatorPub}
 	o.AccountResolver = resolver
 	o.SystemAccount = sysPub
-}
-
-// serverTLS makes the server require TLS with a client certificate, and
-// writes ca.pem, client.pem and client-key.pem into dir for the client.
-func serverTLS(t *testing.T, o *server.Options, dir string) {
-	t.Helper()
-	ca, caKey := newCert(t, nil, nil, &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "zulip-bridge test CA"},
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-	})
-	srv, srvKey := newCert(t, ca, caKey, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "nats"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-	})
-	client, clientKey := newCert(t, ca, caKey, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "bridge"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-	})
-	writeFile(t, filepath.Join(dir, "ca.pem"), pemCert(ca))
-	writeFile(t, filepath.Join(dir, "client.pem"), pemCert(client))
-	writeFile(t, filepath.Join(dir, "client-key.pem"), pemKey(t, clientKey))
-
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	o.TLSConfig = &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{srv.Raw}, PrivateKey: srvKey}},
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS12,
-	}
-	o.TLS = true
-	o.TLSVerify = true
-	o.TLSTimeout = 5
-}
-
-func newCert(t *testing.T, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, tmpl *x509.Certificate) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl.SerialNumber = serial
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(time.Hour)
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
-
-func pemCert(c *x509.Certificate) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-}
-
-func pemKey(t *testing.T, k *ecdsa.PrivateKey) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
 func writeFile(t *testing.T, path string, data []byte) {
