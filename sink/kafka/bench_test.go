@@ -34,7 +34,7 @@ const (
 //   - paired alternates one raw batch and one sink batch per iteration and
 //     reports the ratio of their rates as sink/raw. Load from other
 //     processes hits both halves alike, so this is the figure to quote
-//     (benchratio.sh prints it); raw and sink run one after the other and
+//     (scripts/benchratio.sh kafka prints it); raw and sink run one after the other and
 //     their ratio swings with whatever else the machine is doing.
 //
 // Both sides share one cluster: they never write at the same time, and a

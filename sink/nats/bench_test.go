@@ -24,7 +24,7 @@ const benchBatch = 1000
 //   - paired alternates one raw batch and one sink batch per iteration,
 //     each against a server of its own, and reports the ratio of their
 //     rates as sink/raw. Load from other processes hits both halves alike,
-//     so this is the figure to quote (benchratio.sh prints it).
+//     so this is the figure to quote (scripts/benchratio.sh nats prints it).
 //
 // Each side gets a server and stream of its own, so that neither runs
 // against a store the other has already filled.

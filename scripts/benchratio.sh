@@ -1,14 +1,22 @@
 #!/bin/sh
-# Prints the NATS sink's publish rate as a fraction of plain nats.go
-# JetStream async publishing of the same messages: the sink/raw metric of
+# Prints a sink's publish rate as a fraction of its raw client's (plain
+# nats.go JetStream async publishing, or a plain kafka-go Writer with the
+# sink's settings) publishing the same messages: the sink/raw metric of
 # BenchmarkPublish/paired, which alternates raw and sink batches within one
 # run so that load from other processes hits both alike. The median of N
 # runs is the figure. Target: 0.9 or more.
 #
-#   sink/nats/benchratio.sh [runs]    # default 5
+#   scripts/benchratio.sh nats|kafka [runs]    # default 5 runs
 set -eu
-cd "$(dirname "$0")/../.."
-GOTOOLCHAIN=local go test -run '^$' -bench '^BenchmarkPublish$/^paired$' -benchtime 3s -count "${1:-5}" ./sink/nats/ |
+case "${1:-}" in
+nats | kafka) ;;
+*)
+	echo "usage: $0 nats|kafka [runs]" >&2
+	exit 2
+	;;
+esac
+cd "$(dirname "$0")/.."
+GOTOOLCHAIN=local go test -run '^$' -bench '^BenchmarkPublish$/^paired$' -benchtime 3s -count "${2:-5}" "./sink/$1/" |
 	tee /dev/stderr |
 	awk '
 	$1 ~ /^BenchmarkPublish\/paired/ { for (i = 2; i < NF; i++) if ($(i + 1) == "sink/raw") print $i }' |
