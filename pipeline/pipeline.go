@@ -122,8 +122,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	if rec, ok := p.sink.(sink.Recoverer); ok {
 		if err := p.retry(work, "sink position", func() error {
+			actx, cancel := p.attempt(work)
+			defer cancel()
 			var err error
-			p.pos, err = rec.Position(work)
+			p.pos, err = rec.Position(actx)
 			return err
 		}); err != nil {
 			return stopped(ctx, err)
