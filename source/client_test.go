@@ -278,8 +278,11 @@ func TestLongPollHeldNinetySeconds(t *testing.T) {
 			defer cancel()
 			ch := e.goNext(ctx, q)
 			e.blockUntil(2) // the server's hold and the client's timeout
-			e.fc.Advance(90 * time.Second)
 			if tt.wantTimeout {
+				// Only the client's deadline passes; the server still holds
+				// the response. Advancing past both at once would let the
+				// held response race the client's timeout.
+				e.fc.Advance(tt.timeout)
 				e.eventually("a timeout and a retry", func() bool {
 					reqs := e.rec.requests("GET", "/api/v1/events")
 					return len(reqs) >= 2 && reqs[0].Err != nil
@@ -289,6 +292,7 @@ func TestLongPollHeldNinetySeconds(t *testing.T) {
 				}
 				return
 			}
+			e.fc.Advance(90 * time.Second)
 			b := e.wait(ch)
 			if len(b.Events) != 1 {
 				t.Fatalf("batch %+v, want the held event", b)
