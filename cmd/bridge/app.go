@@ -175,7 +175,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 		return a, err
 	}
 
-	if cfg.Bridge.HTTPAddr != "" {
+	if cfg.Bridge.HTTPAddr != httpOff {
 		if err := a.serveHTTP(); err != nil {
 			return a, err
 		}

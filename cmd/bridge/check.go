@@ -34,7 +34,7 @@ func cmdCheck(ctx context.Context, environ []string, stdout, stderr io.Writer) i
 	// its HTTP port, its embedded NATS server's port and storage, or its
 	// checkpoint lock. Components start on throwaway state; the real
 	// checkpoint store is checked on its own below.
-	cfg.Bridge.HTTPAddr = ""
+	cfg.Bridge.HTTPAddr = httpOff
 	scratch, err := os.MkdirTemp("", "zulip-bridge-check-")
 	if err != nil {
 		fmt.Fprintf(stdout, "FAIL scratch directory: %v\n", err)

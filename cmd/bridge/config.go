@@ -35,7 +35,7 @@ type bridgeConfig struct {
 	Sink             string `env:"BRIDGE_SINK" envDefault:"nats" example:"kafka" help:"nats or kafka"`
 	StateDir         string `env:"BRIDGE_STATE_DIR" envDefault:"./data" example:"/var/lib/zulip-bridge" help:"checkpoint file and embedded NATS storage"`
 	NATSEmbeddedAddr string `env:"BRIDGE_NATS_EMBEDDED_ADDR" envDefault:"127.0.0.1:4222" example:"0.0.0.0:4222" help:"listen address of the embedded NATS server (used when BRIDGE_NATS_URL is empty)"`
-	HTTPAddr         string `env:"BRIDGE_HTTP_ADDR" envDefault:":8080" example:":9090" help:"health, readiness and metrics; empty = off"`
+	HTTPAddr         string `env:"BRIDGE_HTTP_ADDR" envDefault:":8080" example:":9090" help:"health, readiness and metrics; off = none"`
 	LogLevel         string `env:"BRIDGE_LOG_LEVEL" envDefault:"info" example:"debug" help:"debug, info, warn or error"`
 	LogFormat        string `env:"BRIDGE_LOG_FORMAT" envDefault:"json" example:"text" help:"json or text"`
 }
@@ -43,6 +43,9 @@ type bridgeConfig struct {
 const (
 	sinkNATS  = "nats"
 	sinkKafka = "kafka"
+	// httpOff turns the HTTP endpoints off. An empty BRIDGE_HTTP_ADDR
+	// cannot: the env library reads an empty value as "use the default".
+	httpOff = "off"
 )
 
 // loadConfig parses and validates the environment. Every error names its
@@ -70,9 +73,9 @@ func (c *config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("BRIDGE_LOG_FORMAT: unknown format %q; want json or text (example: BRIDGE_LOG_FORMAT=text)", c.Bridge.LogFormat))
 	}
-	if c.Bridge.HTTPAddr != "" {
+	if c.Bridge.HTTPAddr != httpOff {
 		if _, _, err := net.SplitHostPort(c.Bridge.HTTPAddr); err != nil {
-			errs = append(errs, fmt.Errorf("BRIDGE_HTTP_ADDR: %q is not host:port (example: BRIDGE_HTTP_ADDR=:8080)", c.Bridge.HTTPAddr))
+			errs = append(errs, fmt.Errorf("BRIDGE_HTTP_ADDR: %q is not host:port or off (example: BRIDGE_HTTP_ADDR=:8080)", c.Bridge.HTTPAddr))
 		}
 	}
 	if c.Bridge.StateDir == "" {

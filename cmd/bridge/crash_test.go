@@ -33,6 +33,14 @@ func (c crashRun) run(t *testing.T) {
 
 	p := w.start(c.extra...)
 	queueID := w.queueID(30 * time.Second)
+	// Kills start once the queue is durable: the bridge polls a queue only
+	// after checkpointing its registration. A bridge killed before that
+	// leaves a queue that delivered nothing, and its successor registers
+	// another, which would not be the queue this test watches.
+	waitFor(t, 30*time.Second, "the bridge to poll its queue", func() bool {
+		qs := w.sim.Queues()
+		return len(qs) == 1 && qs[0].Waiting
+	})
 
 	gen, err := zuliptest.NewGenerator(w.sim, zuliptest.GeneratorConfig{Seed: rng.Uint64()})
 	if err != nil {

@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
+	"io"
+	"net/http"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -175,6 +178,7 @@ func TestSIGTERMResumes(t *testing.T) {
 	q := w.queueID(30 * time.Second)
 	sendMessages(t, w.sim, 100, "first")
 	w.caughtUp(q, w.lastEventID(q), time.Minute, p)
+	checkProbes(t, p)
 
 	began := time.Now()
 	if code := p.stop(t, syscall.SIGTERM, 15*time.Second); code != 0 {
@@ -198,6 +202,40 @@ func TestSIGTERMResumes(t *testing.T) {
 		t.Fatalf("exit %d after SIGINT", code)
 	}
 	checkExactlyOnce(t, readStream(t, nb.URL(), "ZULIP"), w.expected(q))
+}
+
+// checkProbes reads the bridge's HTTP address from its log and checks the
+// endpoints of spec section 5 on the running binary.
+func checkProbes(t *testing.T, p *bridgeProc) {
+	t.Helper()
+	m := regexp.MustCompile(`msg="serving health, readiness and metrics" addr=(\S+)`).FindStringSubmatch(p.out.String())
+	if m == nil {
+		t.Fatalf("no HTTP address in the log:\n%s", tail(p.out.String()))
+	}
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + m[1] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz %d %s", code, body)
+	}
+	if code, body := get("/readyz"); code != http.StatusOK || !strings.Contains(body, "broker: ok") {
+		t.Errorf("/readyz %d %s", code, body)
+	}
+	code, body := get("/metrics")
+	for _, want := range []string{`zulip_bridge_events_published_total{type="message"} 100`, "zulip_bridge_last_event_id", `zulip_bridge_queue_registrations_total{reason="initial"} 1`} {
+		if code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("/metrics (%d) lacks %s", code, want)
+		}
+	}
+	if strings.Contains(body, testAPIKey) {
+		t.Error("/metrics shows the API key")
+	}
 }
 
 // TestCheckpointInNATSKV runs the bridge with its checkpoint in a JetStream

@@ -80,7 +80,7 @@ func newWorld(t *testing.T, simCfg zuliptest.Config) *world {
 		"ZULIP_API_KEY=" + testBot.APIKey,
 		"BRIDGE_EVENT_TYPES=*",
 		"BRIDGE_STATE_DIR=" + w.dir,
-		"BRIDGE_HTTP_ADDR=",
+		"BRIDGE_HTTP_ADDR=127.0.0.1:0",
 		"BRIDGE_LOG_FORMAT=text",
 		"BRIDGE_LOG_LEVEL=info",
 		"BRIDGE_ZULIP_RETRY_BASE=10ms",
