@@ -1,6 +1,7 @@
 package source
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -207,7 +208,7 @@ func (c *Client) ServerSettings(ctx context.Context) (*ServerSettings, error) {
 		ZulipVersion: r.ZulipVersion,
 		FeatureLevel: r.FeatureLevel,
 		MergeBase:    r.MergeBase,
-		RealmURL:     orDefault(r.RealmURL, r.RealmURI), // realm_uri before feature level 257
+		RealmURL:     cmp.Or(r.RealmURL, r.RealmURI), // realm_uri before feature level 257
 		RealmName:    r.RealmName,
 		Raw:          body,
 	}, nil

@@ -2,6 +2,7 @@ package source
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -154,10 +155,10 @@ func NewClient(cfg Config, opts ...Option) (*Client, error) {
 		ua:      "zulip-bridge/" + buildVersion(),
 		types:   types,
 		narrow:  narrow,
-		maxBody: orDefault(cfg.MaxResponseBytes, DefaultMaxResponseBytes),
-		reqTO:   orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
+		maxBody: cmp.Or(cfg.MaxResponseBytes, DefaultMaxResponseBytes),
+		reqTO:   cmp.Or(cfg.RequestTimeout, DefaultRequestTimeout),
 	}
-	c.backoff = ExponentialBackoff(orDefault(cfg.RetryBase, DefaultRetryBase), orDefault(cfg.RetryMax, DefaultRetryMax), nil)
+	c.backoff = ExponentialBackoff(cmp.Or(cfg.RetryBase, DefaultRetryBase), cmp.Or(cfg.RetryMax, DefaultRetryMax), nil)
 	for _, o := range opts {
 		if err := o(c); err != nil {
 			return nil, err
@@ -190,14 +191,6 @@ func NewClient(cfg Config, opts ...Option) (*Client, error) {
 			"site", c.base.String())
 	}
 	return c, nil
-}
-
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 func buildVersion() string {

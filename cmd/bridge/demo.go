@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -52,8 +54,8 @@ func cmdDemo(ctx context.Context, environ []string, stdout, stderr io.Writer) in
 		"BRIDGE_NATS_EMBEDDED_ADDR=127.0.0.1:0",
 		"BRIDGE_HTTP_ADDR=127.0.0.1:0",
 		"BRIDGE_LOG_FORMAT=text",
-		"BRIDGE_LOG_LEVEL=" + orDefault(user["BRIDGE_LOG_LEVEL"], "warn"),
-		"BRIDGE_SUBJECT_PREFIX=" + orDefault(user["BRIDGE_SUBJECT_PREFIX"], "zulip"),
+		"BRIDGE_LOG_LEVEL=" + cmp.Or(user["BRIDGE_LOG_LEVEL"], "warn"),
+		"BRIDGE_SUBJECT_PREFIX=" + cmp.Or(user["BRIDGE_SUBJECT_PREFIX"], "zulip"),
 	}
 	cfg, err := loadConfig(env)
 	if err != nil {
@@ -112,13 +114,6 @@ func cmdDemo(ctx context.Context, environ []string, stdout, stderr io.Writer) in
 	return exitOK
 }
 
-func orDefault(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
-}
-
 // printMsg shows one message as a consumer receives it: subject, headers
 // (sorted), payload.
 func printMsg(w io.Writer, m *nats.Msg) {
@@ -140,4 +135,9 @@ func printMsg(w io.Writer, m *nats.Msg) {
 	}
 	fmt.Fprintf(&b, "   %s\n\n", payload)
 	_, _ = io.WriteString(w, b.String())
+}
+
+// stopTimeout bounds each component's stop when the demo stops.
+func stopTimeout(cfg *config) time.Duration {
+	return max(time.Second, cfg.Pipeline.ShutdownTimeout/4)
 }

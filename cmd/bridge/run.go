@@ -57,11 +57,6 @@ func drainBudget(total time.Duration) time.Duration {
 	return total - min(total/4, 5*time.Second)
 }
 
-// stopTimeout bounds each component's stop outside of a shutdown budget.
-func stopTimeout(cfg *config) time.Duration {
-	return max(time.Second, cfg.Pipeline.ShutdownTimeout/4)
-}
-
 func printConfigError(w io.Writer, err error) {
 	fmt.Fprintln(w, "bridge: invalid configuration:")
 	for _, line := range strings.Split(err.Error(), "\n") {
