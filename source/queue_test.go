@@ -399,8 +399,9 @@ func TestRegisterFailuresAreRetried(t *testing.T) {
 	// After a loss: the replacement is retried the same way.
 	e.srv.ExpireQueue(b.QueueID)
 	e.srv.SetFaults(zuliptest.Faults{Method: "POST", Path: "/api/v1/register", Status: 500, StatusCount: 2})
-	ch := e.goNext(e.ctx, q)
+	// Counted before Next starts: its first retry may be recorded at once.
 	sleeps := len(e.clock.Sleeps())
+	ch := e.goNext(e.ctx, q)
 	for i := 1; i <= 2; i++ {
 		d := e.lastSleep(sleeps + i)
 		if want := policy(i); d != want {
