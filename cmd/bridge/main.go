@@ -27,6 +27,7 @@ commands:
   demo      zero setup: simulator + embedded NATS + bridge, prints events as a consumer sees them
   check     validate the configuration, reach Zulip and the broker, report each step
   env       list every environment variable with its default and whether it is set
+  probe     healthcheck: exit 0 if this host's bridge answers /readyz (probe live: /healthz) with 200
   version   print the version
 `
 
@@ -37,7 +38,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
-	if len(args) > 0 {
+	if len(args) > 0 && cmd != "probe" {
 		fmt.Fprintf(stderr, "bridge %s: unexpected arguments %q\n\n%s", cmd, args, usage)
 		return exitConfig
 	}
@@ -52,6 +53,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return cmdCheck(ctx, environ, stdout, stderr)
 	case "env":
 		return cmdEnv(environ, stdout)
+	case "probe":
+		return cmdProbe(ctx, args, environ, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK

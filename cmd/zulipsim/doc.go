@@ -15,6 +15,11 @@
 //	-rate-limit     ZULIPSIM_RATE_LIMIT     requests per minute per bot, 0 = unlimited (default 0)
 //	-seed           ZULIPSIM_SEED           traffic generator seed (default 1)
 //
+// With -probe it does not serve: it GETs /api/v1/server_settings of the
+// simulator listening on -addr (ZULIPSIM_ADDR; a wildcard host is reached on
+// 127.0.0.1) and exits 0 on 200, 1 otherwise, printing one line: the
+// healthcheck of the container image, which has no curl.
+//
 // It logs its URL and the bot credentials (test credentials, not secrets)
 // when it starts, and stops cleanly on SIGINT or SIGTERM: waiting
 // long-polls are cut, running requests finish.

@@ -28,6 +28,9 @@ type config struct {
 	QueueTimeout time.Duration `env:"ZULIPSIM_QUEUE_TIMEOUT" envDefault:"10m"`
 	RateLimit    int           `env:"ZULIPSIM_RATE_LIMIT" envDefault:"0"`
 	Seed         uint64        `env:"ZULIPSIM_SEED" envDefault:"1"`
+	// Probe asks the simulator on Addr whether it serves instead of
+	// serving: a healthcheck for images without curl (-probe only).
+	Probe bool
 }
 
 // Validate reports the first invalid setting, naming its variable.
@@ -113,6 +116,9 @@ func serve(ctx context.Context, args []string, environ map[string]string, stderr
 		log.Error("zulipsim: bad configuration", "err", err)
 		return 2
 	}
+	if cfg.Probe {
+		return probe(ctx, cfg.Addr, stderr)
+	}
 	bots, _ := parseBots(cfg.Bots)
 	srv, err := zuliptest.New(zuliptest.Config{
 		Bots:              bots,
@@ -186,6 +192,7 @@ func loadConfig(args []string, environ map[string]string, stderr io.Writer) (con
 	fs.DurationVar(&cfg.QueueTimeout, "queue-timeout", cfg.QueueTimeout, "idle event queue lifespan (ZULIPSIM_QUEUE_TIMEOUT)")
 	fs.IntVar(&cfg.RateLimit, "rate-limit", cfg.RateLimit, "requests per minute per bot, 0 = unlimited (ZULIPSIM_RATE_LIMIT)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "traffic generator seed (ZULIPSIM_SEED)")
+	fs.BoolVar(&cfg.Probe, "probe", false, "do not serve: exit 0 if the simulator on -addr answers GET /api/v1/server_settings with 200, else 1 (a healthcheck)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
