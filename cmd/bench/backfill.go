@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
+)
+
+// backfillPage is the bridge's default BRIDGE_BACKFILL_PAGE_SIZE, which the
+// bench leaves unset.
+const backfillPage = 1000
+
+// backfill measures how fast the bridge recovers the messages of a lost
+// queue: -events/10 messages are sent while the bridge is stopped, the
+// queue expires, and the bridge is started again. The baseline is the
+// simulator serving the same GET /messages pages to a plain HTTP client.
+func (b *bench) backfill(ctx context.Context, sink string) (*backfillResult, error) {
+	sim, err := newSimulator()
+	if err != nil {
+		return nil, err
+	}
+	defer sim.Close()
+	n := max(1, b.cfg.events/10)
+	lanes, err := b.prepareOne(ctx, sim, sink, n)
+	if err != nil {
+		return nil, err
+	}
+	l := lanes[0]
+	defer l.broker.close()
+	if !sim.ExpireQueue(l.queueID) {
+		return nil, fmt.Errorf("%s: queue %s vanished before it was expired", sink, l.queueID)
+	}
+
+	began := time.Now()
+	served, pages, err := walkMessages(ctx, sim)
+	if err != nil {
+		return nil, err
+	}
+	baseline := time.Since(began)
+	if int64(served) != l.backlog {
+		return nil, fmt.Errorf("%s: GET /messages served %d messages, the queue had %d", sink, served, l.backlog)
+	}
+
+	// The messages, then the resync control event that ends the backfill.
+	o, err := b.drain(ctx, sim, l, l.backlog+1, "backfill")
+	if err != nil {
+		return nil, err
+	}
+	if !o.finished {
+		return nil, fmt.Errorf("%s: the broker holds %d of %d backfilled messages and the resync event after %s", sink, o.inBroker, l.backlog, b.cfg.timeout)
+	}
+	stored, err := l.broker.readBack(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if got := stored.withHeader("Zulip-Backfill", "true"); int64(got) != l.backlog {
+		return nil, fmt.Errorf("%s: %d backfilled messages in the broker, want %d", sink, got, l.backlog)
+	}
+	r := &backfillResult{
+		Messages: l.backlog, Pages: pages,
+		BridgeSeconds: o.took.Seconds(), BaselineSeconds: baseline.Seconds(),
+	}
+	r.BridgeMPS = float64(r.Messages) / r.BridgeSeconds
+	r.BaselineMPS = float64(r.Messages) / r.BaselineSeconds
+	r.Ratio = r.BridgeMPS / r.BaselineMPS
+	b.logf("backfill %s: %d messages, bridge %.0f/s, GET /messages %.0f/s, ratio %.3f", sink, r.Messages, r.BridgeMPS, r.BaselineMPS, r.Ratio)
+	return r, nil
+}
+
+// prepareOne is prepare for one sink, with the mix's messages only.
+func (b *bench) prepareOne(ctx context.Context, sim *zuliptest.Server, sink string, n int) ([]*lane, error) {
+	saved := b.cfg.sinks
+	b.cfg.sinks = []string{sink}
+	defer func() { b.cfg.sinks = saved }()
+	return b.prepare(ctx, sim, "backfill", n, true)
+}
+
+// walkMessages fetches every message the bot can see, oldest first, in
+// pages of backfillPage, as the bridge's backfill asks for them: anchor
+// walking forward from 0, include_anchor false.
+func walkMessages(ctx context.Context, sim *zuliptest.Server) (messages, pages int, err error) {
+	client := &http.Client{Timeout: time.Minute}
+	for anchor := int64(0); ; pages++ {
+		q := url.Values{}
+		q.Set("anchor", strconv.FormatInt(anchor, 10))
+		q.Set("num_before", "0")
+		q.Set("num_after", strconv.Itoa(backfillPage))
+		q.Set("include_anchor", "false")
+		q.Set("apply_markdown", "false")
+		q.Set("client_gravatar", "false")
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, sim.URL+"/api/v1/messages?"+q.Encode(), nil)
+		if err != nil {
+			return 0, 0, err
+		}
+		req.SetBasicAuth(zuliptest.DefaultBot.Email, zuliptest.DefaultBot.APIKey)
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, 0, fmt.Errorf("GET /messages: %w", err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return 0, 0, fmt.Errorf("GET /messages: %w", err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			return 0, 0, fmt.Errorf("GET /messages: %s: %.200s", resp.Status, body)
+		}
+		var page struct {
+			Messages []struct {
+				ID int64 `json:"id"`
+			} `json:"messages"`
+			FoundNewest bool `json:"found_newest"`
+		}
+		if err := json.Unmarshal(body, &page); err != nil {
+			return 0, 0, fmt.Errorf("GET /messages: %w", err)
+		}
+		messages += len(page.Messages)
+		if len(page.Messages) > 0 {
+			anchor = page.Messages[len(page.Messages)-1].ID
+		}
+		if page.FoundNewest || len(page.Messages) == 0 {
+			return messages, pages + 1, nil
+		}
+	}
+}

@@ -1,0 +1,51 @@
+// Command bench measures the whole product end to end: the built bridge
+// binary, as a subprocess, between the Zulip simulator (source/zuliptest,
+// traffic from its Generator with zuliptest.DefaultMix) and a broker in
+// this process (an embedded nats-server with JetStream on file storage,
+// or a one-broker kfake cluster), each figure beside a baseline measured
+// in the same run:
+//
+//   - drain: the bridge is stopped (its queue kept), -events events queue
+//     up, the bridge starts again; the time from process start until the
+//     broker holds them all. The raw client then publishes the same
+//     messages (read back from the broker: subjects or topics, keys,
+//     headers, payloads) into a fresh broker of the same kind and
+//     configuration: nats.go JetStream async publish with 4096 in flight,
+//     or a kafka-go Writer (acks from all replicas, batches of 1000, a
+//     1 ms batch timeout, keys hashed). Bridge and raw alternate which
+//     goes first from run to run (raw first publishes the previous run's
+//     messages: the same seed gives the same traffic); the figure is the
+//     median ratio bridge/raw of -runs runs.
+//   - latency at -rate events/s for -duration: injection into the
+//     simulator to receipt by a consumer (a JetStream ordered consumer; a
+//     kafka-go Reader per partition), against the broker's own publish to
+//     receipt of messages of the same sizes, on the same broker and
+//     clock; p50/p99/p999 and what the bridge adds to each; the bridge's
+//     VmRSS and VmHWM at the end.
+//   - big backlog: -big events drained as above; rate, peak RSS (VmHWM),
+//     whether the bridge lost its queue (registered a new one) and how
+//     many events reached the broker, waiting at most -timeout.
+//   - backfill: -events/10 messages sent while the bridge is stopped, its
+//     queue expired, the bridge started: the time until the broker holds
+//     them all and the resync event, against the simulator serving the
+//     same GET /messages pages (1000 per page) to a plain HTTP client.
+//
+// It prints a table and one JSON line with every figure, and whether each
+// target of issue 13 is met. It exits 1 only when a measurement could not
+// be made, never for a missed target.
+//
+// The bridge runs with BRIDGE_EVENT_TYPES=*, BRIDGE_LOG_LEVEL=warn, its
+// own state directory and HTTP port, and no other BRIDGE_* or ZULIP_*
+// variable of the caller's environment (GOGC, GOMEMLIMIT, GOMAXPROCS and
+// GODEBUG are passed on). -cpuprofile DIR builds it with a file added by
+// go build -overlay that profiles the process from its start until the
+// bench has what it measures, one profile per measured process, beside
+// the binary:
+//
+//	go run ./cmd/bench -cpuprofile /tmp/prof -sinks nats -big 0
+//	go tool pprof -top /tmp/prof/bridge /tmp/prof/01-nats-drain-run1.pprof
+//
+// The machine is measured as it is: the simulator, the brokers and the
+// bench share its cores with the bridge, as they would share them with
+// any load on a small host.
+package main

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
+)
+
+const (
+	readyTimeout = time.Minute
+	stopTimeout  = time.Minute
+	// pollEvery is how often the broker is asked how much it holds while a
+	// backlog drains: the resolution of every drain time.
+	pollEvery = 5 * time.Millisecond
+	// lostStall ends the wait for a backlog once its queue was lost and
+	// nothing reached the broker for this long: the backfill is over and
+	// the rest of the backlog is gone with the queue.
+	lostStall = 15 * time.Second
+)
+
+// lane is one sink's bridge and broker sharing the backlog of one
+// simulator with the other sinks' lanes: every queue gets the same events
+// from one injection.
+type lane struct {
+	sink    string
+	dir     string
+	broker  broker
+	spec    *bridgeSpec
+	queueID string
+	// backlog is how many events wait in the queue.
+	backlog int64
+	// ready is how long the bridge took to register its queue and poll
+	// it, from a fresh state directory.
+	ready time.Duration
+	// known holds every queue of the simulator that this lane's bridge
+	// did not register after prepare: the lanes' queues, and those of
+	// bridges that ran before. Shared by the lanes of one simulator.
+	known map[string]bool
+}
+
+// prepare starts a broker and a bridge per sink against sim, lets each
+// bridge register its queue and stops it again (the queues are kept),
+// then injects n generated events, which queue up in every queue.
+func (b *bench) prepare(ctx context.Context, sim *zuliptest.Server, what string, n int, messagesOnly bool) ([]*lane, error) {
+	var lanes []*lane
+	known := map[string]bool{}
+	fail := func(err error) ([]*lane, error) {
+		for _, l := range lanes {
+			l.broker.close()
+		}
+		return nil, err
+	}
+	tr, err := newTraffic(sim, b.cfg.mix, b.cfg.seed, messagesOnly)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range b.cfg.sinks {
+		dir, err := tempDir(b.dir, what+"-"+s+"-")
+		if err != nil {
+			return fail(err)
+		}
+		br, err := startBroker(s, filepath.Join(dir, "broker"))
+		if err != nil {
+			return fail(err)
+		}
+		l := &lane{sink: s, dir: dir, broker: br, known: known}
+		lanes = append(lanes, l)
+		if err := br.prepare(ctx, tr.types()); err != nil {
+			return fail(fmt.Errorf("%s: %w", s, err))
+		}
+		if l.spec, err = newBridgeSpec(b.bin, sim.URL, filepath.Join(dir, "state"), br.env()); err != nil {
+			return fail(err)
+		}
+		p, err := l.spec.start("")
+		if err != nil {
+			return fail(err)
+		}
+		l.queueID, err = p.waitReady(ctx, sim, known, readyTimeout)
+		if err != nil {
+			p.kill()
+			return fail(fmt.Errorf("%s: %w", s, err))
+		}
+		l.ready = time.Since(p.started)
+		known[l.queueID] = true
+		if err := p.stop(stopTimeout); err != nil {
+			return fail(fmt.Errorf("%s: %w", s, err))
+		}
+	}
+	began := time.Now()
+	for i := 0; i < n; i++ {
+		if _, err := tr.step(); err != nil {
+			return fail(err)
+		}
+		if i%10000 == 9999 && ctx.Err() != nil {
+			return fail(ctx.Err())
+		}
+	}
+	pending := map[string]int64{}
+	for _, q := range sim.Queues() {
+		pending[q.ID] = int64(q.Pending)
+	}
+	for _, l := range lanes {
+		l.backlog = pending[l.queueID]
+		if l.backlog == 0 {
+			return fail(fmt.Errorf("%s: queue %s holds no events after injecting %d", l.sink, l.queueID, n))
+		}
+	}
+	b.logf("%s: injected %d events in %.1fs; backlog per queue %d", what, n, time.Since(began).Seconds(), lanes[0].backlog)
+	return lanes, nil
+}
+
+// outcome is how one bridge process fared with a backlog.
+type outcome struct {
+	took     time.Duration // process start until the last message arrived
+	inBroker int64
+	finished bool // the broker holds the whole backlog
+	lost     bool // the bridge registered a new queue
+	mem      memory
+}
+
+// drain starts the lane's bridge and waits until the broker holds the
+// backlog, the queue was lost and the broker stopped growing, or
+// b.cfg.timeout passed; the bridge is stopped before it returns.
+func (b *bench) drain(ctx context.Context, sim *zuliptest.Server, l *lane, want int64, what string) (outcome, error) {
+	start, err := l.broker.count(ctx)
+	if err != nil {
+		return outcome{}, err
+	}
+	p, err := l.spec.start(b.profilePath(l.sink + "-" + what))
+	if err != nil {
+		return outcome{}, err
+	}
+	defer p.kill()
+	var o outcome
+	last, lastAt, lastLossCheck := start, p.started, time.Time{}
+	for {
+		n, err := l.broker.count(ctx)
+		if err != nil {
+			return outcome{}, err
+		}
+		now := time.Now()
+		if n > last {
+			last, lastAt = n, now
+		}
+		if n-start >= want {
+			o.finished = true
+			break
+		}
+		if now.Sub(lastLossCheck) >= 100*time.Millisecond {
+			lastLossCheck = now
+			o.lost = o.lost || l.queueLost(sim)
+		}
+		if o.lost && now.Sub(lastAt) >= lostStall {
+			break
+		}
+		if now.Sub(p.started) >= b.cfg.timeout {
+			break
+		}
+		if p.exited() {
+			return outcome{}, p.failed("%s: bridge exited while draining (%d of %d in the broker)", l.sink, n-start, want)
+		}
+		if err := sleepCtx(ctx, pollEvery); err != nil {
+			return outcome{}, err
+		}
+	}
+	o.took, o.inBroker = lastAt.Sub(p.started), last-start
+	o.lost = o.lost || l.queueLost(sim)
+	if o.mem, err = p.memory(); err != nil {
+		return outcome{}, err
+	}
+	if err := p.stop(stopTimeout); err != nil {
+		return outcome{}, err
+	}
+	// Queues this bridge registered belong to no later lane.
+	for _, q := range sim.Queues() {
+		l.known[q.ID] = true
+	}
+	return o, nil
+}
+
+// queueLost reports whether the lane's bridge gave up its queue: the
+// queue is gone, or the bridge registered another one.
+func (l *lane) queueLost(sim *zuliptest.Server) bool {
+	mine := false
+	for _, q := range sim.Queues() {
+		if !l.known[q.ID] {
+			return true
+		}
+		mine = mine || q.ID == l.queueID
+	}
+	return !mine
+}
+
+// drainRun is one run of the drain measurement for every sink.
+func (b *bench) drainRun(ctx context.Context, run int) (map[string]drainRun, float64, error) {
+	sim, err := newSimulator()
+	if err != nil {
+		return nil, 0, err
+	}
+	defer sim.Close()
+	what := fmt.Sprintf("drain-run%d", run+1)
+	lanes, err := b.prepare(ctx, sim, what, b.cfg.events, false)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer func() {
+		for _, l := range lanes {
+			l.broker.close()
+		}
+	}()
+	if run%2 == 1 {
+		// Alternate which sink drains first too.
+		slices.Reverse(lanes)
+	}
+	out := map[string]drainRun{}
+	var avg float64
+	for _, l := range lanes {
+		r := drainRun{Events: l.backlog, ReadySeconds: l.ready.Seconds()}
+		prev := b.prev[l.sink]
+		rawFirst := run%2 == 1 && prev != nil
+		if rawFirst {
+			if r.RawSeconds, err = b.rawRun(ctx, l, prev); err != nil {
+				return nil, 0, err
+			}
+			r.RawFirst, r.RawEvents = true, int64(prev.len())
+		}
+		o, err := b.drain(ctx, sim, l, l.backlog, what)
+		if err != nil {
+			return nil, 0, err
+		}
+		if !o.finished {
+			return nil, 0, fmt.Errorf("%s: the broker holds %d of %d events after %s (queue lost: %t)", l.sink, o.inBroker, l.backlog, b.cfg.timeout, o.lost)
+		}
+		if o.lost {
+			return nil, 0, fmt.Errorf("%s: the bridge registered a new queue while draining %d events", l.sink, l.backlog)
+		}
+		r.BridgeSeconds, r.PeakRSSMiB = o.took.Seconds(), o.mem.PeakMiB
+		stored, err := l.broker.readBack(ctx)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s: %w", l.sink, err)
+		}
+		if int64(stored.len()) != l.backlog {
+			return nil, 0, fmt.Errorf("%s: read back %d messages, want %d", l.sink, stored.len(), l.backlog)
+		}
+		avg = float64(stored.payloadBytes()) / float64(stored.len())
+		b.prev[l.sink] = stored
+		if !rawFirst {
+			if r.RawSeconds, err = b.rawRun(ctx, l, stored); err != nil {
+				return nil, 0, err
+			}
+			r.RawEvents = int64(stored.len())
+		}
+		r.rates()
+		b.logf("%s %s: bridge %.0f events/s, raw %.0f events/s, ratio %.3f, peak RSS %.1f MiB",
+			what, l.sink, r.BridgeEPS, r.RawEPS, r.Ratio, r.PeakRSSMiB)
+		out[l.sink] = r
+	}
+	return out, avg, nil
+}
+
+func (b *bench) rawRun(ctx context.Context, l *lane, stored backlog) (float64, error) {
+	dir, err := tempDir(l.dir, "raw-")
+	if err != nil {
+		return 0, err
+	}
+	took, err := l.broker.raw(ctx, stored, dir)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", l.sink, err)
+	}
+	return took.Seconds(), nil
+}
+
+// bigBacklog drains -big events per sink, with a wait capped at -timeout.
+func (b *bench) bigBacklog(ctx context.Context) (map[string]*bigResult, error) {
+	sim, err := newSimulator()
+	if err != nil {
+		return nil, err
+	}
+	defer sim.Close()
+	lanes, err := b.prepare(ctx, sim, "big", b.cfg.big, false)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, l := range lanes {
+			l.broker.close()
+		}
+	}()
+	out := map[string]*bigResult{}
+	for _, l := range lanes {
+		o, err := b.drain(ctx, sim, l, l.backlog, "big")
+		if err != nil {
+			return nil, err
+		}
+		r := &bigResult{
+			Events: l.backlog, InBroker: o.inBroker, Finished: o.finished, QueueLost: o.lost,
+			Seconds: o.took.Seconds(), PeakRSSMiB: o.mem.PeakMiB,
+		}
+		if o.took > 0 {
+			r.EPS = float64(o.inBroker) / o.took.Seconds()
+		}
+		b.logf("big %s: %d of %d events in the broker after %.1fs (%.0f/s), finished %t, queue lost %t, peak RSS %.1f MiB",
+			l.sink, r.InBroker, r.Events, r.Seconds, r.EPS, r.Finished, r.QueueLost, r.PeakRSSMiB)
+		out[l.sink] = r
+		// Free the simulator of this lane's backlog: only the next lanes'
+		// queues are needed.
+		for _, q := range sim.Queues() {
+			if !slices.ContainsFunc(lanes, func(n *lane) bool { return n.queueID == q.ID && out[n.sink] == nil }) {
+				sim.ExpireQueue(q.ID)
+			}
+		}
+	}
+	return out, nil
+}

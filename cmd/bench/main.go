@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// config is the command line.
+type config struct {
+	runs       int
+	events     int
+	big        int
+	rate       float64
+	duration   time.Duration
+	sinks      []string
+	jsonOnly   bool
+	bridge     string
+	cpuprofile string
+	timeout    time.Duration
+	seed       uint64
+	mix        string
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var cfg config
+	var sinks string
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&cfg.runs, "runs", 3, "drain runs per sink; the figure is the median")
+	fs.IntVar(&cfg.events, "events", 100000, "events in the backlog of each drain run (backfill: a tenth as many messages)")
+	fs.IntVar(&cfg.big, "big", 1000000, "events in the big backlog; 0 skips it")
+	fs.Float64Var(&cfg.rate, "rate", 1000, "events per second of the latency measurement")
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "length of the latency measurement")
+	fs.StringVar(&sinks, "sinks", "nats,kafka", "sinks to measure, comma-separated: nats, kafka")
+	fs.BoolVar(&cfg.jsonOnly, "json", false, "print only the JSON line on stdout")
+	fs.StringVar(&cfg.bridge, "bridge", "", "bridge binary to measure; default: go build ./cmd/bridge of this module")
+	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "directory for CPU profiles of every measured bridge process (builds the bridge with a profiling overlay; not with -bridge)")
+	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "longest wait for one backlog to drain; a backlog not drained by then is reported as did not finish")
+	fs.Uint64Var(&cfg.seed, "seed", 1, "traffic generator seed")
+	fs.StringVar(&cfg.mix, "mix", mixIssue, "traffic: issue (issue 13's: 55% stream messages of about 1 KB, 15% direct messages, typing, reactions, edits) or default (zuliptest.DefaultMix: every kind of event, short messages)")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	var problems []string
+	if cfg.runs < 1 {
+		problems = append(problems, fmt.Sprintf("-runs %d: want at least 1 (example: -runs 3)", cfg.runs))
+	}
+	if cfg.events < 10 {
+		problems = append(problems, fmt.Sprintf("-events %d: want at least 10 (example: -events 100000)", cfg.events))
+	}
+	if cfg.big < 0 {
+		problems = append(problems, fmt.Sprintf("-big %d: want 0 (skip) or more (example: -big 1000000)", cfg.big))
+	}
+	if cfg.rate <= 0 || cfg.rate > 100000 {
+		problems = append(problems, fmt.Sprintf("-rate %v: want more than 0 and at most 100000 events/s (example: -rate 1000)", cfg.rate))
+	}
+	if cfg.duration < 100*time.Millisecond {
+		problems = append(problems, fmt.Sprintf("-duration %s: want at least 100ms (example: -duration 10s)", cfg.duration))
+	}
+	if cfg.timeout < time.Second {
+		problems = append(problems, fmt.Sprintf("-timeout %s: want at least 1s (example: -timeout 5m)", cfg.timeout))
+	}
+	if cfg.cpuprofile != "" && cfg.bridge != "" {
+		problems = append(problems, "-cpuprofile needs the bridge the bench builds; drop -bridge")
+	}
+	if cfg.mix != mixIssue && cfg.mix != mixDefault {
+		problems = append(problems, fmt.Sprintf("-mix %q: want %s or %s (example: -mix issue)", cfg.mix, mixIssue, mixDefault))
+	}
+	seen := map[string]bool{}
+	for _, s := range strings.Split(sinks, ",") {
+		s = strings.TrimSpace(s)
+		switch {
+		case s != "nats" && s != "kafka":
+			problems = append(problems, fmt.Sprintf("-sinks: unknown sink %q (example: -sinks nats,kafka)", s))
+		case !seen[s]:
+			seen[s] = true
+			cfg.sinks = append(cfg.sinks, s)
+		}
+	}
+	if len(problems) > 0 {
+		return config{}, errors.New(strings.Join(problems, "\n"))
+	}
+	return cfg, nil
+}
+
+// run is the whole command; it returns the exit code: 0 when every
+// measurement ran (whether or not a target was met), 1 on an error, 2 on
+// bad usage.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return 2
+	}
+	dir, err := os.MkdirTemp("", "zulip-bridge-bench-")
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	b := &bench{cfg: cfg, dir: dir, progress: stderr, prev: map[string]backlog{}}
+	res, err := b.measure(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return 1
+	}
+	if !cfg.jsonOnly {
+		printTable(stdout, res)
+	}
+	if err := printJSON(stdout, res); err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// bench holds what the measurements share.
+type bench struct {
+	cfg      config
+	dir      string
+	bin      string
+	progress io.Writer
+	// prev is, per sink, what the last drain run's bridge stored: raw
+	// goes first in odd runs, publishing these (the same seed gives the
+	// same traffic every run).
+	prev map[string]backlog
+	// profiles counts the CPU profiles written, to name them.
+	profiles int
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.progress, "bench: "+format+"\n", args...)
+}
+
+func (b *bench) measure(ctx context.Context) (*result, error) {
+	began := time.Now()
+	res := &result{
+		GoVersion: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(),
+		Runs: b.cfg.runs, Events: b.cfg.events, Big: b.cfg.big, Rate: b.cfg.rate, Mix: b.cfg.mix,
+		DurationSeconds: b.cfg.duration.Seconds(), Load1Start: load1(),
+		Sinks: map[string]*sinkResult{},
+	}
+	for _, s := range b.cfg.sinks {
+		res.Sinks[s] = &sinkResult{}
+	}
+	if b.cfg.cpuprofile != "" {
+		if err := os.MkdirAll(b.cfg.cpuprofile, 0o755); err != nil {
+			return nil, fmt.Errorf("-cpuprofile: %w", err)
+		}
+	}
+	b.bin = b.cfg.bridge
+	if b.bin == "" {
+		b.logf("building ./cmd/bridge")
+		// With profiles, the binary stays beside them for go tool pprof.
+		into := b.dir
+		if b.cfg.cpuprofile != "" {
+			into = b.cfg.cpuprofile
+		}
+		bin, err := buildBridge(ctx, into, b.cfg.cpuprofile != "")
+		if err != nil {
+			return nil, err
+		}
+		b.bin = bin
+	}
+	res.BridgeBinary = b.bin
+
+	for run := 0; run < b.cfg.runs; run++ {
+		runs, avg, err := b.drainRun(ctx, run)
+		if err != nil {
+			return nil, fmt.Errorf("drain run %d: %w", run+1, err)
+		}
+		if res.AvgEventBytes == 0 {
+			res.AvgEventBytes = avg
+		}
+		for s, r := range runs {
+			d := &res.Sinks[s].Drain
+			d.Runs = append(d.Runs, r)
+		}
+	}
+	for _, s := range b.cfg.sinks {
+		res.Sinks[s].Drain.summarize()
+	}
+	for _, s := range b.cfg.sinks {
+		lat, err := b.latency(ctx, s)
+		if err != nil {
+			return nil, fmt.Errorf("%s latency: %w", s, err)
+		}
+		res.Sinks[s].Latency = lat
+	}
+	for _, s := range b.cfg.sinks {
+		bf, err := b.backfill(ctx, s)
+		if err != nil {
+			return nil, fmt.Errorf("%s backfill: %w", s, err)
+		}
+		res.Sinks[s].Backfill = bf
+	}
+	if b.cfg.big > 0 {
+		big, err := b.bigBacklog(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("big backlog: %w", err)
+		}
+		for s, r := range big {
+			res.Sinks[s].Big = r
+		}
+	}
+	res.Load1End = load1()
+	res.Seconds = time.Since(began).Seconds()
+	res.evaluate()
+	return res, nil
+}
+
+// profilePath names the next CPU profile, or is empty without
+// -cpuprofile.
+func (b *bench) profilePath(what string) string {
+	if b.cfg.cpuprofile == "" {
+		return ""
+	}
+	b.profiles++
+	p, err := filepath.Abs(filepath.Join(b.cfg.cpuprofile, fmt.Sprintf("%02d-%s.pprof", b.profiles, what)))
+	if err != nil {
+		return filepath.Join(b.cfg.cpuprofile, fmt.Sprintf("%02d-%s.pprof", b.profiles, what))
+	}
+	return p
+}
+
+// newSimulator starts the Zulip simulator with queues and heartbeats that
+// outlast any measurement: nothing expires unless the bench expires it,
+// and no heartbeat event joins a backlog.
+func newSimulator() (*zuliptest.Server, error) {
+	sim, err := zuliptest.New(zuliptest.Config{
+		QueueTimeout:      24 * time.Hour,
+		HeartbeatInterval: time.Hour,
+		// The bridge's long-poll timeout follows the reported one, so
+		// that an idle poll is not cut before the heartbeat.
+		LongpollTimeout: time.Hour,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("simulator: %w", err)
+	}
+	sim.Start()
+	return sim, nil
+}
+
+// load1 is the one-minute load average, or -1 where /proc/loadavg is
+// missing.
+func load1() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	var l float64
+	if _, err := fmt.Sscan(string(b), &l); err != nil {
+		return -1
+	}
+	return l
+}
