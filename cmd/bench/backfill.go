@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -33,19 +31,28 @@ func (b *bench) backfill(ctx context.Context, sink string) (*backfillResult, err
 		return nil, err
 	}
 	l := lanes[0]
-	defer l.broker.close()
+	defer l.close()
 	if !sim.ExpireQueue(l.queueID) {
 		return nil, fmt.Errorf("%s: queue %s vanished before it was expired", sink, l.queueID)
 	}
 
-	began := time.Now()
-	served, pages, err := walkMessages(ctx, sim)
+	// The baseline runs just before and just after the bridge, and
+	// counts their average, so that a burst of load from elsewhere
+	// weighs on both sides alike.
+	walk := func() (time.Duration, int, error) {
+		began := time.Now()
+		served, pages, err := walkMessages(ctx, sim)
+		if err != nil {
+			return 0, 0, err
+		}
+		if int64(served) != l.backlog {
+			return 0, 0, fmt.Errorf("%s: GET /messages served %d messages, the queue had %d", sink, served, l.backlog)
+		}
+		return time.Since(began), pages, nil
+	}
+	before, pages, err := walk()
 	if err != nil {
 		return nil, err
-	}
-	baseline := time.Since(began)
-	if int64(served) != l.backlog {
-		return nil, fmt.Errorf("%s: GET /messages served %d messages, the queue had %d", sink, served, l.backlog)
 	}
 
 	// The messages, then the resync control event that ends the backfill.
@@ -56,6 +63,11 @@ func (b *bench) backfill(ctx context.Context, sink string) (*backfillResult, err
 	if !o.finished {
 		return nil, fmt.Errorf("%s: the broker holds %d of %d backfilled messages and the resync event after %s", sink, o.inBroker, l.backlog, b.cfg.timeout)
 	}
+	after, _, err := walk()
+	if err != nil {
+		return nil, err
+	}
+	baseline := (before + after) / 2
 	stored, err := l.broker.readBack(ctx)
 	if err != nil {
 		return nil, err
@@ -86,31 +98,10 @@ func (b *bench) prepareOne(ctx context.Context, sim *zuliptest.Server, sink stri
 // pages of backfillPage, as the bridge's backfill asks for them: anchor
 // walking forward from 0, include_anchor false.
 func walkMessages(ctx context.Context, sim *zuliptest.Server) (messages, pages int, err error) {
-	client := &http.Client{Timeout: time.Minute}
-	for anchor := int64(0); ; pages++ {
-		q := url.Values{}
-		q.Set("anchor", strconv.FormatInt(anchor, 10))
-		q.Set("num_before", "0")
-		q.Set("num_after", strconv.Itoa(backfillPage))
-		q.Set("include_anchor", "false")
-		q.Set("apply_markdown", "false")
-		q.Set("client_gravatar", "false")
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, sim.URL+"/api/v1/messages?"+q.Encode(), nil)
-		if err != nil {
-			return 0, 0, err
-		}
-		req.SetBasicAuth(zuliptest.DefaultBot.Email, zuliptest.DefaultBot.APIKey)
-		resp, err := client.Do(req)
-		if err != nil {
-			return 0, 0, fmt.Errorf("GET /messages: %w", err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return 0, 0, fmt.Errorf("GET /messages: %w", err)
-		}
-		if resp.StatusCode != http.StatusOK {
-			return 0, 0, fmt.Errorf("GET /messages: %s: %.200s", resp.Status, body)
+	for anchor := int64(0); ; {
+		q := url.Values{
+			"anchor": {strconv.FormatInt(anchor, 10)}, "num_before": {"0"}, "num_after": {strconv.Itoa(backfillPage)},
+			"include_anchor": {"false"}, "apply_markdown": {"false"}, "client_gravatar": {"false"},
 		}
 		var page struct {
 			Messages []struct {
@@ -118,15 +109,16 @@ func walkMessages(ctx context.Context, sim *zuliptest.Server) (messages, pages i
 			} `json:"messages"`
 			FoundNewest bool `json:"found_newest"`
 		}
-		if err := json.Unmarshal(body, &page); err != nil {
-			return 0, 0, fmt.Errorf("GET /messages: %w", err)
+		if err := simCall(ctx, sim, http.MethodGet, "messages", q, &page); err != nil {
+			return 0, 0, err
 		}
+		pages++
 		messages += len(page.Messages)
 		if len(page.Messages) > 0 {
 			anchor = page.Messages[len(page.Messages)-1].ID
 		}
 		if page.FoundNewest || len(page.Messages) == 0 {
-			return messages, pages + 1, nil
+			return messages, pages, nil
 		}
 	}
 }

@@ -68,6 +68,9 @@ func TestBenchTiny(t *testing.T) {
 			if d.Events < 290 || d.Events > 310 || d.RawEvents < 290 || d.RawEvents > 310 {
 				t.Errorf("%s run %d: events %d, raw %d; want about 300", name, i+1, d.Events, d.RawEvents)
 			}
+			if !d.Finished || d.QueueLost || d.InBroker != d.Events {
+				t.Errorf("%s run %d: %+v, want the whole backlog drained", name, i+1, d)
+			}
 			if d.RawFirst != (i == 1) {
 				t.Errorf("%s run %d: raw_first %t", name, i+1, d.RawFirst)
 			}
@@ -203,6 +206,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"-sinks", "nats,redis"}, `unknown sink "redis"`},
 		{[]string{"-mix", "huge"}, `-mix "huge"`},
 		{[]string{"-cpuprofile", "/tmp/p", "-bridge", "/bin/bridge"}, "-cpuprofile needs"},
+		{[]string{"-max-response", "-5"}, "-max-response -5"},
 		{[]string{"extra"}, "unexpected arguments: extra"},
 	}
 	for _, tt := range tests {

@@ -64,9 +64,10 @@ func init() {
 }
 `
 
-// buildBridge builds cmd/bridge of the module the bench runs in into dir,
-// with the profiling overlay when profile is set.
-func buildBridge(ctx context.Context, dir string, profile bool) (string, error) {
+// buildBridge builds cmd/bridge of the module the bench runs in into
+// dir, with the profiling overlay (written to scratch) when profile is
+// set.
+func buildBridge(ctx context.Context, dir, scratch string, profile bool) (string, error) {
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("find the module: go env GOMOD: %w", err)
@@ -79,7 +80,7 @@ func buildBridge(ctx context.Context, dir string, profile bool) (string, error) 
 	bin := filepath.Join(dir, "bridge")
 	args := []string{"build", "-o", bin}
 	if profile {
-		overlay, err := writeOverlay(dir, root)
+		overlay, err := writeOverlay(scratch, root)
 		if err != nil {
 			return "", err
 		}

@@ -228,7 +228,10 @@ func (n *natsBroker) raw(ctx context.Context, b backlog, dir string) (time.Durat
 	}
 	began := time.Now()
 	for _, m := range msgs {
-		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}); err != nil {
+		// A full window waits for acknowledgements, however slow a
+		// loaded machine makes them, instead of failing after the
+		// library's default 200ms.
+		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}, jetstream.WithStallWait(time.Minute)); err != nil {
 			return 0, fmt.Errorf("raw: publish: %w", err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -154,6 +155,7 @@ func (b *bench) latency(ctx context.Context, sink string) (*latencyResult, error
 	if err != nil {
 		return nil, err
 	}
+	defer os.RemoveAll(dir)
 	br, err := startBroker(sink, filepath.Join(dir, "broker"))
 	if err != nil {
 		return nil, err
@@ -173,7 +175,7 @@ func (b *bench) latency(ctx context.Context, sink string) (*latencyResult, error
 	case *kafkaBroker:
 		c = &kafkaConsumer{b: br, topics: bridgeTopics(tr.types())}
 	}
-	spec, err := newBridgeSpec(b.bin, sim.URL, filepath.Join(dir, "state"), br.env())
+	spec, err := b.newSpec(sim, filepath.Join(dir, "state"), br)
 	if err != nil {
 		return nil, err
 	}
@@ -394,7 +396,7 @@ func (r *natsRaw) publish(_ context.Context, i int) error {
 	seq := strconv.Itoa(i)
 	h.Set(rawSeqHeader, seq)
 	h.Set(jetstream.MsgIDHeader, "raw-"+seq)
-	f, err := r.js.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Header: h, Data: m.Data})
+	f, err := r.js.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Header: h, Data: m.Data}, jetstream.WithStallWait(time.Minute))
 	if err != nil {
 		return fmt.Errorf("raw: publish: %w", err)
 	}

@@ -26,18 +26,19 @@ func main() {
 
 // config is the command line.
 type config struct {
-	runs       int
-	events     int
-	big        int
-	rate       float64
-	duration   time.Duration
-	sinks      []string
-	jsonOnly   bool
-	bridge     string
-	cpuprofile string
-	timeout    time.Duration
-	seed       uint64
-	mix        string
+	runs        int
+	events      int
+	big         int
+	rate        float64
+	duration    time.Duration
+	sinks       []string
+	jsonOnly    bool
+	bridge      string
+	cpuprofile  string
+	timeout     time.Duration
+	seed        uint64
+	mix         string
+	maxResponse int64
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -55,6 +56,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.bridge, "bridge", "", "bridge binary to measure; default: go build ./cmd/bridge of this module")
 	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "directory for CPU profiles of every measured bridge process (builds the bridge with a profiling overlay; not with -bridge)")
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "longest wait for one backlog to drain; a backlog not drained by then is reported as did not finish")
+	fs.Int64Var(&cfg.maxResponse, "max-response", 0, "BRIDGE_ZULIP_MAX_RESPONSE_BYTES of every bridge; 0 leaves the bridge's default (a backlog whose response is larger is a queue loss)")
 	fs.Uint64Var(&cfg.seed, "seed", 1, "traffic generator seed")
 	fs.StringVar(&cfg.mix, "mix", mixIssue, "traffic: issue (issue 13's: 55% stream messages of about 1 KB, 15% direct messages, typing, reactions, edits) or default (zuliptest.DefaultMix: every kind of event, short messages)")
 	if err := fs.Parse(args); err != nil {
@@ -81,6 +83,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if cfg.timeout < time.Second {
 		problems = append(problems, fmt.Sprintf("-timeout %s: want at least 1s (example: -timeout 5m)", cfg.timeout))
+	}
+	if cfg.maxResponse < 0 {
+		problems = append(problems, fmt.Sprintf("-max-response %d: want 0 (the bridge's default) or a size in bytes (example: -max-response 1073741824)", cfg.maxResponse))
 	}
 	if cfg.cpuprofile != "" && cfg.bridge != "" {
 		problems = append(problems, "-cpuprofile needs the bridge the bench builds; drop -bridge")
@@ -162,7 +167,8 @@ func (b *bench) measure(ctx context.Context) (*result, error) {
 	res := &result{
 		GoVersion: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(),
 		Runs: b.cfg.runs, Events: b.cfg.events, Big: b.cfg.big, Rate: b.cfg.rate, Mix: b.cfg.mix,
-		DurationSeconds: b.cfg.duration.Seconds(), Load1Start: load1(),
+		MaxResponseBytes: b.cfg.maxResponse,
+		DurationSeconds:  b.cfg.duration.Seconds(), Load1Start: load1(),
 		Sinks: map[string]*sinkResult{},
 	}
 	for _, s := range b.cfg.sinks {
@@ -181,21 +187,23 @@ func (b *bench) measure(ctx context.Context) (*result, error) {
 		if b.cfg.cpuprofile != "" {
 			into = b.cfg.cpuprofile
 		}
-		bin, err := buildBridge(ctx, into, b.cfg.cpuprofile != "")
+		bin, err := buildBridge(ctx, into, b.dir, b.cfg.cpuprofile != "")
 		if err != nil {
 			return nil, err
 		}
 		b.bin = bin
 	}
 	res.BridgeBinary = b.bin
+	avg, err := averageEventBytes(ctx, b.cfg.mix, b.cfg.seed, min(b.cfg.events, 20000))
+	if err != nil {
+		return nil, fmt.Errorf("measure the mix: %w", err)
+	}
+	res.AvgEventBytes = avg
 
 	for run := 0; run < b.cfg.runs; run++ {
-		runs, avg, err := b.drainRun(ctx, run)
+		runs, err := b.drainRun(ctx, run)
 		if err != nil {
 			return nil, fmt.Errorf("drain run %d: %w", run+1, err)
-		}
-		if res.AvgEventBytes == 0 {
-			res.AvgEventBytes = avg
 		}
 		for s, r := range runs {
 			d := &res.Sinks[s].Drain
@@ -246,6 +254,15 @@ func (b *bench) profilePath(what string) string {
 		return filepath.Join(b.cfg.cpuprofile, fmt.Sprintf("%02d-%s.pprof", b.profiles, what))
 	}
 	return p
+}
+
+// newSpec is a bridge against sim and br with its state in stateDir.
+func (b *bench) newSpec(sim *zuliptest.Server, stateDir string, br broker) (*bridgeSpec, error) {
+	env := br.env()
+	if b.cfg.maxResponse > 0 {
+		env = append(env, fmt.Sprintf("BRIDGE_ZULIP_MAX_RESPONSE_BYTES=%d", b.cfg.maxResponse))
+	}
+	return newBridgeSpec(b.bin, sim.URL, stateDir, env)
 }
 
 // newSimulator starts the Zulip simulator with queues and heartbeats that

@@ -22,22 +22,24 @@ const (
 
 // result is every figure of one bench run: the JSON line.
 type result struct {
-	GoVersion       string                 `json:"go_version"`
-	GOMAXPROCS      int                    `json:"gomaxprocs"`
-	NumCPU          int                    `json:"num_cpu"`
-	Load1Start      float64                `json:"load1_start"`
-	Load1End        float64                `json:"load1_end"`
-	BridgeBinary    string                 `json:"bridge_binary"`
-	Runs            int                    `json:"runs"`
-	Events          int                    `json:"events"`
-	Big             int                    `json:"big"`
-	Rate            float64                `json:"rate"`
-	DurationSeconds float64                `json:"duration_seconds"`
-	Mix             string                 `json:"mix"`
-	AvgEventBytes   float64                `json:"avg_event_bytes"`
-	Sinks           map[string]*sinkResult `json:"sinks"`
-	Targets         []target               `json:"targets"`
-	Seconds         float64                `json:"seconds"`
+	GoVersion       string  `json:"go_version"`
+	GOMAXPROCS      int     `json:"gomaxprocs"`
+	NumCPU          int     `json:"num_cpu"`
+	Load1Start      float64 `json:"load1_start"`
+	Load1End        float64 `json:"load1_end"`
+	BridgeBinary    string  `json:"bridge_binary"`
+	Runs            int     `json:"runs"`
+	Events          int     `json:"events"`
+	Big             int     `json:"big"`
+	Rate            float64 `json:"rate"`
+	DurationSeconds float64 `json:"duration_seconds"`
+	Mix             string  `json:"mix"`
+	// MaxResponseBytes is -max-response: 0, the bridge's default.
+	MaxResponseBytes int64                  `json:"max_response_bytes"`
+	AvgEventBytes    float64                `json:"avg_event_bytes"`
+	Sinks            map[string]*sinkResult `json:"sinks"`
+	Targets          []target               `json:"targets"`
+	Seconds          float64                `json:"seconds"`
 }
 
 type sinkResult struct {
@@ -49,10 +51,13 @@ type sinkResult struct {
 }
 
 type drainSummary struct {
-	Runs            []drainRun `json:"runs"`
-	MedianRatio     float64    `json:"median_ratio"`
-	MedianBridgeEPS float64    `json:"median_bridge_eps"`
-	MedianRawEPS    float64    `json:"median_raw_eps"`
+	Runs []drainRun `json:"runs"`
+	// Finished: every run drained its whole backlog without losing the
+	// queue.
+	Finished        bool    `json:"finished"`
+	MedianRatio     float64 `json:"median_ratio"`
+	MedianBridgeEPS float64 `json:"median_bridge_eps"`
+	MedianRawEPS    float64 `json:"median_raw_eps"`
 	// PeakRSSMiB is the highest VmHWM of the bridge over the runs.
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
 }
@@ -60,7 +65,13 @@ type drainSummary struct {
 // drainRun is one drain of the -events backlog by the bridge and one
 // publish of the same messages by the raw client.
 type drainRun struct {
-	Events        int64   `json:"events"`
+	Events int64 `json:"events"`
+	// Finished: the broker holds every event, the queue was kept. When
+	// the bridge lost the queue (QueueLost), InBroker counts what it
+	// backfilled, and the rates are of those messages.
+	Finished      bool    `json:"finished"`
+	QueueLost     bool    `json:"queue_lost"`
+	InBroker      int64   `json:"in_broker"`
 	BridgeSeconds float64 `json:"bridge_seconds"`
 	BridgeEPS     float64 `json:"bridge_eps"`
 	// RawEvents differs from Events by a few at most: in a run where raw
@@ -77,14 +88,16 @@ type drainRun struct {
 }
 
 func (r *drainRun) rates() {
-	r.BridgeEPS = float64(r.Events) / r.BridgeSeconds
+	r.BridgeEPS = float64(r.InBroker) / r.BridgeSeconds
 	r.RawEPS = float64(r.RawEvents) / r.RawSeconds
 	r.Ratio = r.BridgeEPS / r.RawEPS
 }
 
 func (d *drainSummary) summarize() {
 	var ratios, bridge, raw []float64
+	d.Finished = true
 	for _, r := range d.Runs {
+		d.Finished = d.Finished && r.Finished
 		ratios, bridge, raw = append(ratios, r.Ratio), append(bridge, r.BridgeEPS), append(raw, r.RawEPS)
 		d.PeakRSSMiB = max(d.PeakRSSMiB, r.PeakRSSMiB)
 	}
@@ -148,7 +161,7 @@ func (r *result) evaluate() {
 	}
 	for _, s := range sortedSinks(r) {
 		sr := r.Sinks[s]
-		add(s+" drain ratio", sr.Drain.MedianRatio, fmt.Sprintf(">= %.1f", targetRatio), sr.Drain.MedianRatio >= targetRatio)
+		add(s+" drain ratio", sr.Drain.MedianRatio, fmt.Sprintf(">= %.1f, no queue loss", targetRatio), sr.Drain.Finished && sr.Drain.MedianRatio >= targetRatio)
 		if l := sr.Latency; l != nil {
 			add(s+" added latency p99 ms", l.Added.P99, fmt.Sprintf("< %.0f", targetAddedP99ms), l.Added.P99 < targetAddedP99ms)
 			add(s+" RSS at rate MiB", l.RSSMiB, fmt.Sprintf("< %.0f", targetRSSAtRate), l.RSSMiB < targetRSSAtRate)
@@ -188,7 +201,11 @@ func printTable(w io.Writer, r *result) {
 	name := map[string]string{"nats": "JetStream", "kafka": "Kafka"}
 	fmt.Fprintf(w, "zulip-bridge bench: %s, GOMAXPROCS %d, %d CPUs, load %.2f -> %.2f, %.0fs\n",
 		r.GoVersion, r.GOMAXPROCS, r.NumCPU, r.Load1Start, r.Load1End, r.Seconds)
-	fmt.Fprintf(w, "traffic: -mix %s, %.0f bytes per event on average\n\n", r.Mix, r.AvgEventBytes)
+	fmt.Fprintf(w, "traffic: -mix %s, %.0f bytes per event on average", r.Mix, r.AvgEventBytes)
+	if r.MaxResponseBytes > 0 {
+		fmt.Fprintf(w, "; BRIDGE_ZULIP_MAX_RESPONSE_BYTES=%d", r.MaxResponseBytes)
+	}
+	fmt.Fprint(w, "\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "drain %d-event backlog\tbridge\traw client\tratio\tpeak RSS\t\n", r.Events)
 	for _, s := range sortedSinks(r) {
@@ -197,6 +214,11 @@ func printTable(w io.Writer, r *result) {
 			first := ""
 			if run.RawFirst {
 				first = " (raw first)"
+			}
+			if run.QueueLost {
+				first += fmt.Sprintf(" QUEUE LOST, %d of %d in broker", run.InBroker, run.Events)
+			} else if !run.Finished {
+				first += fmt.Sprintf(" DID NOT FINISH, %d of %d in broker", run.InBroker, run.Events)
 			}
 			fmt.Fprintf(tw, "  %s run %d%s\t%s/s\t%s/s\t%.3f\t%.1f MiB\t\n", name[s], i+1, first, si(run.BridgeEPS), si(run.RawEPS), run.Ratio, run.PeakRSSMiB)
 		}

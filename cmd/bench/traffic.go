@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/url"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
 )
@@ -151,4 +158,82 @@ func (t *traffic) send(req zuliptest.SendRequest) (zuliptest.Generated, error) {
 		return zuliptest.Generated{}, fmt.Errorf("send message: %w", err)
 	}
 	return zuliptest.Generated{Kind: "message", MessageID: id}, nil
+}
+
+// averageEventBytes is the average size of an event of the mix as Zulip
+// delivers it (the bridge's payload), over n events fetched from a queue
+// of a simulator of their own.
+func averageEventBytes(ctx context.Context, mix string, seed uint64, n int) (float64, error) {
+	sim, err := newSimulator()
+	if err != nil {
+		return 0, err
+	}
+	defer sim.Close()
+	// As the bridge registers: every event type, content as sent.
+	form := url.Values{"apply_markdown": {"false"}, "client_gravatar": {"false"}}
+	var reg struct {
+		QueueID string `json:"queue_id"`
+	}
+	if err := simCall(ctx, sim, http.MethodPost, "register", form, &reg); err != nil {
+		return 0, err
+	}
+	tr, err := newTraffic(sim, mix, seed, false)
+	if err != nil {
+		return 0, err
+	}
+	for range n {
+		if _, err := tr.step(); err != nil {
+			return 0, err
+		}
+	}
+	var events struct {
+		Events []json.RawMessage `json:"events"`
+	}
+	q := url.Values{"queue_id": {reg.QueueID}, "last_event_id": {"-1"}, "dont_block": {"true"}}
+	if err := simCall(ctx, sim, http.MethodGet, "events", q, &events); err != nil {
+		return 0, err
+	}
+	if len(events.Events) == 0 {
+		return 0, errors.New("the sample queue got no events")
+	}
+	total := 0
+	for _, e := range events.Events {
+		total += len(e)
+	}
+	return float64(total) / float64(len(events.Events)), nil
+}
+
+// simCall calls the simulator's API as the bot and decodes the answer.
+func simCall(ctx context.Context, sim *zuliptest.Server, method, path string, params url.Values, out any) error {
+	u := sim.URL + "/api/v1/" + path
+	var body io.Reader
+	if method == http.MethodGet {
+		u += "?" + params.Encode()
+	} else {
+		body = strings.NewReader(params.Encode())
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	req.SetBasicAuth(zuliptest.DefaultBot.Email, zuliptest.DefaultBot.APIKey)
+	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	if err != nil {
+		return fmt.Errorf("%s /%s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("%s /%s: %w", method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s /%s: %s: %.200s", method, path, resp.Status, b)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("%s /%s: %w", method, path, err)
+	}
+	return nil
 }
