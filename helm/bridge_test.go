@@ -146,7 +146,7 @@ func runAndScrape(simBin, bridgeBin, dir string) (scrape, error) {
 
 	// Fast heartbeats, so that an idle long-poll gives a skipped heartbeat soon.
 	simLog := newLineWatcher()
-	sim := exec.Command(simBin, "-addr", "127.0.0.1:0", "-rate", "5", "-heartbeat", "200ms")
+	sim := exec.Command(simBin, "-addr", "127.0.0.1:0", "-rate", "2", "-heartbeat", "100ms")
 	sim.Env = []string{}
 	sim.Stderr = simLog
 	if err := sim.Start(); err != nil {

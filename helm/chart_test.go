@@ -414,8 +414,11 @@ func checkRender(t *testing.T, v values, r rendered, env bridgeEnv, monitoring b
 			t.Fatal(err)
 		}
 		grace := pod.TerminationGracePeriodSeconds
-		if grace == nil || time.Duration(*grace)*time.Second <= d {
-			t.Errorf("terminationGracePeriodSeconds %v is not above BRIDGE_SHUTDOWN_TIMEOUT %s", grace, d)
+		if grace == nil {
+			t.Fatal("no terminationGracePeriodSeconds")
+		}
+		if time.Duration(*grace)*time.Second <= d {
+			t.Errorf("terminationGracePeriodSeconds %d is not above BRIDGE_SHUTDOWN_TIMEOUT %s", *grace, d)
 		}
 		if want := v.num("terminationGracePeriodSeconds"); want != 0 && int(*grace) != want {
 			t.Errorf("terminationGracePeriodSeconds = %d, want %d", *grace, want)
@@ -695,8 +698,10 @@ func checkSecrets(t *testing.T, v values, r rendered, dep *appsv1.Deployment, cf
 }
 
 func checkMode(t *testing.T, name string, mode *int32) {
-	if mode == nil || *mode&0o007 != 0 {
-		t.Errorf("%s: secret files mode %v readable by others", name, mode)
+	if mode == nil {
+		t.Errorf("%s: secret files mode unset (0644: readable by others)", name)
+	} else if *mode&0o007 != 0 {
+		t.Errorf("%s: secret files mode %#o readable by others", name, *mode)
 	}
 }
 
