@@ -848,6 +848,7 @@ podMonitor: {enabled: true}`, "at '/podMonitor/enabled'"},
 		{"pdb with both bounds", `podDisruptionBudget: {enabled: true, minAvailable: 1, maxUnavailable: 1}`, "at '/podDisruptionBudget/maxUnavailable'"},
 		{"pdb without bounds", `podDisruptionBudget: {enabled: true, maxUnavailable: ""}`, "at '/podDisruptionBudget/maxUnavailable'"},
 		{"client cert without key", `nats: {tls: {existingSecret: t, certKey: tls.crt}}`, "at '/nats/tls/keyKey'"},
+		{"TLS Secret without keys", `kafka: {tls: {existingSecret: t, caKey: ""}}`, "at '/kafka/tls/caKey'"},
 		{"http port out of range", `http: {port: 70000}`, "at '/http/port'"},
 		{"bad kafka broker", `sink: kafka
 kafka: {brokers: ["kafka"]}`, "at '/kafka/brokers/0'"},
