@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`.
 export GOTOOLCHAIN := local
 
-.PHONY: demo test lint bench
+.PHONY: demo test test-bridge test-helm lint bench
 
 # Built, then run, rather than `go run`: go run reports exit status 1 when
 # interrupted, even though the bridge stops cleanly with 0 on Ctrl-C.
@@ -9,12 +9,24 @@ demo:
 	go build -o bin/bridge ./cmd/bridge
 	./bin/bridge demo
 
-test:
+# Everything: the bridge's module, then the Helm chart's (its own module
+# under helm/), whose install tests run a real kube-apiserver and etcd that
+# scripts/kube-test-bins.sh builds once into a cache outside the tree.
+test: test-bridge test-helm
+
+test-bridge:
 	go test -race -count=1 -timeout 15m ./...
+
+test-helm:
+	KUBE_TEST_BINS="$$(scripts/kube-test-bins.sh)" && export KUBE_TEST_BINS && \
+		cd helm && go test -race -count=1 -timeout 15m ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	go vet ./...
+	cd helm && go vet ./...
+	go mod tidy -diff
+	cd helm && go mod tidy -diff
 
 bench:
-	go test -run '^$$' -bench . -benchmem ./...
+	go run ./cmd/bench
