@@ -136,7 +136,7 @@ func parseSegment(part string, kind nameKind) (segment, error) {
 	name := part[open+1 : end]
 	ph, ok := placeholders[name]
 	if !ok {
-		return seg, fmt.Errorf("unknown placeholder {%s}; known: {prefix} {type} {op} {scope} {stream_id} {stream} {topic} {site}", name)
+		return seg, fmt.Errorf("unknown placeholder {%s}: known are {prefix} {type} {op} {scope} {stream_id} {stream} {topic} {site}", name)
 	}
 	seg.before, seg.ph, seg.after = part[:open], ph, part[end+1:]
 	if strings.ContainsAny(seg.before, "}") || strings.ContainsAny(seg.after, "{}") {

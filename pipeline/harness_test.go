@@ -63,7 +63,11 @@ func newWorld(t *testing.T) *world {
 	w.simClock = clockwork.NewFakeClockAt(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	w.sim = zuliptest.NewServer(zuliptest.Config{Clock: w.simClock})
 	t.Cleanup(w.sim.Close)
-	m, err := mapping.New(mapping.Config{}, w.sim.URL)
+	site, err := source.ParseSite(w.sim.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mapping.New(mapping.Config{}, site)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +99,8 @@ type options struct {
 	eventTypes []string
 	// maxBytes is Deps.MaxMessageBytes; 0 means the sink's own limit.
 	maxBytes int
+	// site is ZULIP_SITE; empty means the simulator's URL as it gives it.
+	site string
 }
 
 type publishHook func(ctx context.Context, msgs []*mapping.Message, next func(context.Context, []*mapping.Message) error) error
@@ -142,7 +148,7 @@ func (w *world) build(o options) *bridge {
 		copts = append(copts, source.WithTransportWrapper(o.transport.wrap))
 	}
 	client, err := source.NewClient(source.Config{
-		Site: w.sim.URL, Email: zuliptest.DefaultBot.Email, APIKey: zuliptest.DefaultBot.APIKey, EventTypes: types,
+		Site: cmp.Or(o.site, w.sim.URL), Email: zuliptest.DefaultBot.Email, APIKey: zuliptest.DefaultBot.APIKey, EventTypes: types,
 	}, copts...)
 	if err != nil {
 		w.t.Fatal(err)

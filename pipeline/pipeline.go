@@ -21,7 +21,7 @@ import (
 // and call Run once.
 type Pipeline struct {
 	cfg     Config
-	site    string
+	site    source.Site
 	client  *source.Client
 	mapper  *mapping.Mapper
 	sink    sink.Sink
@@ -57,7 +57,7 @@ type Pipeline struct {
 // Deps are the components a Pipeline connects. All are required but Clock,
 // Backoff, Logger and Observer.
 type Deps struct {
-	Site   string // Zulip site URL, stored in and checked against checkpoints
+	Site   source.Site // stored in and checked against checkpoints
 	Client *source.Client
 	Mapper *mapping.Mapper
 	Sink   sink.Sink
@@ -77,7 +77,7 @@ type Deps struct {
 // New checks deps and returns a Pipeline.
 func New(cfg Config, d Deps) (*Pipeline, error) {
 	switch {
-	case d.Site == "":
+	case d.Site.IsZero():
 		return nil, errors.New("pipeline: site is required")
 	case d.Client == nil, d.Mapper == nil, d.Sink == nil, d.Store == nil:
 		return nil, errors.New("pipeline: client, mapper, sink and store are required")
@@ -185,8 +185,8 @@ func (p *Pipeline) recover(ctx context.Context) (source.State, error) {
 		p.log.Info("no checkpoint: registering a new event queue")
 		return source.State{}, nil
 	}
-	if cp.Site != "" && cp.Site != p.site {
-		return source.State{}, fmt.Errorf("load checkpoint: it belongs to %s, not to the configured site %s; use another state dir or checkpoint key", cp.Site, p.site)
+	if err := cp.BelongsTo(p.site); err != nil {
+		return source.State{}, fmt.Errorf("load checkpoint: %w", err)
 	}
 	p.maxMessageID = cp.MaxMessageID
 	if rec, ok := p.sink.(sink.Recoverer); ok {
@@ -305,7 +305,7 @@ func (p *Pipeline) publish(ctx context.Context, msgs []*mapping.Message) error {
 // is in the broker, retrying while the store is unavailable.
 func (p *Pipeline) checkpoint(ctx context.Context, queueID string, lastEventID int64) error {
 	cp := checkpoint.Checkpoint{
-		Site: p.site, QueueID: queueID, LastEventID: lastEventID, MaxMessageID: p.maxMessageID,
+		Site: p.site.String(), QueueID: queueID, LastEventID: lastEventID, MaxMessageID: p.maxMessageID,
 	}
 	return p.retry(ctx, "write checkpoint", func() error {
 		actx, cancel := p.attempt(ctx)

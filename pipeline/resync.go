@@ -55,7 +55,7 @@ func (p *Pipeline) resync(ctx context.Context, b source.Batch) error {
 	p.obs.Backfilled(n)
 	p.log.Info("backfilled messages after queue loss", "count", n, "from_message_id", from, "to_message_id", to)
 	r := Resync{
-		Type: "resync", Site: p.site,
+		Type: "resync", Site: p.site.String(),
 		OldQueueID: lost.OldQueueID, OldLastEventID: lost.OldLastEventID, NewQueueID: lost.NewQueueID,
 		LastSuccessAt: lost.LastSuccess.UTC(), DetectedAt: lost.LostAt.UTC(), RegisteredAt: p.clock.Now().UTC(),
 		FromMessageID: from, ToMessageID: max(from, to), MessagesBackfilled: n,

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -31,6 +28,7 @@ import (
 // error (see IsTransient); Retry, Open/Queue.Next and CallOnEachEvent retry.
 type Client struct {
 	cfg      Config
+	site     Site
 	base     *url.URL
 	hc       *http.Client
 	clock    clockwork.Clock
@@ -144,12 +142,13 @@ func NewClient(cfg Config, opts ...Option) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	base, _ := baseURL(cfg.Site) // checked by Validate
+	site, _ := ParseSite(cfg.Site) // checked by Validate
 	types, _ := cfg.eventTypes()
 	narrow, _ := normalizeNarrow(cfg.Narrow)
 	c := &Client{
 		cfg:     cfg,
-		base:    base,
+		site:    site,
+		base:    site.url(),
 		clock:   clockwork.NewRealClock(),
 		log:     slog.New(slog.DiscardHandler),
 		ua:      "zulip-bridge/" + buildVersion(),
@@ -188,7 +187,7 @@ func NewClient(cfg Config, opts ...Option) (*Client, error) {
 	if cfg.insecure() {
 		c.log.Warn("TLS CERTIFICATE VERIFICATION IS DISABLED for the Zulip server (ZULIP_ALLOW_INSECURE or insecure in the zuliprc): "+
 			"anyone on the network path can read the bot's API key and every event; use ZULIP_CERT_BUNDLE for a private CA instead",
-			"site", c.base.String())
+			"site", c.site.String())
 	}
 	return c, nil
 }
@@ -201,37 +200,17 @@ func buildVersion() string {
 }
 
 func newTransport(cfg Config) (*http.Transport, error) {
+	tc, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.CertBundle != "" {
-		pem, err := os.ReadFile(cfg.CertBundle)
-		if err != nil {
-			return nil, fmt.Errorf("ZULIP_CERT_BUNDLE: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ZULIP_CERT_BUNDLE: %s holds no PEM certificate", cfg.CertBundle)
-		}
-		tc.RootCAs = pool
-	}
-	if cfg.Cert != "" {
-		keyFile := cfg.CertKey
-		if keyFile == "" {
-			keyFile = cfg.Cert // a PEM file may hold both, as requests allows
-		}
-		cert, err := tls.LoadX509KeyPair(cfg.Cert, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("ZULIP_CERT/ZULIP_CERT_KEY: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	tc.InsecureSkipVerify = cfg.insecure()
 	tr.TLSClientConfig = tc
 	return tr, nil
 }
 
-// Site returns the organization URL requests go to.
-func (c *Client) Site() string { return c.base.String() }
+// Site returns the organization requests go to, parsed from ZULIP_SITE.
+func (c *Client) Site() Site { return c.site }
 
 // Email returns the bot's email.
 func (c *Client) Email() string { return c.cfg.Email }
@@ -363,7 +342,7 @@ func (c *Client) apiError(method, endpoint string, resp *http.Response, body []b
 		Status:   resp.StatusCode,
 		Code:     eb.Code,
 		Msg:      c.redact(eb.Msg),
-		Site:     c.base.String(),
+		Site:     c.site.String(),
 		Email:    c.cfg.Email,
 	}
 	if !isJSON || e.Msg == "" {

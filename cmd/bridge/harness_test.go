@@ -20,6 +20,7 @@ import (
 
 	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
+	"github.com/zulip-bridge/zulip-bridge/source"
 	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
 )
 
@@ -213,7 +214,11 @@ func (w *world) lastEventID(queueID string) int64 {
 // delivered that the bridge must publish (all but heartbeats).
 func (w *world) expected(queueIDs ...string) map[string][]byte {
 	w.t.Helper()
-	m, err := mapping.New(mapping.Config{}, w.site)
+	site, err := source.ParseSite(w.site)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	m, err := mapping.New(mapping.Config{}, site)
 	if err != nil {
 		w.t.Fatal(err)
 	}

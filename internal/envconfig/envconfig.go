@@ -24,17 +24,27 @@ type Var struct {
 	Type    reflect.Type
 }
 
-// Error is a configuration error about one variable.
+// Error is a configuration error about one variable, in the one format of
+// every configuration error of the bridge:
+//
+//	VAR: problem (example: VAR=value)
 type Error struct {
-	Key     string
-	Problem string
+	Key     string // the variable, e.g. BRIDGE_SINK
+	Problem string // what is wrong; it never quotes a secret
+	// Example is a valid value of Key; or, where the fix is to set another
+	// variable (a secret's file instead of the secret), a whole
+	// OTHER_VAR=value. Empty: no example (secrets have none).
 	Example string
 }
 
 func (e *Error) Error() string {
-	msg := fmt.Sprintf("%s: %s", e.Key, e.Problem)
-	if e.Example != "" {
-		msg += fmt.Sprintf(" (example: %s=%s)", e.Key, e.Example)
+	msg := e.Key + ": " + e.Problem
+	switch {
+	case e.Example == "":
+	case strings.HasPrefix(e.Example, strings.TrimSuffix(e.Key, "_FILE")) && strings.Contains(e.Example, "="):
+		msg += " (example: " + e.Example + ")"
+	default:
+		msg += " (example: " + e.Key + "=" + e.Example + ")"
 	}
 	return msg
 }

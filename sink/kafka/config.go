@@ -206,11 +206,16 @@ func (c Config) Validate() error {
 		bad("BRIDGE_KAFKA_PASSWORD_FILE", "is set together with BRIDGE_KAFKA_PASSWORD; set only one", "/var/run/secrets/kafka/password")
 	}
 
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		if c.TLSCert == "" {
-			bad("BRIDGE_KAFKA_TLS_CERT", "is required with BRIDGE_KAFKA_TLS_KEY", "/etc/kafka/client.pem")
-		} else {
-			bad("BRIDGE_KAFKA_TLS_KEY", "is required with BRIDGE_KAFKA_TLS_CERT", "/etc/kafka/client-key.pem")
+	switch {
+	case c.TLSCert == "" && c.TLSKey != "":
+		bad("BRIDGE_KAFKA_TLS_CERT", "is required with BRIDGE_KAFKA_TLS_KEY", "/etc/kafka/client.pem")
+	case c.TLSCert != "" && c.TLSKey == "":
+		bad("BRIDGE_KAFKA_TLS_KEY", "is required with BRIDGE_KAFKA_TLS_CERT", "/etc/kafka/client-key.pem")
+	case c.tlsEnabled():
+		// Like every Config of the bridge, Validate reads the files it
+		// names, so that a missing one is a configuration error.
+		if _, err := tlsConfig(c); err != nil {
+			errs = append(errs, err)
 		}
 	}
 

@@ -11,10 +11,12 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	kafkasink "github.com/zulip-bridge/zulip-bridge/sink/kafka"
 )
 
 func TestValidate(t *testing.T) {
+	pki := testutil.NewPKI(t) // Validate reads the TLS files
 	valid := func() kafkasink.Config {
 		return kafkasink.Config{Brokers: []string{"kafka-0:9092", "10.0.0.2:9093"}}
 	}
@@ -27,7 +29,7 @@ func TestValidate(t *testing.T) {
 		{"minimal", func(*kafkasink.Config) {}, nil},
 		{"everything", func(c *kafkasink.Config) {
 			c.SASLMechanism, c.Username, c.PasswordFile = "SCRAM-SHA-512", "bridge", "secret\n"
-			c.TLS, c.TLSCA, c.TLSCert, c.TLSKey = true, "/ca.pem", "/c.pem", "/k.pem"
+			c.TLS, c.TLSCA, c.TLSCert, c.TLSKey = true, pki.CAFile, pki.ClientCertFile, pki.ClientKeyFile
 			c.Compression, c.CreateTopics, c.Partitions, c.ReplicationFactor = "zstd", true, 6, 3
 		}, nil},
 		{"no brokers", func(c *kafkasink.Config) { c.Brokers = nil },
@@ -50,6 +52,10 @@ func TestValidate(t *testing.T) {
 			[]string{"BRIDGE_KAFKA_PASSWORD_FILE", "only one"}},
 		{"cert without key", func(c *kafkasink.Config) { c.TLSCert = "/c.pem" },
 			[]string{"BRIDGE_KAFKA_TLS_KEY", "required"}},
+		{"missing CA file", func(c *kafkasink.Config) { c.TLSCA = "/nonexistent/ca.pem" },
+			[]string{"BRIDGE_KAFKA_TLS_CA: cannot read /nonexistent/ca.pem", "example: BRIDGE_KAFKA_TLS_CA="}},
+		{"missing key file", func(c *kafkasink.Config) { c.TLSCert, c.TLSKey = pki.ClientCertFile, "/nonexistent/k.pem" },
+			[]string{"BRIDGE_KAFKA_TLS_KEY: cannot read /nonexistent/k.pem", "example: BRIDGE_KAFKA_TLS_KEY="}},
 		{"unknown codec", func(c *kafkasink.Config) { c.Compression = "brotli" },
 			[]string{"BRIDGE_KAFKA_COMPRESSION", `"brotli"`, "example: BRIDGE_KAFKA_COMPRESSION=lz4"}},
 		{"negative batch size", func(c *kafkasink.Config) { c.BatchSize = -1 },

@@ -2,7 +2,6 @@ package natssink
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
+	"github.com/zulip-bridge/zulip-bridge/internal/tlsfiles"
 )
 
 // Config is the NATS part of the bridge's configuration (spec section 2).
@@ -170,12 +170,7 @@ func (c Config) Validate() error {
 		}
 		bad(key, "", "BRIDGE_NATS_TLS_CERT and BRIDGE_NATS_TLS_KEY go together; set both or neither")
 	} else if _, err := c.tlsConfig(); err != nil {
-		var ce *envconfig.Error
-		if errors.As(err, &ce) {
-			errs = append(errs, ce)
-		} else {
-			errs = append(errs, err)
-		}
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -235,7 +230,7 @@ func validStreamName(name string) error {
 func readable(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("cannot read %q: %w", path, errors.Unwrap(err))
+		return errors.New(tlsfiles.Problem(path, err))
 	}
 	return f.Close()
 }
@@ -260,25 +255,9 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 	if c.TLSCA == "" && c.TLSCert == "" && c.TLSKey == "" {
 		return nil, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.TLSCA != "" {
-		pem, err := os.ReadFile(c.TLSCA)
-		if err != nil {
-			return nil, &envconfig.Error{Key: "BRIDGE_NATS_TLS_CA", Problem: fmt.Sprintf("cannot read %q: %v", c.TLSCA, errors.Unwrap(err)), Example: "/etc/nats/ca.pem"}
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, &envconfig.Error{Key: "BRIDGE_NATS_TLS_CA", Problem: fmt.Sprintf("%q holds no PEM certificate", c.TLSCA), Example: "/etc/nats/ca.pem"}
-		}
-		cfg.RootCAs = pool
-	}
-	if c.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
-		if err != nil {
-			// The error describes the PEM blocks, never the key bytes.
-			return nil, &envconfig.Error{Key: "BRIDGE_NATS_TLS_CERT", Problem: fmt.Sprintf("cannot load the certificate %q with the key %q: %v", c.TLSCert, c.TLSKey, err), Example: "/etc/nats/client.pem"}
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
+	return tlsfiles.Load(
+		tlsfiles.File{Var: "BRIDGE_NATS_TLS_CA", Path: c.TLSCA, Example: "/etc/nats/ca.pem"},
+		tlsfiles.File{Var: "BRIDGE_NATS_TLS_CERT", Path: c.TLSCert, Example: "/etc/nats/client.pem"},
+		tlsfiles.File{Var: "BRIDGE_NATS_TLS_KEY", Path: c.TLSKey, Example: "/etc/nats/client-key.pem"},
+	)
 }
