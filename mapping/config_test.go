@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
 	"github.com/zulip-bridge/zulip-bridge/source"
 )
 
@@ -87,5 +88,20 @@ func TestNewSite(t *testing.T) {
 	}
 	if _, err := New(Config{Sink: "x"}, mustSite(testSite)); err == nil || !strings.Contains(err.Error(), "BRIDGE_SINK") {
 		t.Errorf("New with an invalid config: %v", err)
+	}
+}
+
+// TestConfigZeroValue: the zero value validates and means what the
+// environment's defaults mean, as for every Config of the bridge.
+func TestConfigZeroValue(t *testing.T) {
+	var fromEnv Config
+	if err := envconfig.Parse(&fromEnv, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := (Config{}).withDefaults(); got != fromEnv {
+		t.Errorf("zero value means %+v, the environment's defaults are %+v", got, fromEnv)
+	}
+	if err := (Config{}).Validate(); err != nil {
+		t.Errorf("Validate(Config{}) = %v", err)
 	}
 }

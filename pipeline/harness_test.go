@@ -381,13 +381,13 @@ func newBroker(t *testing.T) *broker {
 // rests on the pipeline's read-back, not on the window.
 func (b *broker) sink(prefix string, log *slog.Logger) sink.Sink {
 	b.t.Helper()
-	cfg := natssink.DefaultConfig()
+	cfg := natssink.Config{SubjectPrefix: prefix}
 	cfg.URL = b.URL()
 	cfg.Stream = streamName
 	cfg.DuplicateWindow = 100 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	s, err := natssink.New(ctx, cfg, prefix,
+	s, err := natssink.New(ctx, cfg,
 		natssink.WithLogger(log.With("component", "nats")),
 		// Reconnect quickly once a stopped server is back.
 		natssink.WithConnectOptions(nats.CustomReconnectDelay(func(int) time.Duration { return 20 * time.Millisecond })))

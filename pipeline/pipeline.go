@@ -82,6 +82,9 @@ func New(cfg Config, d Deps) (*Pipeline, error) {
 	case d.Client == nil, d.Mapper == nil, d.Sink == nil, d.Store == nil:
 		return nil, errors.New("pipeline: client, mapper, sink and store are required")
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	p := &Pipeline{
 		cfg: cfg.withDefaults(), site: d.Site, client: d.Client, mapper: d.Mapper,
 		sink: d.Sink, store: d.Store, log: d.Logger, clock: d.Clock, backoff: d.Backoff,

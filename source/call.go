@@ -73,7 +73,7 @@ func (c *Client) CallOnEachEvent(ctx context.Context, handler EventHandler, opts
 			}
 			failures++
 			d := c.backoff(failures)
-			c.log.Warn("zulip event handler failed, the event comes again", "attempt", failures, "retry_in", d, "err", err)
+			c.log.Warn("zulip event handler failed, the event comes again", "attempt", failures, "retry_in", d, "error", err)
 			if err := sleep(ctx, c.clock, d); err != nil {
 				return err
 			}

@@ -2,7 +2,6 @@ package source
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -142,6 +141,7 @@ func NewClient(cfg Config, opts ...Option) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	site, _ := ParseSite(cfg.Site) // checked by Validate
 	types, _ := cfg.eventTypes()
 	narrow, _ := normalizeNarrow(cfg.Narrow)
@@ -154,10 +154,10 @@ func NewClient(cfg Config, opts ...Option) (*Client, error) {
 		ua:      "zulip-bridge/" + buildVersion(),
 		types:   types,
 		narrow:  narrow,
-		maxBody: cmp.Or(cfg.MaxResponseBytes, DefaultMaxResponseBytes),
-		reqTO:   cmp.Or(cfg.RequestTimeout, DefaultRequestTimeout),
+		maxBody: cfg.MaxResponseBytes,
+		reqTO:   cfg.RequestTimeout,
 	}
-	c.backoff = ExponentialBackoff(cmp.Or(cfg.RetryBase, DefaultRetryBase), cmp.Or(cfg.RetryMax, DefaultRetryMax), nil)
+	c.backoff = ExponentialBackoff(cfg.RetryBase, cfg.RetryMax, nil)
 	for _, o := range opts {
 		if err := o(c); err != nil {
 			return nil, err
@@ -242,7 +242,7 @@ func (c *Client) Retry(ctx context.Context, op string, fn func(context.Context) 
 			return fmt.Errorf("%s: %w (last error: %v)", op, ctx.Err(), err)
 		}
 		d := retryDelay(c.backoff, attempt, err)
-		c.log.Warn("zulip request failed, retrying", "op", op, "attempt", attempt, "retry_in", d, "err", err)
+		c.log.Warn("zulip request failed, retrying", "op", op, "attempt", attempt, "retry_in", d, "error", err)
 		if err := sleep(ctx, c.clock, d); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}

@@ -2,6 +2,7 @@ package source
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -251,6 +252,19 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 	}
 	tc.InsecureSkipVerify = c.insecure()
 	return tc, nil
+}
+
+// withDefaults returns c with every zero field that has a default set to
+// it, as the envDefault tags document.
+func (c Config) withDefaults() Config {
+	if c.EventTypes == nil {
+		c.EventTypes = []string{DefaultEventTypes}
+	}
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
+	c.MaxResponseBytes = cmp.Or(c.MaxResponseBytes, DefaultMaxResponseBytes)
+	c.RetryBase = cmp.Or(c.RetryBase, DefaultRetryBase)
+	c.RetryMax = cmp.Or(c.RetryMax, DefaultRetryMax)
+	return c
 }
 
 // insecure reports whether TLS verification is off.

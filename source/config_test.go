@@ -3,6 +3,7 @@ package source
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -312,5 +313,24 @@ func TestEnvTags(t *testing.T) {
 	}
 	if len(c.EventTypes) != 2 || c.EventTypes[1] != "reaction" {
 		t.Errorf("BRIDGE_EVENT_TYPES parsed as %q", c.EventTypes)
+	}
+}
+
+// TestConfigZeroValue: the zero value plus the credentials validates and
+// means what the environment's defaults mean, as for every Config of the
+// bridge.
+func TestConfigZeroValue(t *testing.T) {
+	var fromEnv Config
+	if err := env.ParseWithOptions(&fromEnv, env.Options{Environment: map[string]string{}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := (Config{}).withDefaults(), fromEnv.withDefaults(); !reflect.DeepEqual(got, want) {
+		t.Errorf("zero value means %+v, the environment's defaults %+v", got, want)
+	}
+	if !reflect.DeepEqual(fromEnv.withDefaults(), fromEnv) {
+		t.Errorf("the envDefault tags %+v are not the documented defaults %+v", fromEnv, fromEnv.withDefaults())
+	}
+	if err := validConfig().Validate(); err != nil {
+		t.Errorf("Validate(zero value + credentials) = %v", err)
 	}
 }

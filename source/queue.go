@@ -217,7 +217,7 @@ func (q *Queue) Next(ctx context.Context) (Batch, error) {
 			return Batch{}, fmt.Errorf("get events of queue %s: %w", queueID, err)
 		}
 		d := retryDelay(q.c.backoff, attempt, err)
-		q.c.log.Warn("zulip get events failed, retrying", "queue_id", queueID, "attempt", attempt, "retry_in", d, "err", err)
+		q.c.log.Warn("zulip get events failed, retrying", "queue_id", queueID, "attempt", attempt, "retry_in", d, "error", err)
 		if err := sleep(ctx, q.c.clock, d); err != nil {
 			return Batch{}, err
 		}
@@ -264,7 +264,7 @@ func (q *Queue) replace(ctx context.Context, cause error) (Batch, error) {
 		// The queue still exists: delete it, or a restart from a checkpoint
 		// that still names it would go through the same failure again.
 		if err := q.c.DeleteQueue(ctx, lost.OldQueueID); err != nil {
-			q.c.log.Warn("could not delete the abandoned zulip event queue", "queue_id", lost.OldQueueID, "err", err)
+			q.c.log.Warn("could not delete the abandoned zulip event queue", "queue_id", lost.OldQueueID, "error", err)
 		}
 	}
 	reg, err := q.c.registerRetry(ctx)

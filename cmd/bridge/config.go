@@ -71,7 +71,7 @@ func (c *config) validate() error {
 	switch c.Bridge.LogFormat {
 	case "json", "text":
 	default:
-		errs = append(errs, fmt.Errorf("BRIDGE_LOG_FORMAT: unknown format %q; want json or text (example: BRIDGE_LOG_FORMAT=text)", c.Bridge.LogFormat))
+		errs = append(errs, fmt.Errorf("BRIDGE_LOG_FORMAT: unknown format %q: want json or text (example: BRIDGE_LOG_FORMAT=text)", c.Bridge.LogFormat))
 	}
 	if c.Bridge.HTTPAddr != httpOff {
 		if _, _, err := net.SplitHostPort(c.Bridge.HTTPAddr); err != nil {
@@ -110,7 +110,7 @@ func (c *config) validate() error {
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.TrimSpace(s))); err != nil {
-		return 0, fmt.Errorf("BRIDGE_LOG_LEVEL: unknown level %q; want debug, info, warn or error (example: BRIDGE_LOG_LEVEL=debug)", s)
+		return 0, fmt.Errorf("BRIDGE_LOG_LEVEL: unknown level %q: want debug, info, warn or error (example: BRIDGE_LOG_LEVEL=debug)", s)
 	}
 	return l, nil
 }

@@ -41,12 +41,26 @@ func (e *Error) Error() string {
 	msg := e.Key + ": " + e.Problem
 	switch {
 	case e.Example == "":
-	case strings.HasPrefix(e.Example, strings.TrimSuffix(e.Key, "_FILE")) && strings.Contains(e.Example, "="):
+	case isAssignment(e.Example):
 		msg += " (example: " + e.Example + ")"
 	default:
 		msg += " (example: " + e.Key + "=" + e.Example + ")"
 	}
 	return msg
+}
+
+// isAssignment reports whether s is a whole VAR=value.
+func isAssignment(s string) bool {
+	name, _, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return false
+	}
+	for i, c := range name {
+		if !(c >= 'A' && c <= 'Z' || c == '_' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // secretSuffixes are the names that hold credentials even when a struct
@@ -198,6 +212,9 @@ func cleanEnvError(err error) error {
 }
 
 func checkValue(t reflect.Type, val string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	if t == reflect.TypeFor[time.Duration]() {
 		if _, err := time.ParseDuration(strings.TrimSpace(val)); err != nil {
 			return fmt.Errorf("a duration")
@@ -232,10 +249,14 @@ func exampleFor(f reflect.StructField) string {
 	if d := f.Tag.Get("envDefault"); d != "" {
 		return d
 	}
-	if f.Type == reflect.TypeFor[time.Duration]() {
+	t := f.Type
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == reflect.TypeFor[time.Duration]() {
 		return "30s"
 	}
-	switch f.Type.Kind() {
+	switch t.Kind() {
 	case reflect.Bool:
 		return "true"
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,

@@ -1,4 +1,4 @@
-package kafkasink
+package kafka
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
 )
 
 // SASL mechanisms accepted in BRIDGE_KAFKA_SASL_MECHANISM.
@@ -26,9 +28,9 @@ const (
 	CompressionZstd   = "zstd"
 )
 
-// Config is the Kafka sink's configuration (spec section 2). The zero value
-// is not usable (Brokers is required); every other field has a default that
-// the envDefault tag documents and New applies when the field is zero.
+// Config is the Kafka sink's configuration. Like every Config of the
+// bridge, its zero value means the documented defaults, each written on its
+// field (as the envDefault tag); only Brokers must be given.
 type Config struct {
 	// Brokers are the seed brokers, host:port each. Required.
 	Brokers []string `env:"BRIDGE_KAFKA_BROKERS" envSeparator:"," example:"kafka-0:9092,kafka-1:9092" help:"comma list of seed brokers (host:port)"`
@@ -168,7 +170,7 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(key, problem, example string) {
-		errs = append(errs, fmt.Errorf("%s: %s (example: %s=%s)", key, problem, key, example))
+		errs = append(errs, &envconfig.Error{Key: key, Problem: problem, Example: example})
 	}
 
 	if len(c.Brokers) == 0 {
@@ -197,7 +199,7 @@ func (c Config) Validate() error {
 			bad("BRIDGE_KAFKA_USERNAME", "is required with BRIDGE_KAFKA_SASL_MECHANISM="+c.SASLMechanism, "bridge")
 		}
 		if !password {
-			bad("BRIDGE_KAFKA_PASSWORD", "is required with BRIDGE_KAFKA_SASL_MECHANISM="+c.SASLMechanism+" (or BRIDGE_KAFKA_PASSWORD_FILE)", "<secret>")
+			bad("BRIDGE_KAFKA_PASSWORD", "is required with BRIDGE_KAFKA_SASL_MECHANISM="+c.SASLMechanism, "BRIDGE_KAFKA_PASSWORD_FILE=/var/run/secrets/kafka/password")
 		}
 	default:
 		bad("BRIDGE_KAFKA_SASL_MECHANISM", fmt.Sprintf("unknown mechanism %q, want plain, scram-sha-256 or scram-sha-512", c.SASLMechanism), MechanismSCRAMSHA512)

@@ -1,4 +1,4 @@
-package kafkasink_test
+package kafka_test
 
 import (
 	"bytes"
@@ -87,7 +87,7 @@ func TestValidate(t *testing.T) {
 			if !containsAll(err.Error(), tc.want...) {
 				t.Errorf("Validate: %v\nwant it to mention %q", err, tc.want)
 			}
-			if _, err := kafkasink.New(cfg, nil); err == nil {
+			if _, err := kafkasink.New(context.Background(), cfg); err == nil {
 				t.Error("New accepted a config Validate rejects")
 			}
 		})
@@ -176,7 +176,7 @@ func TestValidateTopic(t *testing.T) {
 // makes every method fail with ErrClosed.
 func TestReadyAndClosed(t *testing.T) {
 	c := newCluster(t)
-	s, err := kafkasink.New(testConfig(c), nil)
+	s, err := kafkasink.New(context.Background(), testConfig(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,5 +209,16 @@ func TestReadyAndClosed(t *testing.T) {
 	defer cancel()
 	if err := live.Ready(short); err == nil {
 		t.Error("Ready with the broker gone succeeded")
+	}
+}
+
+// TestNilOptions: an option that cannot apply its value fails New instead
+// of panicking later, as with the NATS sink.
+func TestNilOptions(t *testing.T) {
+	cfg := kafkasink.Config{Brokers: []string{"127.0.0.1:9092"}}
+	for _, opt := range []kafkasink.Option{kafkasink.WithLogger(nil), kafkasink.WithClock(nil)} {
+		if _, err := kafkasink.New(context.Background(), cfg, opt); err == nil || !strings.Contains(err.Error(), "nil") {
+			t.Errorf("New with a nil option value = %v, want an error", err)
+		}
 	}
 }

@@ -1,6 +1,7 @@
-package kafkasink_test
+package kafka_test
 
 import (
+	"context"
 	"net"
 	"strconv"
 	"sync"
@@ -90,11 +91,11 @@ func (h *harness) addr() string {
 }
 
 func (h *harness) NewSink(t testing.TB) sink.Sink {
-	s, err := kafkasink.New(kafkasink.Config{
+	s, err := kafkasink.New(context.Background(), kafkasink.Config{
 		Brokers:      []string{h.addr()},
 		WriteTimeout: 3 * time.Second,
 		DialTimeout:  time.Second,
-	}, nil)
+	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

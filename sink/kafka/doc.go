@@ -25,4 +25,4 @@
 //
 // The guarantee holds while one bridge alone writes the owned topics, and
 // only for records that retention has not deleted yet.
-package kafkasink
+package kafka

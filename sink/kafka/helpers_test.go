@@ -1,4 +1,4 @@
-package kafkasink_test
+package kafka_test
 
 import (
 	"bytes"
@@ -55,7 +55,7 @@ func newSink(t testing.TB, cfg kafkasink.Config, opts ...kafkasink.Option) *kafk
 
 func newSinkLog(t testing.TB, cfg kafkasink.Config, log *slog.Logger, opts ...kafkasink.Option) *kafkasink.Sink {
 	t.Helper()
-	s, err := kafkasink.New(cfg, log, opts...)
+	s, err := kafkasink.New(context.Background(), cfg, append([]kafkasink.Option{kafkasink.WithLogger(log)}, opts...)...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -1,6 +1,7 @@
-package natssink
+package nats
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -9,13 +10,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
 	"github.com/zulip-bridge/zulip-bridge/internal/tlsfiles"
 )
 
-// Config is the NATS part of the bridge's configuration (spec section 2).
-// cmd/bridge fills it from the environment; the zero value is not usable,
-// the envDefault values are.
+// Config is the NATS part of the bridge's configuration. Like every Config
+// of the bridge, its zero value means the documented defaults (each written
+// on its field, as the envDefault tag): JetStream publishing with
+// confirmations into the stream ZULIP, created when missing. Only the URL
+// (or an in-process connection) must be given.
 type Config struct {
 	// URL is a comma-separated list of NATS server URLs (nats://, tls://,
 	// ws://, wss://). Empty means the bridge runs an embedded server; the
@@ -23,22 +28,31 @@ type Config struct {
 	// connection with WithConnectOptions, before calling New.
 	URL string `env:"BRIDGE_NATS_URL" example:"nats://nats:4222" help:"NATS server URLs, comma-separated; empty = embedded server"`
 
-	// JetStream publishes into a stream and waits for its acknowledgements
-	// (default). false publishes with core NATS, which is at-most-once.
-	JetStream bool `env:"BRIDGE_NATS_JETSTREAM" envDefault:"true" help:"publish to JetStream with confirmations; false = core NATS (at-most-once)"`
+	// SubjectPrefix is the first token (or tokens) of every subject the
+	// sink publishes, the mapping's: a stream the sink creates captures
+	// <prefix>.>. Empty means zulip. The mapping's Config validates it.
+	SubjectPrefix string `env:"BRIDGE_SUBJECT_PREFIX" envDefault:"zulip" example:"acme.zulip" help:"first token of every NATS subject and Kafka topic"`
 
-	// Stream is the JetStream stream that captures <prefix>.>.
-	Stream string `env:"BRIDGE_NATS_STREAM" envDefault:"ZULIP" help:"JetStream stream to publish into"`
+	// JetStream publishes into a stream and waits for its acknowledgements.
+	// Nil (the zero value) means true, the safe choice; false publishes
+	// with core NATS, which is at-most-once.
+	JetStream *bool `env:"BRIDGE_NATS_JETSTREAM" envDefault:"true" example:"true" help:"publish to JetStream with confirmations; false = core NATS (at-most-once)"`
+
+	// Stream is the JetStream stream that captures <prefix>.>. Empty means
+	// ZULIP.
+	Stream string `env:"BRIDGE_NATS_STREAM" envDefault:"ZULIP" example:"ZULIP" help:"JetStream stream to publish into"`
 
 	// CreateStream creates Stream, with the settings below, when it does
 	// not exist. An existing stream is used as it is: its owner manages it.
-	// The default is true so that the zero-setup embedded server works.
-	CreateStream bool `env:"BRIDGE_NATS_CREATE_STREAM" envDefault:"true" help:"create the stream if it is missing"`
+	// Nil (the zero value) means true, so that the zero-setup embedded
+	// server works.
+	CreateStream *bool `env:"BRIDGE_NATS_CREATE_STREAM" envDefault:"true" example:"false" help:"create the stream if it is missing"`
 
 	// DuplicateWindow is how long the stream remembers Nats-Msg-Id values
 	// to drop duplicates. Exactly-once does not depend on it alone (see
-	// PublishedSince), but a longer window makes retries cheaper.
-	DuplicateWindow time.Duration `env:"BRIDGE_NATS_DUPLICATE_WINDOW" envDefault:"2m" help:"stream duplicate window for a created stream"`
+	// PublishedSince), but a longer window makes retries cheaper. Zero
+	// means 2m.
+	DuplicateWindow time.Duration `env:"BRIDGE_NATS_DUPLICATE_WINDOW" envDefault:"2m" example:"2m" help:"stream duplicate window for a created stream"`
 
 	// MaxAge limits how long a created stream keeps messages; 0 = forever.
 	MaxAge time.Duration `env:"BRIDGE_NATS_MAX_AGE" envDefault:"0s" example:"168h" help:"max message age for a created stream; 0 = unlimited"`
@@ -47,12 +61,13 @@ type Config struct {
 	MaxBytes int64 `env:"BRIDGE_NATS_MAX_BYTES" envDefault:"0" example:"10737418240" help:"max size in bytes for a created stream; 0 = unlimited"`
 
 	// Replicas is the replication factor of a created stream (1 to 5).
-	Replicas int `env:"BRIDGE_NATS_REPLICAS" envDefault:"1" help:"replicas for a created stream, 1-5"`
+	// Zero means 1.
+	Replicas int `env:"BRIDGE_NATS_REPLICAS" envDefault:"1" example:"3" help:"replicas for a created stream, 1-5"`
 
 	// MaxPending bounds the JetStream messages in flight (sent, not yet
 	// acknowledged) per Publish; it bounds memory and paces the sink to the
-	// server.
-	MaxPending int `env:"BRIDGE_NATS_MAX_PENDING" envDefault:"4096" help:"JetStream publishes in flight before waiting for acknowledgements"`
+	// server. Zero means 4096.
+	MaxPending int `env:"BRIDGE_NATS_MAX_PENDING" envDefault:"4096" example:"4096" help:"JetStream publishes in flight before waiting for acknowledgements"`
 
 	// Creds is the path of a .creds file (user JWT and nkey seed).
 	Creds string `env:"BRIDGE_NATS_CREDS" example:"/etc/nats/bridge.creds" help:"NATS credentials file"`
@@ -79,24 +94,31 @@ type Config struct {
 	TLSKey  string `env:"BRIDGE_NATS_TLS_KEY" example:"/etc/nats/client-key.pem" help:"PEM client private key"`
 }
 
-// DefaultConfig returns the configuration the envDefault tags describe,
-// with no URL and no credentials.
-func DefaultConfig() Config {
-	return Config{
-		JetStream:       true,
-		Stream:          "ZULIP",
-		CreateStream:    true,
-		DuplicateWindow: 2 * time.Minute,
-		Replicas:        1,
-		MaxPending:      4096,
+// withDefaults returns c with every zero field that has a default set to
+// it.
+func (c Config) withDefaults() Config {
+	if c.JetStream == nil {
+		c.JetStream = new(true)
 	}
+	if c.CreateStream == nil {
+		c.CreateStream = new(true)
+	}
+	c.SubjectPrefix = cmp.Or(c.SubjectPrefix, "zulip")
+	c.Stream = cmp.Or(c.Stream, "ZULIP")
+	c.DuplicateWindow = cmp.Or(c.DuplicateWindow, 2*time.Minute)
+	c.Replicas = cmp.Or(c.Replicas, 1)
+	c.MaxPending = cmp.Or(c.MaxPending, 4096)
+	return c
 }
 
 // Validate checks the configuration without connecting. Every problem is
 // reported, each naming its variable, what is wrong and a valid example;
-// no message contains a password, token or the userinfo of a URL. It reads
-// the TLS files so that a bad certificate fails at start.
+// no message contains a password, token or the userinfo of a URL. Zero
+// fields mean their defaults. Like every Config of the bridge, it reads the
+// files it names (credentials, nkey seed, TLS) so that a missing or broken
+// file fails at start, as a configuration error.
 func (c Config) Validate() error {
+	c = c.withDefaults()
 	var errs []error
 	bad := func(key, example, format string, args ...any) {
 		errs = append(errs, &envconfig.Error{Key: key, Problem: fmt.Sprintf(format, args...), Example: example})
@@ -104,7 +126,7 @@ func (c Config) Validate() error {
 	if _, err := c.urls(); err != nil {
 		bad("BRIDGE_NATS_URL", "nats://nats-1:4222,nats://nats-2:4222", "%v", err)
 	}
-	if c.JetStream {
+	if *c.JetStream {
 		if err := validStreamName(c.Stream); err != nil {
 			bad("BRIDGE_NATS_STREAM", "ZULIP", "%v", err)
 		}
@@ -139,6 +161,9 @@ func (c Config) Validate() error {
 		methods = append(methods, "BRIDGE_NATS_NKEY")
 		if err := readable(c.NKey); err != nil {
 			bad("BRIDGE_NATS_NKEY", "/etc/nats/bridge.nk", "%v", err)
+		} else if _, err := nats.NkeyOptionFromSeed(c.NKey); err != nil {
+			// nats.go reports a malformed seed without echoing it.
+			bad("BRIDGE_NATS_NKEY", "/etc/nats/bridge.nk", "%s: %v", c.NKey, err)
 		}
 	}
 	if c.Password != "" && c.PasswordFile != "" {

@@ -18,4 +18,4 @@
 // The connection reconnects forever with capped exponential backoff and
 // never replays buffered writes after a reconnect; Ready reports its state.
 // Passwords, tokens and URL userinfo never appear in errors or logs.
-package natssink
+package nats
