@@ -31,10 +31,10 @@ const (
 // ./data), each default written on its field.
 type Config struct {
 	// Kind is the store: "file" (default), "nats-kv" or "kafka".
-	Kind string `env:"BRIDGE_CHECKPOINT" envDefault:"file" example:"nats-kv" help:"checkpoint store: file (in the state dir), nats-kv or kafka (compacted topic)"`
+	Kind string `env:"BRIDGE_CHECKPOINT" envDefault:"file" example:"nats-kv" help:"file (in the state dir), nats-kv (needs BRIDGE_SINK=nats) or kafka (compacted topic, needs BRIDGE_SINK=kafka)"`
 	// StateDir holds the file store's checkpoint.json and its lock file.
 	// Default "./data". The embedded NATS server keeps its data there too.
-	StateDir string `env:"BRIDGE_STATE_DIR" envDefault:"./data" example:"/var/lib/zulip-bridge" help:"checkpoint file and embedded NATS storage"`
+	StateDir string `env:"BRIDGE_STATE_DIR" envDefault:"./data" example:"/var/lib/zulip-bridge" help:"checkpoint file (checkpoint.json) and the embedded NATS server's storage"`
 	// Name tells apart bridges that share a bucket or topic for one Zulip
 	// site, such as one bridge per sink: it is part of the derived key.
 	// Letters, digits, '-' and '_'; default "bridge".
@@ -42,7 +42,7 @@ type Config struct {
 	// Key replaces the derived key "<site host>/<Name>" of the nats-kv and
 	// kafka stores. Letters, digits and "-/_=.", not starting or ending
 	// with '.'. Default empty: derived.
-	Key string `env:"BRIDGE_CHECKPOINT_KEY" example:"chat.example.com/bridge" help:"checkpoint key in the bucket or topic; empty = <site host>/<BRIDGE_CHECKPOINT_NAME>"`
+	Key string `env:"BRIDGE_CHECKPOINT_KEY" example:"chat.example.com/bridge" help:"checkpoint key in the bucket or topic; unset = <site host>/<BRIDGE_CHECKPOINT_NAME>"`
 	// KVBucket is the JetStream key-value bucket of the nats-kv store.
 	// Default "zulip-bridge-checkpoints".
 	KVBucket string `env:"BRIDGE_CHECKPOINT_KV_BUCKET" envDefault:"zulip-bridge-checkpoints" example:"zulip-bridge-checkpoints" help:"JetStream key-value bucket of the nats-kv checkpoint"`

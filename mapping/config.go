@@ -21,7 +21,7 @@ const (
 )
 
 // Config is the mapping's configuration. The zero value is the default:
-// prefix "zulip", the default names of spec section 3, no CloudEvents.
+// prefix "zulip", the default names of docs/names.md, no CloudEvents.
 type Config struct {
 	// SubjectPrefix is the first token (or tokens) of every subject and
 	// topic. Default "zulip". Letters, digits, '_' and '-', with '.'
@@ -29,14 +29,14 @@ type Config struct {
 	SubjectPrefix string `env:"BRIDGE_SUBJECT_PREFIX" envDefault:"zulip" example:"acme.zulip" help:"first token of every NATS subject and Kafka topic"`
 	// SubjectTemplate overrides the NATS subject; empty means
 	// DefaultSubjectTemplate. Syntax in the package README.
-	SubjectTemplate string `env:"BRIDGE_SUBJECT_TEMPLATE" example:"{prefix}.{type}.{op}.{scope}.{topic}" help:"NATS subject template; empty = <prefix>.<type>[.<op>][.stream.<id>|.direct]"`
+	SubjectTemplate string `env:"BRIDGE_SUBJECT_TEMPLATE" example:"{prefix}.{type}.{op}.{scope}.{topic}" help:"NATS subject template; unset = {prefix}.{type}.{op}.{scope} (templates)"`
 	// TopicTemplate overrides the Kafka topic; empty means
 	// DefaultTopicTemplate.
-	TopicTemplate string `env:"BRIDGE_TOPIC_TEMPLATE" example:"{prefix}.{type}.{op}" help:"Kafka topic template; empty = <prefix>.<type>"`
+	TopicTemplate string `env:"BRIDGE_TOPIC_TEMPLATE" example:"{prefix}.{type}.{op}" help:"Kafka topic template; unset = {prefix}.{type}"`
 	// CloudEvents is "off" (default), "binary" (attributes in headers,
 	// payload unchanged) or "structured" (payload wrapped in a CloudEvents
 	// JSON envelope).
-	CloudEvents string `env:"BRIDGE_CLOUDEVENTS" envDefault:"off" example:"binary" help:"CloudEvents mode: off, binary or structured"`
+	CloudEvents string `env:"BRIDGE_CLOUDEVENTS" envDefault:"off" example:"binary" help:"off, binary or structured (CloudEvents)"`
 	// Sink is the broker the messages go to, "nats" (default) or "kafka".
 	// It only matters with CloudEvents on: the two protocol bindings name
 	// the attribute headers differently (ce-id for NATS, ce_id for Kafka),

@@ -60,8 +60,9 @@ func (m *Mapper) Prefix() string { return m.prefix }
 // keys, e.g. "chat.example.com".
 func (m *Mapper) Site() string { return m.host }
 
-// EventInfo is what the mapper read from an event that the bridge needs to
-// run its queue.
+// EventInfo is what the mapper read from an event: its id, type, op and new
+// message id. The bridge's pipeline takes event and message ids from the
+// source's parse of the batch instead; EventInfo is for library users.
 type EventInfo struct {
 	// ID is the event id to acknowledge; -1 for backfilled messages and
 	// control events, which come from no queue.
@@ -267,7 +268,7 @@ func trimSpace(b []byte) []byte {
 	return b
 }
 
-// Control returns a control event of the bridge itself (spec section 3):
+// Control returns a control event of the bridge itself (docs/names.md):
 // subject <prefix>.bridge.<kind>, Kafka topic <prefix>.bridge, no key,
 // headers Zulip-Event-Type: bridge and Zulip-Event-Op: <kind>, payload as
 // given (a JSON object). Templates do not apply: control events keep fixed
@@ -481,7 +482,7 @@ func (m *Mapper) build(raw []byte, ev *event, queueID string, backfill bool) (*M
 	return m.assemble(p), nil
 }
 
-// maxHeaders is the most headers a message has: 12 of spec section 3 and
+// maxHeaders is the most headers a message has: 12 of docs/names.md and
 // Zulip-Backfill, plus 6 CloudEvents attributes.
 const maxHeaders = 18
 

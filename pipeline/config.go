@@ -15,31 +15,31 @@ import (
 type Config struct {
 	// PublishHeartbeats publishes Zulip's heartbeat events. They are always
 	// acknowledged; by default they are not published.
-	PublishHeartbeats bool `env:"BRIDGE_PUBLISH_HEARTBEATS" envDefault:"false" example:"true" help:"publish Zulip's heartbeat events too"`
+	PublishHeartbeats bool `env:"BRIDGE_PUBLISH_HEARTBEATS" envDefault:"false" example:"true" help:"publish Zulip's heartbeat events (they are acknowledged either way)"`
 	// PublishInitialState publishes the register response (the initial
 	// state) as a <prefix>.bridge.state control event on every registration.
-	PublishInitialState bool `env:"BRIDGE_PUBLISH_INITIAL_STATE" envDefault:"false" example:"true" help:"publish the register response as <prefix>.bridge.state"`
+	PublishInitialState bool `env:"BRIDGE_PUBLISH_INITIAL_STATE" envDefault:"false" example:"true" help:"publish the register response as <prefix>.bridge.state on every registration"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM/SIGINT: finishing
 	// and confirming the batch in flight and writing its checkpoint. Zero
 	// means 30s.
-	ShutdownTimeout time.Duration `env:"BRIDGE_SHUTDOWN_TIMEOUT" envDefault:"30s" example:"30s" help:"bound on the graceful stop"`
+	ShutdownTimeout time.Duration `env:"BRIDGE_SHUTDOWN_TIMEOUT" envDefault:"30s" example:"30s" help:"bound on the graceful drain after SIGTERM/SIGINT"`
 	// BackfillPageSize is how many messages one GET /messages asks for when
 	// backfilling after a queue loss (the server caps it at 5000). Zero
 	// means 1000.
-	BackfillPageSize int `env:"BRIDGE_BACKFILL_PAGE_SIZE" envDefault:"1000" example:"1000" help:"messages per GET /messages when backfilling (1-5000)"`
+	BackfillPageSize int `env:"BRIDGE_BACKFILL_PAGE_SIZE" envDefault:"1000" example:"1000" help:"messages per GET /messages page when backfilling, 1-5000"`
 	// PublishBatch is the most messages handed to the sink in one Publish;
 	// a larger Zulip batch is published in several, then checkpointed once.
 	// Zero means 1000.
-	PublishBatch int `env:"BRIDGE_PUBLISH_BATCH" envDefault:"1000" example:"1000" help:"most messages per sink Publish"`
+	PublishBatch int `env:"BRIDGE_PUBLISH_BATCH" envDefault:"1000" example:"1000" help:"most messages per publish call; a larger Zulip batch is published in parts, then checkpointed once"`
 	// PublishTimeout bounds one attempt to publish a chunk, or to write a
 	// checkpoint: a broker that neither confirms nor fails is retried like
 	// one that fails, instead of holding the loop forever. Zero means 30s.
-	PublishTimeout time.Duration `env:"BRIDGE_PUBLISH_TIMEOUT" envDefault:"30s" example:"30s" help:"bound on one publish or checkpoint attempt; it is retried after"`
+	PublishTimeout time.Duration `env:"BRIDGE_PUBLISH_TIMEOUT" envDefault:"30s" example:"30s" help:"bound on one publish or checkpoint attempt; a broker that neither confirms nor fails is retried after it (what it stored meanwhile is read back, not published twice)"`
 	// StallTimeout is how long the loop may go without progress (a poll
 	// returning, a publish attempt, a retry) before /healthz reports it
 	// wedged. It must exceed the long-poll timeout plus the longest backoff.
 	// Zero means 5m.
-	StallTimeout time.Duration `env:"BRIDGE_STALL_TIMEOUT" envDefault:"5m" example:"5m" help:"no progress for this long makes /healthz fail"`
+	StallTimeout time.Duration `env:"BRIDGE_STALL_TIMEOUT" envDefault:"5m" example:"5m" help:"/healthz fails after this long without progress of the poll loop; at least 2m"`
 }
 
 // Validate reports every invalid field, each naming its variable and giving

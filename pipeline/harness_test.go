@@ -183,7 +183,7 @@ func (w *world) build(o options) *bridge {
 	return b
 }
 
-// stop cancels Run (the graceful stop of spec section 5), waits for it and
+// stop cancels Run (the graceful stop of docs/operations.md), waits for it and
 // releases what the bridge held. It returns Run's error.
 func (b *bridge) stop() error {
 	b.t.Helper()

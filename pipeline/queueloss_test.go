@@ -16,7 +16,7 @@ import (
 )
 
 // resyncEvent is the payload of <prefix>.bridge.resync as a consumer reads
-// it (spec section 3).
+// it (docs/names.md).
 type resyncEvent struct {
 	Type               string    `json:"type"`
 	Site               string    `json:"site"`

@@ -51,56 +51,56 @@ const (
 // both if the caller did not.
 type Config struct {
 	// ConfigFile is the zuliprc to read. Empty: none.
-	ConfigFile string `env:"ZULIP_CONFIG" example:"/etc/zulip/zuliprc" help:"zuliprc file to read credentials from ([api] section)"`
+	ConfigFile string `env:"ZULIP_CONFIG" example:"/etc/zulip/zuliprc" help:"zuliprc file to read credentials from ([api] section); ZULIP_* variables win over it"`
 	// Site is the organization's URL, e.g. https://chat.example.com; without
 	// a scheme, https is meant. A trailing /api is accepted.
-	Site string `env:"ZULIP_SITE" example:"https://chat.example.com" help:"Zulip organization URL (https if no scheme)"`
+	Site string `env:"ZULIP_SITE" example:"https://chat.example.com" help:"organization URL, e.g. https://chat.example.com (https when no scheme)"`
 	// Email is the bot's email address.
 	Email string `env:"ZULIP_EMAIL" example:"bridge-bot@chat.example.com" help:"bot email"`
 	// APIKey is the bot's API key. Secret: never logged, never in errors.
-	APIKey string `env:"ZULIP_API_KEY" secret:"true" help:"bot API key"`
+	APIKey string `env:"ZULIP_API_KEY" secret:"true" help:"bot API key (secret)"`
 	// APIKeyFile names a file holding the API key (surrounding whitespace
 	// trimmed). Mutually exclusive with APIKey.
-	APIKeyFile string `env:"ZULIP_API_KEY_FILE" example:"/var/run/secrets/zulip/api-key" help:"file holding the bot API key (instead of ZULIP_API_KEY)"`
+	APIKeyFile string `env:"ZULIP_API_KEY_FILE" example:"/var/run/secrets/zulip/api-key" help:"file holding the bot API key, instead of ZULIP_API_KEY (setting both is an error)"`
 	// Cert and CertKey are a PEM client certificate and its key for mutual
 	// TLS. CertKey may be empty when Cert holds the key too.
 	Cert    string `env:"ZULIP_CERT" example:"/etc/zulip/client.crt" help:"PEM client certificate for mutual TLS"`
-	CertKey string `env:"ZULIP_CERT_KEY" example:"/etc/zulip/client.key" help:"PEM key of ZULIP_CERT"`
+	CertKey string `env:"ZULIP_CERT_KEY" example:"/etc/zulip/client.key" help:"PEM key of ZULIP_CERT (omit when ZULIP_CERT holds the key)"`
 	// CertBundle is a PEM file of CA certificates that replaces the system
 	// roots, for servers with a private CA.
 	CertBundle string `env:"ZULIP_CERT_BUNDLE" example:"/etc/zulip/ca.pem" help:"PEM CA bundle replacing the system roots"`
 	// AllowInsecure disables TLS certificate verification (a loud warning is
 	// logged). Nil: not set, so the zuliprc's insecure decides; default false.
-	AllowInsecure *bool `env:"ZULIP_ALLOW_INSECURE" example:"false" help:"disable TLS certificate verification (dangerous)"`
+	AllowInsecure *bool `env:"ZULIP_ALLOW_INSECURE" example:"false" help:"true disables TLS certificate verification (dangerous); unset = the zuliprc's insecure, else false"`
 
 	// EventTypes are the event types to register for; "*" alone means all.
 	// Default: message.
-	EventTypes []string `env:"BRIDGE_EVENT_TYPES" envDefault:"message" envSeparator:"," example:"message,reaction" help:"event types to register for; * = all"`
+	EventTypes []string `env:"BRIDGE_EVENT_TYPES" envDefault:"message" envSeparator:"," example:"message,reaction" help:"comma list of event types to register for; * = all"`
 	// Narrow is a JSON narrow: a list of [operator, operand] pairs, e.g.
 	// [["stream","Denmark"]]; the single pair ["stream","Denmark"] of older
 	// docs is accepted too. Empty: no narrow.
-	Narrow string `env:"BRIDGE_NARROW" example:"[[\"stream\",\"Denmark\"]]" help:"JSON narrow of the event queue"`
+	Narrow string `env:"BRIDGE_NARROW" example:"[[\"stream\",\"Denmark\"]]" help:"JSON narrow, a list of [operator, operand] pairs, e.g. [[\"stream\",\"Denmark\"]]; unset = none"`
 	// AllPublicStreams registers with all_public_streams=true.
-	AllPublicStreams bool `env:"BRIDGE_ALL_PUBLIC_STREAMS" envDefault:"false" example:"true" help:"register with all_public_streams"`
+	AllPublicStreams bool `env:"BRIDGE_ALL_PUBLIC_STREAMS" envDefault:"false" example:"true" help:"true registers with all_public_streams"`
 	// QueueLifespan is the queue_lifespan_secs to request: how long the
 	// server keeps an idle queue (whole seconds, at most 168h). Zero: the
 	// server's default, 10 minutes.
-	QueueLifespan time.Duration `env:"BRIDGE_QUEUE_LIFESPAN" example:"30m" help:"queue_lifespan_secs to request (server default 10m)"`
+	QueueLifespan time.Duration `env:"BRIDGE_QUEUE_LIFESPAN" example:"30m" help:"queue_lifespan_secs to request, whole seconds up to 168h; unset = the server's default (10 minutes)"`
 
 	// LongPollTimeout is the client-side timeout of a waiting GET /events.
 	// Zero: the server's event_queue_longpoll_timeout_seconds (90 s when not
 	// reported) plus 15 s. A value below the server's heartbeat interval
 	// makes the client reconnect endlessly.
-	LongPollTimeout time.Duration `env:"BRIDGE_ZULIP_LONGPOLL_TIMEOUT" example:"105s" help:"client timeout of a waiting GET /events (default: server's + 15s)"`
+	LongPollTimeout time.Duration `env:"BRIDGE_ZULIP_LONGPOLL_TIMEOUT" example:"105s" help:"client timeout of a waiting GET /events; unset = the server's long-poll timeout (90 s when not reported) + 15 s"`
 	// RequestTimeout bounds every other request. Zero: 60s.
 	RequestTimeout time.Duration `env:"BRIDGE_ZULIP_REQUEST_TIMEOUT" envDefault:"60s" help:"timeout of every other Zulip request"`
 	// MaxResponseBytes caps a response body, so that a huge backlog cannot
 	// exhaust memory. Zero: 64 MiB.
-	MaxResponseBytes int64 `env:"BRIDGE_ZULIP_MAX_RESPONSE_BYTES" envDefault:"67108864" help:"largest Zulip response body accepted"`
+	MaxResponseBytes int64 `env:"BRIDGE_ZULIP_MAX_RESPONSE_BYTES" envDefault:"67108864" help:"largest Zulip response body accepted (64 MiB)"`
 	// RetryBase and RetryMax shape the backoff between retries of transient
 	// failures: full jitter below min(RetryMax, RetryBase*2^n). Zero: 500ms
 	// and 30s.
-	RetryBase time.Duration `env:"BRIDGE_ZULIP_RETRY_BASE" envDefault:"500ms" help:"first retry delay ceiling (full jitter)"`
+	RetryBase time.Duration `env:"BRIDGE_ZULIP_RETRY_BASE" envDefault:"500ms" help:"first retry delay ceiling (exponential backoff, full jitter, Retry-After honoured)"`
 	RetryMax  time.Duration `env:"BRIDGE_ZULIP_RETRY_MAX" envDefault:"30s" help:"largest retry delay"`
 
 	resolved bool

@@ -153,7 +153,7 @@ func TestEnvShowsSecretsOnlyAsSet(t *testing.T) {
 			t.Errorf("bridge env lacks %q:\n%s", want, out)
 		}
 	}
-	// Every variable of the spec's table is listed.
+	// Every variable of the table of docs/configuration.md is listed.
 	for _, v := range []string{"BRIDGE_EVENT_TYPES", "BRIDGE_NARROW", "BRIDGE_ALL_PUBLIC_STREAMS", "BRIDGE_QUEUE_LIFESPAN",
 		"BRIDGE_NATS_URL", "BRIDGE_NATS_JETSTREAM", "BRIDGE_NATS_STREAM", "BRIDGE_NATS_CREATE_STREAM", "BRIDGE_NATS_CREDS",
 		"BRIDGE_NATS_NKEY", "BRIDGE_NATS_USER", "BRIDGE_NATS_PASSWORD", "BRIDGE_NATS_TOKEN", "BRIDGE_NATS_TLS_CA",

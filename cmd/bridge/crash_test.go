@@ -11,7 +11,7 @@ import (
 	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
 )
 
-// crashRun drives the acceptance test of spec section 1: events flow into
+// crashRun drives the acceptance test of docs/delivery.md: events flow into
 // the queue while the bridge is killed with SIGKILL at random moments,
 // kills times, restarted each time; then a last bridge catches up and
 // every event the queue delivered must be in the broker exactly once.

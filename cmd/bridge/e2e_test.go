@@ -205,7 +205,7 @@ func TestSIGTERMResumes(t *testing.T) {
 }
 
 // checkProbes reads the bridge's HTTP address from its log and checks the
-// endpoints of spec section 5 on the running binary.
+// endpoints of docs/operations.md on the running binary.
 func checkProbes(t *testing.T, p *bridgeProc) {
 	t.Helper()
 	m := regexp.MustCompile(`msg="serving health, readiness and metrics" addr=(\S+)`).FindStringSubmatch(p.out.String())

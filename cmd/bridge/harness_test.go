@@ -245,8 +245,8 @@ type stored struct {
 	headers map[string]string
 	data    []byte
 	// unordered marks a Kafka record without a key: the Hash balancer
-	// spreads those over partitions, so they are in no order scope (spec
-	// section 3 keeps order per key).
+	// spreads those over partitions, so they are in no order scope
+	// (docs/names.md: order is kept per key).
 	unordered bool
 }
 

@@ -27,6 +27,7 @@ commands:
   demo      zero setup: simulator + embedded NATS + bridge, prints events as a consumer sees them
   check     validate the configuration, reach Zulip and the broker, report each step
   env       list every environment variable with its default and whether it is set
+            (env --markdown: the configuration table of docs/configuration.md)
   version   print the version
 `
 
@@ -37,7 +38,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
-	if len(args) > 0 {
+	markdown := cmd == "env" && len(args) == 1 && args[0] == "--markdown"
+	if len(args) > 0 && !markdown {
 		fmt.Fprintf(stderr, "bridge %s: unexpected arguments %q\n\n%s", cmd, args, usage)
 		return exitConfig
 	}
@@ -51,7 +53,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	case "check":
 		return cmdCheck(ctx, environ, stdout, stderr)
 	case "env":
-		return cmdEnv(environ, stdout)
+		return cmdEnv(environ, stdout, markdown)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -304,6 +305,29 @@ func Describe(vars []Var, environ []string) string {
 			def = "-"
 		}
 		fmt.Fprintf(&b, "%-*s  default=%s  %s\n", w, v.Key, strconv.Quote(def), shown)
+	}
+	return b.String()
+}
+
+// varName is a variable name inside a help text, which Markdown shows as
+// code.
+var varName = regexp.MustCompile(`\b[A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9]\b`)
+
+// Markdown renders the configuration table of the docs from the tags:
+// variable, default ("-" for none) and the help text, in vars order, with
+// the variable names in the help shown as code. The docs hold exactly this
+// (`bridge env --markdown`), which a test checks.
+func Markdown(vars []Var) string {
+	var b strings.Builder
+	b.WriteString("| variable | default | meaning |\n| --- | --- | --- |\n")
+	for _, v := range vars {
+		def := v.Default
+		if def == "" {
+			def = "-"
+		}
+		help := strings.ReplaceAll(v.Help, "|", "\\|")
+		help = varName.ReplaceAllString(help, "`$0`")
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s |\n", v.Key, def, help)
 	}
 	return b.String()
 }

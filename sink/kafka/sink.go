@@ -382,7 +382,7 @@ func topicsOf(msgs []*mapping.Message) map[string]struct{} {
 	return topics
 }
 
-// records turns the messages at idx into Kafka records (spec section 3).
+// records turns the messages at idx into Kafka records (docs/names.md).
 // Header values share one buffer and headers one array: a record holds
 // about ten headers, and an allocation each would double the sink's cost
 // over a bare writer.

@@ -26,7 +26,7 @@ type Config struct {
 	// ws://, wss://). Empty means the bridge runs an embedded server; the
 	// caller then puts that server's URL here, or passes an in-process
 	// connection with WithConnectOptions, before calling New.
-	URL string `env:"BRIDGE_NATS_URL" example:"nats://nats:4222" help:"NATS server URLs, comma-separated; empty = embedded server"`
+	URL string `env:"BRIDGE_NATS_URL" example:"nats://nats:4222" help:"NATS server URLs, comma-separated; unset = start the embedded server"`
 
 	// SubjectPrefix is the first token (or tokens) of every subject the
 	// sink publishes, the mapping's: a stream the sink creates captures
@@ -36,7 +36,7 @@ type Config struct {
 	// JetStream publishes into a stream and waits for its acknowledgements.
 	// Nil (the zero value) means true, the safe choice; false publishes
 	// with core NATS, which is at-most-once.
-	JetStream *bool `env:"BRIDGE_NATS_JETSTREAM" envDefault:"true" example:"true" help:"publish to JetStream with confirmations; false = core NATS (at-most-once)"`
+	JetStream *bool `env:"BRIDGE_NATS_JETSTREAM" envDefault:"true" example:"true" help:"true: JetStream with acknowledgements; false: core NATS, at-most-once"`
 
 	// Stream is the JetStream stream that captures <prefix>.>. Empty means
 	// ZULIP.
@@ -46,23 +46,23 @@ type Config struct {
 	// not exist. An existing stream is used as it is: its owner manages it.
 	// Nil (the zero value) means true, so that the zero-setup embedded
 	// server works.
-	CreateStream *bool `env:"BRIDGE_NATS_CREATE_STREAM" envDefault:"true" example:"false" help:"create the stream if it is missing"`
+	CreateStream *bool `env:"BRIDGE_NATS_CREATE_STREAM" envDefault:"true" example:"false" help:"create the stream (capturing <prefix>.>) if missing; an existing stream is never changed"`
 
 	// DuplicateWindow is how long the stream remembers Nats-Msg-Id values
 	// to drop duplicates. Exactly-once does not depend on it alone (see
 	// PublishedSince), but a longer window makes retries cheaper. Zero
 	// means 2m.
-	DuplicateWindow time.Duration `env:"BRIDGE_NATS_DUPLICATE_WINDOW" envDefault:"2m" example:"2m" help:"stream duplicate window for a created stream"`
+	DuplicateWindow time.Duration `env:"BRIDGE_NATS_DUPLICATE_WINDOW" envDefault:"2m" example:"2m" help:"duplicate window of a created stream"`
 
 	// MaxAge limits how long a created stream keeps messages; 0 = forever.
-	MaxAge time.Duration `env:"BRIDGE_NATS_MAX_AGE" envDefault:"0s" example:"168h" help:"max message age for a created stream; 0 = unlimited"`
+	MaxAge time.Duration `env:"BRIDGE_NATS_MAX_AGE" envDefault:"0s" example:"168h" help:"max message age of a created stream; 0s = unlimited"`
 
 	// MaxBytes limits a created stream's size in bytes; 0 = unlimited.
-	MaxBytes int64 `env:"BRIDGE_NATS_MAX_BYTES" envDefault:"0" example:"10737418240" help:"max size in bytes for a created stream; 0 = unlimited"`
+	MaxBytes int64 `env:"BRIDGE_NATS_MAX_BYTES" envDefault:"0" example:"10737418240" help:"max bytes of a created stream; 0 = unlimited"`
 
 	// Replicas is the replication factor of a created stream (1 to 5).
 	// Zero means 1.
-	Replicas int `env:"BRIDGE_NATS_REPLICAS" envDefault:"1" example:"3" help:"replicas for a created stream, 1-5"`
+	Replicas int `env:"BRIDGE_NATS_REPLICAS" envDefault:"1" example:"3" help:"replicas of a created stream, 1-5"`
 
 	// MaxPending bounds the JetStream messages in flight (sent, not yet
 	// acknowledged) per Publish; it bounds memory and paces the sink to the
@@ -70,28 +70,28 @@ type Config struct {
 	MaxPending int `env:"BRIDGE_NATS_MAX_PENDING" envDefault:"4096" example:"4096" help:"JetStream publishes in flight before waiting for acknowledgements"`
 
 	// Creds is the path of a .creds file (user JWT and nkey seed).
-	Creds string `env:"BRIDGE_NATS_CREDS" example:"/etc/nats/bridge.creds" help:"NATS credentials file"`
+	Creds string `env:"BRIDGE_NATS_CREDS" example:"/etc/nats/bridge.creds" help:".creds file (user JWT and nkey seed)"`
 	// NKey is the path of a file holding a user nkey seed (SU...).
-	NKey string `env:"BRIDGE_NATS_NKEY" example:"/etc/nats/bridge.nk" help:"NATS user nkey seed file"`
+	NKey string `env:"BRIDGE_NATS_NKEY" example:"/etc/nats/bridge.nk" help:"file holding a user nkey seed"`
 	// User and Password authenticate with a user name and password.
-	User     string `env:"BRIDGE_NATS_USER" example:"bridge" help:"NATS user name"`
-	Password string `env:"BRIDGE_NATS_PASSWORD" secret:"true" help:"NATS password"`
+	User     string `env:"BRIDGE_NATS_USER" example:"bridge" help:"user name"`
+	Password string `env:"BRIDGE_NATS_PASSWORD" secret:"true" help:"password (secret)"`
 	// PasswordFile is filled with the content of the file named by
 	// BRIDGE_NATS_PASSWORD_FILE (trailing newlines are ignored).
-	PasswordFile string `env:"BRIDGE_NATS_PASSWORD_FILE,file" secret:"true" example:"/run/secrets/nats-password" help:"file holding the NATS password"`
+	PasswordFile string `env:"BRIDGE_NATS_PASSWORD_FILE,file" secret:"true" example:"/run/secrets/nats-password" help:"file holding the password"`
 	// Token authenticates with a bearer token.
-	Token string `env:"BRIDGE_NATS_TOKEN" secret:"true" help:"NATS authentication token"`
+	Token string `env:"BRIDGE_NATS_TOKEN" secret:"true" help:"authentication token (secret)"`
 	// TokenFile is filled with the content of the file named by
 	// BRIDGE_NATS_TOKEN_FILE (trailing newlines are ignored).
-	TokenFile string `env:"BRIDGE_NATS_TOKEN_FILE,file" secret:"true" example:"/run/secrets/nats-token" help:"file holding the NATS token"`
+	TokenFile string `env:"BRIDGE_NATS_TOKEN_FILE,file" secret:"true" example:"/run/secrets/nats-token" help:"file holding the token"`
 
 	// TLSCA is a PEM file of CAs to verify the server with, instead of the
 	// system roots. Setting any TLS variable makes the connection use TLS.
-	TLSCA string `env:"BRIDGE_NATS_TLS_CA" example:"/etc/nats/ca.pem" help:"PEM CA bundle to verify the NATS server"`
+	TLSCA string `env:"BRIDGE_NATS_TLS_CA" example:"/etc/nats/ca.pem" help:"PEM CA bundle to verify the server; any BRIDGE_NATS_TLS_* turns TLS on"`
 	// TLSCert and TLSKey are a PEM client certificate and its key, for
 	// servers that verify clients.
 	TLSCert string `env:"BRIDGE_NATS_TLS_CERT" example:"/etc/nats/client.pem" help:"PEM client certificate"`
-	TLSKey  string `env:"BRIDGE_NATS_TLS_KEY" example:"/etc/nats/client-key.pem" help:"PEM client private key"`
+	TLSKey  string `env:"BRIDGE_NATS_TLS_KEY" example:"/etc/nats/client-key.pem" help:"PEM client key"`
 }
 
 // withDefaults returns c with every zero field that has a default set to
