@@ -228,7 +228,7 @@ func (b *bridge) returned() bool {
 func (b *bridge) queueID() string {
 	b.t.Helper()
 	var id string
-	waitFor(b.t, "a registered queue", func() bool {
+	testutil.WaitFor(b.t, waitLimit, "a registered queue", func() bool {
 		s := b.p.Status().Snapshot()
 		id = s.QueueID
 		return s.Registered && id != ""
@@ -426,7 +426,7 @@ func (w *world) readStream() []stored {
 // acknowledged.
 func (w *world) waitAcked(queueID string) {
 	w.t.Helper()
-	waitFor(w.t, "queue "+queueID+" acknowledged to its last event", func() bool {
+	testutil.WaitFor(w.t, waitLimit, "queue "+queueID+" acknowledged to its last event", func() bool {
 		h, ok := w.sim.History(queueID)
 		return ok && h.Acked >= h.Info.LastEventID
 	})
@@ -443,7 +443,7 @@ func (w *world) heartbeat(queueID string) {
 	}
 	before := w.lastEventID(queueID)
 	w.simClock.Advance(zuliptest.DefaultHeartbeatInterval)
-	waitFor(w.t, "a heartbeat", func() bool { return w.lastEventID(queueID) > before })
+	testutil.WaitFor(w.t, waitLimit, "a heartbeat", func() bool { return w.lastEventID(queueID) > before })
 }
 
 // lastEventID is the highest event id the live queue assigned.
@@ -486,17 +486,3 @@ const (
 	typingEvent   = `{"type":"typing","op":"start","message_type":"stream","stream_id":1,"topic":"lunch","sender":{"user_id":10,"email":"iago@zulip.example.com"}}`
 	presenceEvent = `{"type":"presence","user_id":10,"email":"iago@zulip.example.com","server_timestamp":1700000000,"presence":{"website":{"client":"website","status":"active","timestamp":1700000000,"pushable":false}}}`
 )
-
-// waitFor polls cond until it holds, failing the test after waitLimit.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", waitLimit, what)
-		}
-		<-tick.C
-	}
-}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zulip-bridge/zulip-bridge/checkpoint"
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/pipeline"
 )
@@ -317,7 +318,7 @@ func TestRestartDuringBackfill(t *testing.T) {
 func (w *world) newQueue(b *bridge, old string) string {
 	w.t.Helper()
 	var id string
-	waitFor(w.t, "a queue replacing "+old, func() bool {
+	testutil.WaitFor(w.t, waitLimit, "a queue replacing "+old, func() bool {
 		s := b.p.Status().Snapshot()
 		id = s.QueueID
 		return s.Registered && id != "" && id != old

@@ -183,7 +183,7 @@ func TestDemo(t *testing.T) {
 	var stdout, stderr testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- cmdDemo(ctx, nil, &stdout, &stderr) }()
-	waitFor(t, 60*time.Second, "the demo to print a message event", func() bool {
+	testutil.WaitFor(t, 60*time.Second, "the demo to print a message event", func() bool {
 		select {
 		case code := <-done:
 			t.Fatalf("demo exited %d early:\n%s\n%s", code, stdout.String(), stderr.String())

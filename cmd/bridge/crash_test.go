@@ -37,7 +37,7 @@ func (c crashRun) run(t *testing.T) {
 	// after checkpointing its registration. A bridge killed before that
 	// leaves a queue that delivered nothing, and its successor registers
 	// another, which would not be the queue this test watches.
-	waitFor(t, 30*time.Second, "the bridge to poll its queue", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the bridge to poll its queue", func() bool {
 		qs := w.sim.Queues()
 		return len(qs) == 1 && qs[0].Waiting
 	})

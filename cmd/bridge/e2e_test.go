@@ -148,7 +148,7 @@ func TestBrokerDownAndBack(t *testing.T) {
 
 	nb.Stop()
 	sendMessages(t, w.sim, 50, "outage")
-	waitFor(t, time.Minute, "the bridge to notice the broker is down", func() bool {
+	testutil.WaitFor(t, time.Minute, "the bridge to notice the broker is down", func() bool {
 		return strings.Contains(p.out.String(), "broker down")
 	})
 	// The bridge is retrying the batch it holds: it must not have

@@ -42,18 +42,6 @@ const testAPIKey = "SecretKeyMustNeverBeSeen0000001"
 
 var testBot = zuliptest.Bot{Email: "bridge-bot@zulip.example.com", APIKey: testAPIKey}
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // world is one end-to-end setup: a simulator, a state dir, and the
 // environment that points a bridge at them.
 type world struct {
@@ -172,7 +160,7 @@ func tail(s string) string {
 func (w *world) queueID(timeout time.Duration) string {
 	w.t.Helper()
 	var id string
-	waitFor(w.t, timeout, "a registered queue", func() bool {
+	testutil.WaitFor(w.t, timeout, "a registered queue", func() bool {
 		qs := w.sim.Queues()
 		if len(qs) == 1 {
 			id = qs[0].ID

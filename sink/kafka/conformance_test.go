@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/sink"
 	kafkasink "github.com/zulip-bridge/zulip-bridge/sink/kafka"
@@ -73,7 +74,7 @@ func (h *harness) start(t testing.TB) {
 	}
 	var c *kfake.Cluster
 	// The old listener's port can take a moment to be free again.
-	waitFor(t, "kfake to listen again", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "kfake to listen again", func() bool {
 		var err error
 		c, err = kfake.NewCluster(opts...)
 		if err != nil {

@@ -278,19 +278,6 @@ func (b *logBuffer) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		timer := time.NewTimer(5 * time.Millisecond)
-		<-timer.C
-	}
-}
-
 func errorsAs[T error](err error) (T, bool) {
 	var target T
 	ok := errors.As(err, &target)

@@ -164,14 +164,14 @@ func TestSecretsStayOutOfErrorsAndLogs(t *testing.T) {
 	cfg.URL = strings.Replace(cfg.URL, "nats://", "nats://bridge:"+secret+"@", 1)
 	s := newSink(t, cfg, WithLogger(logger))
 	ts.stop()
-	waitFor(t, "the sink to notice the server is gone", func() bool { return s.Ready(ctx) != nil })
+	testutil.WaitFor(t, 30*time.Second, "the sink to notice the server is gone", func() bool { return s.Ready(ctx) != nil })
 	ts.start()
-	waitFor(t, "the sink to reconnect", func() bool { return s.Ready(ctx) == nil })
+	testutil.WaitFor(t, 30*time.Second, "the sink to reconnect", func() bool { return s.Ready(ctx) == nil })
 	if err := s.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	// nats.go runs its callbacks on a goroutine of its own.
-	waitFor(t, "the closed connection to be logged", func() bool { return strings.Contains(logs.String(), "nats connection closed") })
+	testutil.WaitFor(t, 30*time.Second, "the closed connection to be logged", func() bool { return strings.Contains(logs.String(), "nats connection closed") })
 	if strings.Contains(logs.String(), secret) {
 		t.Errorf("logs show the password:\n%s", logs.String())
 	}
@@ -197,17 +197,5 @@ func TestBackoff(t *testing.T) {
 			t.Errorf("backoff base shrinks at attempt %d", attempt)
 		}
 		prev = base
-	}
-}
-
-// waitFor polls cond until it holds or 30s pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		tick(5 * time.Millisecond)
 	}
 }
