@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/retry"
 )
 
 // Client talks to one Zulip server as one bot. It is safe for concurrent
@@ -243,7 +245,7 @@ func (c *Client) Retry(ctx context.Context, op string, fn func(context.Context) 
 		}
 		d := retryDelay(c.backoff, attempt, err)
 		c.log.Warn("zulip request failed, retrying", "op", op, "attempt", attempt, "retry_in", d, "error", err)
-		if err := sleep(ctx, c.clock, d); err != nil {
+		if err := retry.Sleep(ctx, c.clock, d); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
 	}

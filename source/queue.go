@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/retry"
 )
 
 // State is what a caller persists to resume a queue after a restart.
@@ -218,7 +220,7 @@ func (q *Queue) Next(ctx context.Context) (Batch, error) {
 		}
 		d := retryDelay(q.c.backoff, attempt, err)
 		q.c.log.Warn("zulip get events failed, retrying", "queue_id", queueID, "attempt", attempt, "retry_in", d, "error", err)
-		if err := sleep(ctx, q.c.clock, d); err != nil {
+		if err := retry.Sleep(ctx, q.c.clock, d); err != nil {
 			return Batch{}, err
 		}
 		attempt++

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
+	"github.com/zulip-bridge/zulip-bridge/internal/retry"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/sink"
 )
@@ -224,11 +225,7 @@ func connect(ctx context.Context, cfg Config, o options) (*conn, error) {
 // exponential from 100ms, capped at 5s, with up to 20% jitter so that many
 // bridges do not reconnect in step.
 func backoff(attempt int) time.Duration {
-	const base, ceiling = 100 * time.Millisecond, 5 * time.Second
-	d := ceiling
-	if attempt < 7 {
-		d = min(base<<max(attempt-1, 0), ceiling)
-	}
+	d := retry.Ceiling(100*time.Millisecond, 5*time.Second, attempt)
 	return d + rand.N(d/5+1)
 }
 
