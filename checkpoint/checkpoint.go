@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/source"
 )
 
 // FormatVersion is the version of the encoding that Encode writes and Decode
@@ -124,6 +126,17 @@ func Decode(data []byte) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return cp, nil
+}
+
+// BelongsTo reports whether cp is site's: whether its Site is a spelling of
+// the same site (source.Site.Same), as written by this release or an older
+// one. A checkpoint of another site is an error that names both, so that a
+// state directory or key reused for another server is not taken for its own.
+func (cp Checkpoint) BelongsTo(site source.Site) error {
+	if site.Same(cp.Site) {
+		return nil
+	}
+	return fmt.Errorf("checkpoint belongs to %s, not to the configured site %s: use another state dir or checkpoint key", cp.Site, site)
 }
 
 func (cp Checkpoint) validate() error {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/zulip-bridge/zulip-bridge/checkpoint"
 	"github.com/zulip-bridge/zulip-bridge/checkpoint/checkpointtest"
+	"github.com/zulip-bridge/zulip-bridge/source"
 )
 
 // golden is the checkpoint stored in testdata/v1.json. A bridge must keep
@@ -115,18 +117,24 @@ func TestConfigEnvDefaults(t *testing.T) {
 		Name:       checkpoint.DefaultName,
 		KVBucket:   checkpoint.DefaultKVBucket,
 		KafkaTopic: checkpoint.DefaultKafkaTopic,
-		Create:     true,
+		Create:     new(true),
 	}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults from env tags = %+v\nwant %+v", c, want)
 	}
 	if err := c.Validate(); err != nil {
 		t.Errorf("Validate(defaults): %v", err)
 	}
-	zero := checkpoint.Config{}.WithDefaults()
-	zero.Create = true
-	if zero != want {
-		t.Errorf("zero value with defaults = %+v\nwant %+v", zero, want)
+	// The zero value means the same: the defaults, creating what is missing.
+	var zero checkpoint.Config
+	if err := zero.Validate(); err != nil {
+		t.Errorf("Validate(zero value): %v", err)
+	}
+	if !zero.CreateMissing() || zero.Bucket() != want.KVBucket || zero.Topic() != want.KafkaTopic {
+		t.Errorf("zero value: create %v, bucket %q, topic %q; want the defaults", zero.CreateMissing(), zero.Bucket(), zero.Topic())
+	}
+	if (checkpoint.Config{Create: new(false)}).CreateMissing() {
+		t.Error("Create=false creates")
 	}
 }
 
@@ -182,43 +190,91 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// TestConfigValidateAll: every problem is reported at once, each in the
+// one format.
+func TestConfigValidateAll(t *testing.T) {
+	err := checkpoint.Config{Kind: "redis", Name: "a b", KVBucket: "a.b", Replicas: -1}.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted four problems")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("Validate = %q; want 4 problems", err)
+	}
+	for i, v := range []string{"BRIDGE_CHECKPOINT", "BRIDGE_CHECKPOINT_NAME", "BRIDGE_CHECKPOINT_KV_BUCKET", "BRIDGE_CHECKPOINT_REPLICAS"} {
+		if !strings.HasPrefix(lines[i], v+": ") || !strings.HasSuffix(lines[i], ")") || !strings.Contains(lines[i], " (example: "+v+"=") {
+			t.Errorf("problem %d = %q; want %s: ... (example: %s=...)", i, lines[i], v, v)
+		}
+	}
+}
+
+func mustSite(t *testing.T, raw string) source.Site {
+	t.Helper()
+	s, err := source.ParseSite(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestDefaultKey(t *testing.T) {
 	tests := []struct {
 		site, name, want string
 	}{
 		{"https://chat.example.com", "bridge", "chat.example.com/bridge"},
 		{"https://Chat.Example.com/", "bridge", "chat.example.com/bridge"},
+		{"https://Chat.Example.com:443/", "bridge", "chat.example.com/bridge"},
 		{"chat.example.com", "kafka-bridge", "chat.example.com/kafka-bridge"},
 		{"http://localhost:9991", "bridge", "localhost_3a9991/bridge"},
-		{"https://[::1]:443", "b", "_5b_3a_3a1_5d_3a443/b"},
+		{"https://[::1]:443", "b", "_5b_3a_3a1_5d/b"},
+		{"https://[::1]:8443", "b", "_5b_3a_3a1_5d_3a8443/b"},
 		{"https://under_score.example", "b", "under_5fscore.example/b"},
 	}
 	for _, tt := range tests {
-		got, err := checkpoint.DefaultKey(tt.site, tt.name)
+		got, err := checkpoint.DefaultKey(mustSite(t, tt.site), tt.name)
 		if err != nil || got != tt.want {
 			t.Errorf("DefaultKey(%q, %q) = %q, %v; want %q", tt.site, tt.name, got, err, tt.want)
 		}
 	}
 	// Escaping must be injective: '_' in a host cannot fake an escape.
-	a, _ := checkpoint.DefaultKey("https://a_3a1", "b")
-	b, _ := checkpoint.DefaultKey("https://a:1", "b")
+	a, _ := checkpoint.DefaultKey(mustSite(t, "https://a_3a1"), "b")
+	b, _ := checkpoint.DefaultKey(mustSite(t, "https://a:1"), "b")
 	if a == b {
 		t.Errorf("hosts a_3a1 and a:1 share key %q", a)
 	}
-	for _, bad := range []struct{ site, name string }{{"", "b"}, {"https://", "b"}, {"https://x", "a b"}, {"https://x", ""}} {
+	for _, bad := range []struct {
+		site source.Site
+		name string
+	}{{source.Site{}, "b"}, {mustSite(t, "https://x"), "a b"}, {mustSite(t, "https://x"), ""}} {
 		if k, err := checkpoint.DefaultKey(bad.site, bad.name); err == nil {
 			t.Errorf("DefaultKey(%q, %q) = %q; want an error", bad.site, bad.name, k)
 		}
 	}
 }
 
+func TestLegacyKeyFor(t *testing.T) {
+	tests := []struct{ site, key, want string }{
+		{"https://Chat.Example.com:443/", "", "chat.example.com_3a443/bridge"},
+		{"http://chat.example.com:80", "", "chat.example.com_3a80/bridge"},
+		{"https://[::1]:443", "", "_5b_3a_3a1_5d_3a443/bridge"},
+		{"https://chat.example.com", "", ""},        // the same key: nothing to look up
+		{"http://localhost:9991", "", ""},           // a port that is not the default was always kept
+		{"https://chat.example.com:443", "k/1", ""}, // an explicit key never changed
+	}
+	for _, tt := range tests {
+		if got := (checkpoint.Config{Key: tt.key}).LegacyKeyFor(mustSite(t, tt.site)); got != tt.want {
+			t.Errorf("LegacyKeyFor(%q) = %q, want %q", tt.site, got, tt.want)
+		}
+	}
+}
+
 func TestKeyFor(t *testing.T) {
 	c := checkpoint.Config{Name: "n1"}
-	if k, err := c.KeyFor("https://chat.example.com"); err != nil || k != "chat.example.com/n1" {
+	if k, err := c.KeyFor(mustSite(t, "https://chat.example.com")); err != nil || k != "chat.example.com/n1" {
 		t.Errorf("KeyFor derived = %q, %v", k, err)
 	}
 	c.Key = "explicit/key"
-	if k, err := c.KeyFor("https://chat.example.com"); err != nil || k != "explicit/key" {
+	if k, err := c.KeyFor(mustSite(t, "https://chat.example.com")); err != nil || k != "explicit/key" {
 		t.Errorf("KeyFor explicit = %q, %v", k, err)
 	}
 }

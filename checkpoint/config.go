@@ -1,10 +1,14 @@
 package checkpoint
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
-	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
+	"github.com/zulip-bridge/zulip-bridge/source"
 )
 
 // Store kinds, the values of BRIDGE_CHECKPOINT.
@@ -22,14 +26,15 @@ const (
 	DefaultKafkaTopic = "zulip-bridge-checkpoints"
 )
 
-// Config selects and configures the checkpoint store. Empty strings mean
-// the documented default, so the zero value is a file store in ./data.
+// Config selects and configures the checkpoint store. Like every Config of
+// the bridge, its zero value means the documented defaults (a file store in
+// ./data), each default written on its field.
 type Config struct {
 	// Kind is the store: "file" (default), "nats-kv" or "kafka".
-	Kind string `env:"BRIDGE_CHECKPOINT" envDefault:"file" example:"nats-kv" help:"checkpoint store: file (in the state dir), nats-kv or kafka (compacted topic)"`
+	Kind string `env:"BRIDGE_CHECKPOINT" envDefault:"file" example:"nats-kv" help:"file (in the state dir), nats-kv (needs BRIDGE_SINK=nats) or kafka (compacted topic, needs BRIDGE_SINK=kafka)"`
 	// StateDir holds the file store's checkpoint.json and its lock file.
 	// Default "./data". The embedded NATS server keeps its data there too.
-	StateDir string `env:"BRIDGE_STATE_DIR" envDefault:"./data" example:"/var/lib/zulip-bridge" help:"checkpoint file and embedded NATS storage"`
+	StateDir string `env:"BRIDGE_STATE_DIR" envDefault:"./data" example:"/var/lib/zulip-bridge" help:"checkpoint file (checkpoint.json) and the embedded NATS server's storage"`
 	// Name tells apart bridges that share a bucket or topic for one Zulip
 	// site, such as one bridge per sink: it is part of the derived key.
 	// Letters, digits, '-' and '_'; default "bridge".
@@ -37,7 +42,7 @@ type Config struct {
 	// Key replaces the derived key "<site host>/<Name>" of the nats-kv and
 	// kafka stores. Letters, digits and "-/_=.", not starting or ending
 	// with '.'. Default empty: derived.
-	Key string `env:"BRIDGE_CHECKPOINT_KEY" example:"chat.example.com/bridge" help:"checkpoint key in the bucket or topic; empty = <site host>/<BRIDGE_CHECKPOINT_NAME>"`
+	Key string `env:"BRIDGE_CHECKPOINT_KEY" example:"chat.example.com/bridge" help:"checkpoint key in the bucket or topic; unset = <site host>/<BRIDGE_CHECKPOINT_NAME>"`
 	// KVBucket is the JetStream key-value bucket of the nats-kv store.
 	// Default "zulip-bridge-checkpoints".
 	KVBucket string `env:"BRIDGE_CHECKPOINT_KV_BUCKET" envDefault:"zulip-bridge-checkpoints" example:"zulip-bridge-checkpoints" help:"JetStream key-value bucket of the nats-kv checkpoint"`
@@ -45,9 +50,9 @@ type Config struct {
 	// one of the topics the Kafka sink writes. Default
 	// "zulip-bridge-checkpoints".
 	KafkaTopic string `env:"BRIDGE_CHECKPOINT_KAFKA_TOPIC" envDefault:"zulip-bridge-checkpoints" example:"zulip-bridge-checkpoints" help:"compacted topic of the kafka checkpoint"`
-	// Create makes the bucket or topic when it does not exist. The zero
-	// value does not; the environment default is true.
-	Create bool `env:"BRIDGE_CHECKPOINT_CREATE" envDefault:"true" example:"false" help:"create the checkpoint bucket or topic if missing"`
+	// Create makes the bucket or topic when it does not exist. Nil (the
+	// zero value) means the default, true; see CreateMissing.
+	Create *bool `env:"BRIDGE_CHECKPOINT_CREATE" envDefault:"true" example:"false" help:"create the checkpoint bucket or topic if missing"`
 	// Replicas is the replication of a bucket or topic that Create makes:
 	// 0 (default) leaves it to the server (one replica for a bucket, the
 	// broker's default.replication.factor for a topic). At most 5 for
@@ -62,87 +67,114 @@ var (
 	topicRe  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,249}$`)
 )
 
-// Validate reports the first setting that cannot work, naming its variable
-// and giving a valid example.
+// Validate reports every setting that cannot work, each naming its
+// variable and giving a valid example. Empty fields mean their defaults.
 func (c Config) Validate() error {
-	c = c.WithDefaults()
+	c = c.withDefaults()
+	var errs []error
+	bad := func(key, example, format string, args ...any) {
+		errs = append(errs, &envconfig.Error{Key: key, Problem: fmt.Sprintf(format, args...), Example: example})
+	}
 	switch c.Kind {
 	case KindFile, KindNATSKV, KindKafka:
 	default:
-		return fmt.Errorf("BRIDGE_CHECKPOINT: unknown store %q; want file, nats-kv or kafka (example: BRIDGE_CHECKPOINT=file)", c.Kind)
+		bad("BRIDGE_CHECKPOINT", KindFile, "unknown store %q: want file, nats-kv or kafka", c.Kind)
 	}
 	if !nameRe.MatchString(c.Name) {
-		return fmt.Errorf("BRIDGE_CHECKPOINT_NAME: %q must be 1 to 64 letters, digits, '-' or '_' (example: BRIDGE_CHECKPOINT_NAME=kafka-bridge)", c.Name)
+		bad("BRIDGE_CHECKPOINT_NAME", "kafka-bridge", "%q must be 1 to 64 letters, digits, '-' or '_'", c.Name)
 	}
 	if c.Key != "" && !validKey(c.Key) {
-		return fmt.Errorf("BRIDGE_CHECKPOINT_KEY: %q must be 1 to 255 letters, digits or \"-/_=.\", without '..' and not starting or ending with '.' (example: BRIDGE_CHECKPOINT_KEY=chat.example.com/bridge)", c.Key)
+		bad("BRIDGE_CHECKPOINT_KEY", "chat.example.com/bridge", "%q must be 1 to 255 letters, digits or \"-/_=.\", without '..' and not starting or ending with '.'", c.Key)
 	}
 	if !bucketRe.MatchString(c.KVBucket) {
-		return fmt.Errorf("BRIDGE_CHECKPOINT_KV_BUCKET: %q must be 1 to 64 letters, digits, '-' or '_' (example: BRIDGE_CHECKPOINT_KV_BUCKET=%s)", c.KVBucket, DefaultKVBucket)
+		bad("BRIDGE_CHECKPOINT_KV_BUCKET", DefaultKVBucket, "%q must be 1 to 64 letters, digits, '-' or '_'", c.KVBucket)
 	}
 	if !topicRe.MatchString(c.KafkaTopic) || c.KafkaTopic == "." || c.KafkaTopic == ".." {
-		return fmt.Errorf("BRIDGE_CHECKPOINT_KAFKA_TOPIC: %q must be 1 to 249 letters, digits, '.', '-' or '_', and not \".\" or \"..\" (example: BRIDGE_CHECKPOINT_KAFKA_TOPIC=%s)", c.KafkaTopic, DefaultKafkaTopic)
+		bad("BRIDGE_CHECKPOINT_KAFKA_TOPIC", DefaultKafkaTopic, "%q must be 1 to 249 letters, digits, '.', '-' or '_', and not \".\" or \"..\"", c.KafkaTopic)
 	}
 	switch {
 	case c.Replicas < 0:
-		return fmt.Errorf("BRIDGE_CHECKPOINT_REPLICAS: %d is negative; use 0 for the server's default (example: BRIDGE_CHECKPOINT_REPLICAS=3)", c.Replicas)
+		bad("BRIDGE_CHECKPOINT_REPLICAS", "3", "%d is negative: use 0 for the server's default", c.Replicas)
 	case c.Kind == KindNATSKV && c.Replicas > 5:
-		return fmt.Errorf("BRIDGE_CHECKPOINT_REPLICAS: %d is more than the 5 replicas JetStream allows (example: BRIDGE_CHECKPOINT_REPLICAS=3)", c.Replicas)
+		bad("BRIDGE_CHECKPOINT_REPLICAS", "3", "%d is more than the 5 replicas JetStream allows", c.Replicas)
 	case c.Replicas > 32767:
-		return fmt.Errorf("BRIDGE_CHECKPOINT_REPLICAS: %d is more than Kafka allows (example: BRIDGE_CHECKPOINT_REPLICAS=3)", c.Replicas)
+		bad("BRIDGE_CHECKPOINT_REPLICAS", "3", "%d is more than Kafka allows", c.Replicas)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// WithDefaults returns c with every empty field set to its default.
-func (c Config) WithDefaults() Config {
-	if c.Kind == "" {
-		c.Kind = KindFile
-	}
-	if c.StateDir == "" {
-		c.StateDir = DefaultStateDir
-	}
-	if c.Name == "" {
-		c.Name = DefaultName
-	}
-	if c.KVBucket == "" {
-		c.KVBucket = DefaultKVBucket
-	}
-	if c.KafkaTopic == "" {
-		c.KafkaTopic = DefaultKafkaTopic
+// withDefaults returns c with every empty field set to its default.
+func (c Config) withDefaults() Config {
+	c.Kind = cmp.Or(c.Kind, KindFile)
+	c.StateDir = cmp.Or(c.StateDir, DefaultStateDir)
+	c.Name = cmp.Or(c.Name, DefaultName)
+	c.KVBucket = cmp.Or(c.KVBucket, DefaultKVBucket)
+	c.KafkaTopic = cmp.Or(c.KafkaTopic, DefaultKafkaTopic)
+	if c.Create == nil {
+		c.Create = new(true)
 	}
 	return c
 }
 
+// CreateMissing reports whether a missing bucket or topic is to be made
+// (Create, default true).
+func (c Config) CreateMissing() bool { return *c.withDefaults().Create }
+
+// Bucket returns the JetStream key-value bucket of the nats-kv store
+// (KVBucket, default applied).
+func (c Config) Bucket() string { return c.withDefaults().KVBucket }
+
+// Topic returns the compacted topic of the kafka store (KafkaTopic, default
+// applied).
+func (c Config) Topic() string { return c.withDefaults().KafkaTopic }
+
 // KeyFor returns the key under which the nats-kv and kafka stores keep the
 // checkpoint of site: Key if set, else DefaultKey(site, Name).
-func (c Config) KeyFor(site string) (string, error) {
-	c = c.WithDefaults()
+func (c Config) KeyFor(site source.Site) (string, error) {
+	c = c.withDefaults()
 	if c.Key != "" {
 		return c.Key, nil
 	}
 	return DefaultKey(site, c.Name)
 }
 
-// DefaultKey derives a checkpoint key from a Zulip site URL and a bridge
-// name: "<host>/<name>", the host lowercased with its port, e.g.
+// LegacyKeyFor returns the key that releases before one site value derived
+// for site when ZULIP_SITE spelled a default port (chat.example.com_3a443/
+// bridge), so that the stores can still find a checkpoint saved under it;
+// "" when it is the same as KeyFor's, or Key is set.
+func (c Config) LegacyKeyFor(site source.Site) string {
+	c = c.withDefaults()
+	if c.Key != "" || site.LegacyHost() == site.Host() || !nameRe.MatchString(c.Name) {
+		return ""
+	}
+	key := escapeHost(site.LegacyHost()) + "/" + c.Name
+	if !validKey(key) {
+		return ""
+	}
+	return key
+}
+
+// DefaultKey derives a checkpoint key from a Zulip site and a bridge name:
+// "<host>/<name>", with the site's host (lower case, no default port), e.g.
 // "chat.example.com/bridge". Characters a key cannot hold are escaped as
 // "_xx" (and '_' itself as "_5f"), so different sites never share a key.
-func DefaultKey(site, name string) (string, error) {
+func DefaultKey(site source.Site, name string) (string, error) {
 	if !nameRe.MatchString(name) {
-		return "", fmt.Errorf("checkpoint name %q must be 1 to 64 letters, digits, '-' or '_'", name)
+		return "", &envconfig.Error{Key: "BRIDGE_CHECKPOINT_NAME", Problem: fmt.Sprintf("%q must be 1 to 64 letters, digits, '-' or '_'", name), Example: "kafka-bridge"}
 	}
-	raw := strings.TrimSpace(site)
-	if !strings.Contains(raw, "://") {
-		// The Zulip clients accept a bare host and assume https.
-		raw = "https://" + raw
+	if site.IsZero() {
+		return "", errors.New("checkpoint key: no Zulip site")
 	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("checkpoint key: site %q has no host", site)
+	key := escapeHost(site.Host()) + "/" + name
+	if !validKey(key) {
+		return "", &envconfig.Error{Key: "BRIDGE_CHECKPOINT_KEY", Problem: fmt.Sprintf("must be set: the site %s gives the invalid key %q", site, key), Example: "chat.example.com/bridge"}
 	}
+	return key, nil
+}
+
+func escapeHost(host string) string {
 	var b strings.Builder
-	for _, c := range []byte(strings.ToLower(u.Host)) {
+	for _, c := range []byte(host) {
 		switch {
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '.', c == '-':
 			b.WriteByte(c)
@@ -150,11 +182,7 @@ func DefaultKey(site, name string) (string, error) {
 			fmt.Fprintf(&b, "_%02x", c)
 		}
 	}
-	key := b.String() + "/" + name
-	if !validKey(key) {
-		return "", fmt.Errorf("checkpoint key: site %q gives the invalid key %q; set BRIDGE_CHECKPOINT_KEY", site, key)
-	}
-	return key, nil
+	return b.String()
 }
 
 // validKey applies the JetStream key-value rules, which are stricter than

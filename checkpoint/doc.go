@@ -1,5 +1,5 @@
 // Package checkpoint records how far the bridge has durably published, which
-// is what makes acknowledging a batch to Zulip safe (spec section 1): the
+// is what makes acknowledging a batch to Zulip safe (docs/delivery.md): the
 // bridge saves a Checkpoint after the broker confirmed a batch and only then
 // sends the batch's highest event id as last_event_id.
 //

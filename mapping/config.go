@@ -3,6 +3,8 @@ package mapping
 import (
 	"errors"
 	"fmt"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
 )
 
 // CloudEvents modes (BRIDGE_CLOUDEVENTS).
@@ -19,7 +21,7 @@ const (
 )
 
 // Config is the mapping's configuration. The zero value is the default:
-// prefix "zulip", the default names of spec section 3, no CloudEvents.
+// prefix "zulip", the default names of docs/names.md, no CloudEvents.
 type Config struct {
 	// SubjectPrefix is the first token (or tokens) of every subject and
 	// topic. Default "zulip". Letters, digits, '_' and '-', with '.'
@@ -27,14 +29,14 @@ type Config struct {
 	SubjectPrefix string `env:"BRIDGE_SUBJECT_PREFIX" envDefault:"zulip" example:"acme.zulip" help:"first token of every NATS subject and Kafka topic"`
 	// SubjectTemplate overrides the NATS subject; empty means
 	// DefaultSubjectTemplate. Syntax in the package README.
-	SubjectTemplate string `env:"BRIDGE_SUBJECT_TEMPLATE" example:"{prefix}.{type}.{op}.{scope}.{topic}" help:"NATS subject template; empty = <prefix>.<type>[.<op>][.stream.<id>|.direct]"`
+	SubjectTemplate string `env:"BRIDGE_SUBJECT_TEMPLATE" example:"{prefix}.{type}.{op}.{scope}.{topic}" help:"NATS subject template; unset = {prefix}.{type}.{op}.{scope} (templates)"`
 	// TopicTemplate overrides the Kafka topic; empty means
 	// DefaultTopicTemplate.
-	TopicTemplate string `env:"BRIDGE_TOPIC_TEMPLATE" example:"{prefix}.{type}.{op}" help:"Kafka topic template; empty = <prefix>.<type>"`
+	TopicTemplate string `env:"BRIDGE_TOPIC_TEMPLATE" example:"{prefix}.{type}.{op}" help:"Kafka topic template; unset = {prefix}.{type}"`
 	// CloudEvents is "off" (default), "binary" (attributes in headers,
 	// payload unchanged) or "structured" (payload wrapped in a CloudEvents
 	// JSON envelope).
-	CloudEvents string `env:"BRIDGE_CLOUDEVENTS" envDefault:"off" example:"binary" help:"CloudEvents mode: off, binary or structured"`
+	CloudEvents string `env:"BRIDGE_CLOUDEVENTS" envDefault:"off" example:"binary" help:"off, binary or structured (CloudEvents)"`
 	// Sink is the broker the messages go to, "nats" (default) or "kafka".
 	// It only matters with CloudEvents on: the two protocol bindings name
 	// the attribute headers differently (ce-id for NATS, ce_id for Kafka),
@@ -68,7 +70,7 @@ func (c Config) compile() (subject, topic *template, err error) {
 	c = c.withDefaults()
 	var errs []error
 	if err := checkPrefix(c.SubjectPrefix); err != nil {
-		errs = append(errs, fmt.Errorf("BRIDGE_SUBJECT_PREFIX=%q: %v; example: BRIDGE_SUBJECT_PREFIX=zulip or acme.zulip", c.SubjectPrefix, err))
+		errs = append(errs, configError("BRIDGE_SUBJECT_PREFIX", fmt.Sprintf("%q: %v", c.SubjectPrefix, err), "acme.zulip"))
 	}
 	subjectSrc := c.SubjectTemplate
 	if subjectSrc == "" {
@@ -76,7 +78,7 @@ func (c Config) compile() (subject, topic *template, err error) {
 	}
 	subject, err = parseTemplate(subjectSrc, natsName)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("BRIDGE_SUBJECT_TEMPLATE=%q: %v; example: BRIDGE_SUBJECT_TEMPLATE=%s", c.SubjectTemplate, err, exampleSubjectTemplate))
+		errs = append(errs, configError("BRIDGE_SUBJECT_TEMPLATE", fmt.Sprintf("%q: %v", c.SubjectTemplate, err), exampleSubjectTemplate))
 	}
 	topicSrc := c.TopicTemplate
 	if topicSrc == "" {
@@ -84,22 +86,28 @@ func (c Config) compile() (subject, topic *template, err error) {
 	}
 	topic, err = parseTemplate(topicSrc, kafkaName)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("BRIDGE_TOPIC_TEMPLATE=%q: %v; example: BRIDGE_TOPIC_TEMPLATE=%s", c.TopicTemplate, err, exampleTopicTemplate))
+		errs = append(errs, configError("BRIDGE_TOPIC_TEMPLATE", fmt.Sprintf("%q: %v", c.TopicTemplate, err), exampleTopicTemplate))
 	}
 	switch c.CloudEvents {
 	case CloudEventsOff, CloudEventsBinary, CloudEventsStructured:
 	default:
-		errs = append(errs, fmt.Errorf("BRIDGE_CLOUDEVENTS=%q: want off, binary or structured; example: BRIDGE_CLOUDEVENTS=binary", c.CloudEvents))
+		errs = append(errs, configError("BRIDGE_CLOUDEVENTS", fmt.Sprintf("unknown mode %q: want off, binary or structured", c.CloudEvents), CloudEventsBinary))
 	}
 	switch c.Sink {
 	case SinkNATS, SinkKafka:
 	default:
-		errs = append(errs, fmt.Errorf("BRIDGE_SINK=%q: want nats or kafka; example: BRIDGE_SINK=nats", c.Sink))
+		errs = append(errs, configError("BRIDGE_SINK", fmt.Sprintf("unknown sink %q: want nats or kafka", c.Sink), SinkNATS))
 	}
 	if len(errs) > 0 {
 		return nil, nil, errors.Join(errs...)
 	}
 	return subject, topic, nil
+}
+
+// configError is a configuration error in the one format of the bridge:
+// VAR: problem (example: VAR=value).
+func configError(key, problem, example string) error {
+	return &envconfig.Error{Key: key, Problem: problem, Example: example}
 }
 
 // checkPrefix accepts dot-separated tokens of letters, digits, '_' and
@@ -119,7 +127,7 @@ func checkPrefix(p string) error {
 		case isTokenByte(c):
 			tokenLen++
 		default:
-			return fmt.Errorf("character %q is not allowed; use letters, digits, '_', '-' and '.' between tokens", c)
+			return fmt.Errorf("character %q is not allowed: use letters, digits, '_', '-' and '.' between tokens", c)
 		}
 	}
 	if tokenLen == 0 {

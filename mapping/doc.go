@@ -1,6 +1,6 @@
 // Package mapping turns one Zulip event into one broker message: NATS
 // subject, Kafka topic and key, headers, dedup key, with the event's JSON as
-// the payload byte for byte (spec section 3). It is pure: no I/O, no clock,
+// the payload byte for byte (docs/names.md). It is pure: no I/O, no clock,
 // no globals, and the same input always gives the same message, so an event
 // published again after a crash is an exact duplicate.
 //

@@ -29,7 +29,7 @@ func FuzzMap(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	m, err := New(Config{SubjectTemplate: "{prefix}.{type}.{op}.{scope}.{stream}.{topic}", TopicTemplate: "{prefix}.{type}.{stream}"}, testSite)
+	m, err := New(Config{SubjectTemplate: "{prefix}.{type}.{op}.{scope}.{stream}.{topic}", TopicTemplate: "{prefix}.{type}.{stream}"}, mustSite(testSite))
 	if err != nil {
 		f.Fatal(err)
 	}

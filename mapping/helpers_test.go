@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/zulip-bridge/zulip-bridge/source"
 )
 
 const (
@@ -15,6 +17,15 @@ const (
 	testHost  = "chat.example.com"
 	testQueue = "1517975029:0"
 )
+
+// mustSite parses a ZULIP_SITE value the tests know to be valid.
+func mustSite(raw string) source.Site {
+	s, err := source.ParseSite(raw)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
 
 // example is one event of Zulip's API documentation.
 type example struct {
@@ -68,7 +79,7 @@ func twoDigits(i int) string { return string([]byte{byte('0' + i/10), byte('0' +
 
 func newMapper(tb testing.TB, cfg Config) *Mapper {
 	tb.Helper()
-	m, err := New(cfg, testSite)
+	m, err := New(cfg, mustSite(testSite))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -3,11 +3,11 @@ package mapping
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/source"
 )
 
 // Mapper turns Zulip events of one site into broker messages. It is
@@ -23,22 +23,20 @@ type Mapper struct {
 	siteToken   []byte // EscapeToken(host), for {site}
 }
 
-// New returns a Mapper for the Zulip site at site (ZULIP_SITE, e.g.
-// https://chat.example.com; without a scheme it means https). It fails if
-// cfg is invalid or site is not an http(s) URL with an ASCII host.
+// New returns a Mapper for the Zulip site (source.ParseSite of ZULIP_SITE).
+// It fails if cfg is invalid or site is the zero Site.
 //
-// The site is reduced to its host, lower-cased and without a default port:
-// it is the Zulip-Site header and the first part of every dedup key, so
-// spelling ZULIP_SITE differently (trailing slash, explicit :443, upper
-// case) after a restart cannot change the dedup keys of the same events.
-func New(cfg Config, site string) (*Mapper, error) {
+// The site's host, lower-cased and without a default port, is the
+// Zulip-Site header and the first part of every dedup key, so spelling
+// ZULIP_SITE differently (trailing slash, explicit :443, upper case) after a
+// restart cannot change the dedup keys of the same events.
+func New(cfg Config, site source.Site) (*Mapper, error) {
 	subject, topic, err := cfg.compile()
 	if err != nil {
 		return nil, err
 	}
-	host, source, err := canonicalSite(site)
-	if err != nil {
-		return nil, err
+	if site.IsZero() {
+		return nil, errors.New("mapping: no Zulip site: parse ZULIP_SITE with source.ParseSite")
 	}
 	cfg = cfg.withDefaults()
 	return &Mapper{
@@ -47,9 +45,9 @@ func New(cfg Config, site string) (*Mapper, error) {
 		topic:       topic,
 		cloudEvents: cfg.CloudEvents,
 		sink:        cfg.Sink,
-		host:        host,
-		source:      source,
-		siteToken:   appendEscaped(nil, []byte(host)),
+		host:        site.Host(),
+		source:      site.Origin(),
+		siteToken:   appendEscaped(nil, []byte(site.Host())),
 	}, nil
 }
 
@@ -62,56 +60,9 @@ func (m *Mapper) Prefix() string { return m.prefix }
 // keys, e.g. "chat.example.com".
 func (m *Mapper) Site() string { return m.host }
 
-func canonicalSite(site string) (host, source string, err error) {
-	const example = "; example: ZULIP_SITE=https://chat.example.com"
-	s := strings.TrimSpace(site)
-	if s == "" {
-		return "", "", errors.New("ZULIP_SITE is empty" + example)
-	}
-	if !strings.Contains(s, "://") {
-		s = "https://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		// The url.Error would quote the whole value, which may hold a
-		// password; its inner error names only the faulty part.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return "", "", fmt.Errorf("ZULIP_SITE is not a URL: %v%s", err, example)
-	}
-	if u.User != nil {
-		return "", "", errors.New("ZULIP_SITE must not contain credentials; use ZULIP_EMAIL and ZULIP_API_KEY" + example)
-	}
-	scheme := strings.ToLower(u.Scheme)
-	if scheme != "https" && scheme != "http" {
-		return "", "", fmt.Errorf("ZULIP_SITE scheme %q: want https or http%s", u.Scheme, example)
-	}
-	name, port := strings.ToLower(u.Hostname()), u.Port()
-	if name == "" {
-		return "", "", errors.New("ZULIP_SITE has no host" + example)
-	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; c <= ' ' || c >= 0x7f || c == '/' {
-			return "", "", errors.New("ZULIP_SITE host must be printable ASCII; write an internationalized domain in its xn-- form" + example)
-		}
-	}
-	if scheme == "https" && port == "443" || scheme == "http" && port == "80" {
-		port = ""
-	}
-	host = name
-	switch {
-	case port != "":
-		host = net.JoinHostPort(name, port)
-	case strings.Contains(name, ":"): // IPv6 literal
-		host = "[" + name + "]"
-	}
-	return host, scheme + "://" + host, nil
-}
-
-// EventInfo is what the mapper read from an event that the bridge needs to
-// run its queue.
+// EventInfo is what the mapper read from an event: its id, type, op and new
+// message id. The bridge's pipeline takes event and message ids from the
+// source's parse of the batch instead; EventInfo is for library users.
 type EventInfo struct {
 	// ID is the event id to acknowledge; -1 for backfilled messages and
 	// control events, which come from no queue.
@@ -317,7 +268,7 @@ func trimSpace(b []byte) []byte {
 	return b
 }
 
-// Control returns a control event of the bridge itself (spec section 3):
+// Control returns a control event of the bridge itself (docs/names.md):
 // subject <prefix>.bridge.<kind>, Kafka topic <prefix>.bridge, no key,
 // headers Zulip-Event-Type: bridge and Zulip-Event-Op: <kind>, payload as
 // given (a JSON object). Templates do not apply: control events keep fixed
@@ -531,7 +482,7 @@ func (m *Mapper) build(raw []byte, ev *event, queueID string, backfill bool) (*M
 	return m.assemble(p), nil
 }
 
-// maxHeaders is the most headers a message has: 12 of spec section 3 and
+// maxHeaders is the most headers a message has: 12 of docs/names.md and
 // Zulip-Backfill, plus 6 CloudEvents attributes.
 const maxHeaders = 18
 

@@ -4,9 +4,9 @@ package mapping
 // needs to publish it, and nothing it would have to work out for itself.
 // Sinks treat a Message as read-only.
 type Message struct {
-	// Subject is the NATS subject (spec section 3).
+	// Subject is the NATS subject (docs/names.md).
 	Subject string
-	// Topic is the Kafka topic (spec section 3).
+	// Topic is the Kafka topic (docs/names.md).
 	Topic string
 	// Key is the Kafka record key that keeps one conversation in order;
 	// nil when the event belongs to no conversation.
@@ -22,8 +22,8 @@ type Message struct {
 	// backfilled; <site host>/<queue id>/<event id> for other events;
 	// <site host>/<queue id>/bridge.<kind> for control events.
 	DedupKey string
-	// Event is what the bridge needs from the event to run its queue
-	// (event id, highest message id). Sinks ignore it.
+	// Event is what the mapper read from the event (id, type, op, message
+	// id), for library users; the pipeline and the sinks do not use it.
 	Event EventInfo
 }
 
@@ -34,7 +34,7 @@ type Header struct {
 	Value string
 }
 
-// Header names of spec section 3.
+// Header names of docs/names.md.
 const (
 	HeaderEventType   = "Zulip-Event-Type"
 	HeaderEventOp     = "Zulip-Event-Op"

@@ -16,7 +16,7 @@ const (
 	scopeDirect
 )
 
-// keyKind is the shape of an event's Kafka key (spec section 3).
+// keyKind is the shape of an event's Kafka key (docs/names.md).
 type keyKind uint8
 
 const (
@@ -39,7 +39,7 @@ type naming struct {
 }
 
 // classify decides what an event concerns. The decision table, per event
-// type (every type of Zulip's API; spec section 3 fixes the shape):
+// type (every type of Zulip's API; docs/names.md fixes the shape):
 //
 //	type                    | scope                              | stream name      | topic
 //	message                 | message.type stream: its stream_id | display_recipient| subject
@@ -154,7 +154,7 @@ func recipientKind(s str) scope {
 	return scopeNone
 }
 
-// appendKey appends the Kafka key of spec section 3.
+// appendKey appends the Kafka key of docs/names.md.
 func (n *naming) appendKey(dst []byte) []byte {
 	switch n.key {
 	case keyStreamTopic:

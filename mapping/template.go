@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Default templates: exactly the names of spec section 3.
+// Default templates: exactly the names of docs/names.md.
 const (
 	// DefaultSubjectTemplate renders <prefix>.<type>[.<op>][.stream.<id>|.direct].
 	DefaultSubjectTemplate = "{prefix}.{type}.{op}.{scope}"
@@ -53,7 +53,7 @@ const (
 	phPrefix               // BRIDGE_SUBJECT_PREFIX
 	phType                 // event type, e.g. message
 	phOp                   // event op, e.g. add; absent if the event has none
-	phScope                // "stream.<id>", "direct", or absent (spec section 3)
+	phScope                // "stream.<id>", "direct", or absent (docs/names.md)
 	phStreamID             // stream id, or absent
 	phStream               // escaped stream name, or absent
 	phTopic                // escaped Zulip topic, or absent
@@ -136,7 +136,7 @@ func parseSegment(part string, kind nameKind) (segment, error) {
 	name := part[open+1 : end]
 	ph, ok := placeholders[name]
 	if !ok {
-		return seg, fmt.Errorf("unknown placeholder {%s}; known: {prefix} {type} {op} {scope} {stream_id} {stream} {topic} {site}", name)
+		return seg, fmt.Errorf("unknown placeholder {%s}: known are {prefix} {type} {op} {scope} {stream_id} {stream} {topic} {site}", name)
 	}
 	seg.before, seg.ph, seg.after = part[:open], ph, part[end+1:]
 	if strings.ContainsAny(seg.before, "}") || strings.ContainsAny(seg.after, "{}") {

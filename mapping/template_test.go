@@ -47,7 +47,7 @@ func TestTemplateErrors(t *testing.T) {
 		if !strings.Contains(err.Error(), variable) || !strings.Contains(err.Error(), "example: "+variable+"=") {
 			t.Errorf("error %q does not name %s and give an example", err, variable)
 		}
-		if _, err := New(cfg, testSite); err == nil {
+		if _, err := New(cfg, mustSite(testSite)); err == nil {
 			t.Errorf("New accepted %+v", cfg)
 		}
 	}

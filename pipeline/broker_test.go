@@ -2,6 +2,8 @@ package pipeline_test
 
 import (
 	"testing"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 )
 
 // TestBrokerDownAndBack stops the NATS server under a running bridge and
@@ -20,7 +22,7 @@ func TestBrokerDownAndBack(t *testing.T) {
 	w.nats.Stop()
 	w.send(2, "outage")
 	w.inject(presenceEvent)
-	waitFor(t, "the pipeline to see the broker down", func() bool {
+	testutil.WaitFor(t, waitLimit, "the pipeline to see the broker down", func() bool {
 		return b.p.Status().Snapshot().BrokerErr != nil
 	})
 	if err := b.p.Status().Snapshot().Ready(); err == nil {
@@ -32,7 +34,7 @@ func TestBrokerDownAndBack(t *testing.T) {
 	w.send(2, "outage, later")
 	w.inject(typingEvent)
 	failures := b.obs.publishFailures.Load()
-	waitFor(t, "more publish retries", func() bool { return b.obs.publishFailures.Load() >= failures+5 })
+	testutil.WaitFor(t, waitLimit, "more publish retries", func() bool { return b.obs.publishFailures.Load() >= failures+5 })
 	if got := w.sim.Acked(q); got != ackedBefore {
 		t.Errorf("acknowledged up to %d while the broker was down, want %d", got, ackedBefore)
 	}
@@ -45,7 +47,7 @@ func TestBrokerDownAndBack(t *testing.T) {
 
 	w.nats.Start()
 	w.waitAcked(q)
-	waitFor(t, "the pipeline to see the broker up", func() bool {
+	testutil.WaitFor(t, waitLimit, "the pipeline to see the broker up", func() bool {
 		return b.p.Status().Snapshot().BrokerErr == nil
 	})
 	w.send(2, "after")

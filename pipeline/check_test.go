@@ -34,8 +34,8 @@ type expectation struct {
 
 // checkStream checks got against what the simulator delivered and sent:
 // every expected event stored exactly once, nothing else but control
-// events, events in event-id order per subject, and the headers of spec
-// section 3 worked out from each event's JSON independently of the mapper.
+// events, events in event-id order per subject, and the headers of docs/names.md
+// worked out from each event's JSON independently of the mapper.
 // It returns the control events (<prefix>.bridge.*) in stream order.
 func (w *world) checkStream(got []stored, exp expectation) []stored {
 	w.t.Helper()
@@ -214,7 +214,7 @@ func (w *world) checkInvalid(byKey map[string]stored, queueID string, ev zulipte
 }
 
 // wantLive works out, from the event's JSON alone, the dedup key, subject
-// and headers that spec section 3 gives a live event. A subject ending in
+// and headers that docs/names.md gives a live event. A subject ending in
 // "." is a prefix: the rest depends on a stream the event may name.
 func (w *world) wantLive(queueID string, ev zuliptest.DeliveredEvent) (key, subject string, headers map[string]string) {
 	w.t.Helper()

@@ -10,7 +10,7 @@ import (
 // TestMixedTrafficIntoJetStream runs the generator's mix of every kind of
 // Zulip event, with heartbeats and gaps in the event ids, through the
 // pipeline into JetStream: each event once, byte for byte, in order per
-// subject, with the headers of spec section 3; heartbeats acknowledged but
+// subject, with the headers of docs/names.md; heartbeats acknowledged but
 // published only when configured.
 func TestMixedTrafficIntoJetStream(t *testing.T) {
 	for _, tc := range []struct {

@@ -1,4 +1,4 @@
-// Package pipeline runs the bridge's loop of spec section 1 for one Zulip
+// Package pipeline runs the bridge's loop of docs/delivery.md for one Zulip
 // event queue: poll a batch, map it, publish it, wait until the broker
 // confirmed all of it, write the checkpoint, and only then let the next poll
 // acknowledge the batch to Zulip.

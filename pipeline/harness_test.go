@@ -63,7 +63,11 @@ func newWorld(t *testing.T) *world {
 	w.simClock = clockwork.NewFakeClockAt(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	w.sim = zuliptest.NewServer(zuliptest.Config{Clock: w.simClock})
 	t.Cleanup(w.sim.Close)
-	m, err := mapping.New(mapping.Config{}, w.sim.URL)
+	site, err := source.ParseSite(w.sim.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mapping.New(mapping.Config{}, site)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +99,8 @@ type options struct {
 	eventTypes []string
 	// maxBytes is Deps.MaxMessageBytes; 0 means the sink's own limit.
 	maxBytes int
+	// site is ZULIP_SITE; empty means the simulator's URL as it gives it.
+	site string
 }
 
 type publishHook func(ctx context.Context, msgs []*mapping.Message, next func(context.Context, []*mapping.Message) error) error
@@ -142,7 +148,7 @@ func (w *world) build(o options) *bridge {
 		copts = append(copts, source.WithTransportWrapper(o.transport.wrap))
 	}
 	client, err := source.NewClient(source.Config{
-		Site: w.sim.URL, Email: zuliptest.DefaultBot.Email, APIKey: zuliptest.DefaultBot.APIKey, EventTypes: types,
+		Site: cmp.Or(o.site, w.sim.URL), Email: zuliptest.DefaultBot.Email, APIKey: zuliptest.DefaultBot.APIKey, EventTypes: types,
 	}, copts...)
 	if err != nil {
 		w.t.Fatal(err)
@@ -177,7 +183,7 @@ func (w *world) build(o options) *bridge {
 	return b
 }
 
-// stop cancels Run (the graceful stop of spec section 5), waits for it and
+// stop cancels Run (the graceful stop of docs/operations.md), waits for it and
 // releases what the bridge held. It returns Run's error.
 func (b *bridge) stop() error {
 	b.t.Helper()
@@ -222,7 +228,7 @@ func (b *bridge) returned() bool {
 func (b *bridge) queueID() string {
 	b.t.Helper()
 	var id string
-	waitFor(b.t, "a registered queue", func() bool {
+	testutil.WaitFor(b.t, waitLimit, "a registered queue", func() bool {
 		s := b.p.Status().Snapshot()
 		id = s.QueueID
 		return s.Registered && id != ""
@@ -375,13 +381,13 @@ func newBroker(t *testing.T) *broker {
 // rests on the pipeline's read-back, not on the window.
 func (b *broker) sink(prefix string, log *slog.Logger) sink.Sink {
 	b.t.Helper()
-	cfg := natssink.DefaultConfig()
+	cfg := natssink.Config{SubjectPrefix: prefix}
 	cfg.URL = b.URL()
 	cfg.Stream = streamName
 	cfg.DuplicateWindow = 100 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	s, err := natssink.New(ctx, cfg, prefix,
+	s, err := natssink.New(ctx, cfg,
 		natssink.WithLogger(log.With("component", "nats")),
 		// Reconnect quickly once a stopped server is back.
 		natssink.WithConnectOptions(nats.CustomReconnectDelay(func(int) time.Duration { return 20 * time.Millisecond })))
@@ -420,7 +426,7 @@ func (w *world) readStream() []stored {
 // acknowledged.
 func (w *world) waitAcked(queueID string) {
 	w.t.Helper()
-	waitFor(w.t, "queue "+queueID+" acknowledged to its last event", func() bool {
+	testutil.WaitFor(w.t, waitLimit, "queue "+queueID+" acknowledged to its last event", func() bool {
 		h, ok := w.sim.History(queueID)
 		return ok && h.Acked >= h.Info.LastEventID
 	})
@@ -437,7 +443,7 @@ func (w *world) heartbeat(queueID string) {
 	}
 	before := w.lastEventID(queueID)
 	w.simClock.Advance(zuliptest.DefaultHeartbeatInterval)
-	waitFor(w.t, "a heartbeat", func() bool { return w.lastEventID(queueID) > before })
+	testutil.WaitFor(w.t, waitLimit, "a heartbeat", func() bool { return w.lastEventID(queueID) > before })
 }
 
 // lastEventID is the highest event id the live queue assigned.
@@ -480,17 +486,3 @@ const (
 	typingEvent   = `{"type":"typing","op":"start","message_type":"stream","stream_id":1,"topic":"lunch","sender":{"user_id":10,"email":"iago@zulip.example.com"}}`
 	presenceEvent = `{"type":"presence","user_id":10,"email":"iago@zulip.example.com","server_timestamp":1700000000,"presence":{"website":{"client":"website","status":"active","timestamp":1700000000,"pushable":false}}}`
 )
-
-// waitFor polls cond until it holds, failing the test after waitLimit.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", waitLimit, what)
-		}
-		<-tick.C
-	}
-}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -20,11 +19,14 @@ import (
 // Pipeline moves events from one Zulip queue to one sink. Create it with New
 // and call Run once.
 type Pipeline struct {
-	cfg     Config
-	site    string
-	client  *source.Client
-	mapper  *mapping.Mapper
-	sink    sink.Sink
+	cfg    Config
+	site   source.Site
+	client *source.Client
+	mapper *mapping.Mapper
+	sink   sink.Sink
+	// rec is sink as a sink.Recoverer, nil when it is not one: asserted
+	// once, in New.
+	rec     sink.Recoverer
 	store   checkpoint.Store
 	log     *slog.Logger
 	clock   clockwork.Clock
@@ -57,7 +59,7 @@ type Pipeline struct {
 // Deps are the components a Pipeline connects. All are required but Clock,
 // Backoff, Logger and Observer.
 type Deps struct {
-	Site   string // Zulip site URL, stored in and checked against checkpoints
+	Site   source.Site // stored in and checked against checkpoints
 	Client *source.Client
 	Mapper *mapping.Mapper
 	Sink   sink.Sink
@@ -77,10 +79,13 @@ type Deps struct {
 // New checks deps and returns a Pipeline.
 func New(cfg Config, d Deps) (*Pipeline, error) {
 	switch {
-	case d.Site == "":
+	case d.Site.IsZero():
 		return nil, errors.New("pipeline: site is required")
 	case d.Client == nil, d.Mapper == nil, d.Sink == nil, d.Store == nil:
 		return nil, errors.New("pipeline: client, mapper, sink and store are required")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	p := &Pipeline{
 		cfg: cfg.withDefaults(), site: d.Site, client: d.Client, mapper: d.Mapper,
@@ -88,6 +93,7 @@ func New(cfg Config, d Deps) (*Pipeline, error) {
 		obs: d.Observer, skip: map[string]struct{}{}, lastPage: map[string]struct{}{},
 		maxBytes: d.MaxMessageBytes,
 	}
+	p.rec, _ = d.Sink.(sink.Recoverer)
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -120,12 +126,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if err != nil {
 		return stopped(ctx, err)
 	}
-	if rec, ok := p.sink.(sink.Recoverer); ok {
+	if p.rec != nil {
 		if err := p.retry(work, "sink position", func() error {
 			actx, cancel := p.attempt(work)
 			defer cancel()
 			var err error
-			p.pos, err = rec.Position(actx)
+			p.pos, err = p.rec.Position(actx)
 			return err
 		}); err != nil {
 			return stopped(ctx, err)
@@ -185,15 +191,15 @@ func (p *Pipeline) recover(ctx context.Context) (source.State, error) {
 		p.log.Info("no checkpoint: registering a new event queue")
 		return source.State{}, nil
 	}
-	if cp.Site != "" && cp.Site != p.site {
-		return source.State{}, fmt.Errorf("load checkpoint: it belongs to %s, not to the configured site %s; use another state dir or checkpoint key", cp.Site, p.site)
+	if err := cp.BelongsTo(p.site); err != nil {
+		return source.State{}, fmt.Errorf("load checkpoint: %w", err)
 	}
 	p.maxMessageID = cp.MaxMessageID
-	if rec, ok := p.sink.(sink.Recoverer); ok {
+	if p.rec != nil {
 		var keys map[string]struct{}
 		err := p.retry(ctx, "read back published messages", func() error {
 			var err error
-			keys, err = rec.PublishedSince(ctx, cp.SinkPosition)
+			keys, err = p.rec.PublishedSince(ctx, cp.SinkPosition)
 			return err
 		})
 		if err != nil {
@@ -241,21 +247,15 @@ func (p *Pipeline) handle(ctx context.Context, q *source.Queue, b source.Batch) 
 		}
 		m, err := p.mapper.Map(ev.Raw, b.QueueID)
 		if err != nil {
-			// The event cannot become a valid message (e.g. a template
-			// renders an invalid name for it). Acknowledging it silently
-			// would lose it, refusing it would wedge the queue: it goes to
-			// the invalid control subject with the reason, byte for byte.
 			p.log.Warn("event cannot be mapped; publishing it as a bridge.invalid control event", "event_id", ev.ID, "type", ev.Type, "error", err)
-			if m, err = p.invalid(b.QueueID, eventRef(ev), ev.Raw, err); err != nil {
-				return err
-			}
 		}
-		if p.published(m.DedupKey) {
+		m, dup, err := p.prepare(m, err, b.QueueID, eventRef(ev), ev.Raw)
+		switch {
+		case err != nil:
+			return err
+		case dup:
 			p.obs.Skipped(ev.Type, "duplicate")
 			continue
-		}
-		if m, err = p.fit(m, b.QueueID, eventRef(ev)); err != nil {
-			return err
 		}
 		msgs = append(msgs, m)
 	}
@@ -271,164 +271,6 @@ func (p *Pipeline) handle(ctx context.Context, q *source.Queue, b source.Batch) 
 	return nil
 }
 
-// publish hands msgs to the sink in chunks and retries what the broker did
-// not confirm until it does, or ctx ends.
-func (p *Pipeline) publish(ctx context.Context, msgs []*mapping.Message) error {
-	for start := 0; start < len(msgs); start += p.cfg.PublishBatch {
-		pending := msgs[start:min(start+p.cfg.PublishBatch, len(msgs))]
-		for attempt := 1; len(pending) > 0; attempt++ {
-			p.progress()
-			began := p.clock.Now()
-			actx, cancel := p.attempt(ctx)
-			err := p.sink.Publish(actx, pending)
-			cancel()
-			p.obs.Published(pending, err, p.clock.Since(began))
-			if err == nil {
-				p.brokerUp()
-				break
-			}
-			if ctx.Err() != nil {
-				return fmt.Errorf("publish: %w", ctx.Err())
-			}
-			pending = sink.Unconfirmed(pending, err)
-			p.brokerFailed(err)
-			if err := p.sleep(ctx, p.backoff(attempt)); err != nil {
-				return fmt.Errorf("publish: %w", err)
-			}
-			pending = p.notStored(ctx, pending)
-		}
-	}
-	return nil
-}
-
-// checkpoint durably records that everything up to lastEventID of queueID
-// is in the broker, retrying while the store is unavailable.
-func (p *Pipeline) checkpoint(ctx context.Context, queueID string, lastEventID int64) error {
-	cp := checkpoint.Checkpoint{
-		Site: p.site, QueueID: queueID, LastEventID: lastEventID, MaxMessageID: p.maxMessageID,
-	}
-	return p.retry(ctx, "write checkpoint", func() error {
-		actx, cancel := p.attempt(ctx)
-		defer cancel()
-		if rec, ok := p.sink.(sink.Recoverer); ok {
-			pos, err := rec.Position(actx)
-			if err != nil {
-				return fmt.Errorf("sink position: %w", err)
-			}
-			cp.SinkPosition = pos
-		}
-		cp.UpdatedAt = p.clock.Now().UTC()
-		if err := p.store.Save(actx, cp); err != nil {
-			return err
-		}
-		p.pos = cp.SinkPosition
-		return nil
-	})
-}
-
-// retry runs op until it succeeds, ctx ends, or it fails in a way no retry
-// fixes (a checkpoint owned by another bridge, a corrupt one).
-func (p *Pipeline) retry(ctx context.Context, what string, op func() error) error {
-	for attempt := 1; ; attempt++ {
-		p.progress()
-		err := op()
-		if err == nil {
-			if attempt > 1 {
-				p.log.Info(what+": recovered", "attempts", attempt)
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			// Stopping: say so (callers tell a stop from a failure by the
-			// context error), and keep the operation's own error.
-			return fmt.Errorf("%s: %w: %w", what, ctx.Err(), err)
-		}
-		if permanent(err) {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		if attempt == 1 {
-			p.log.Warn(what+": failed, retrying", "error", err)
-		}
-		if err := p.sleep(ctx, p.backoff(attempt)); err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-	}
-}
-
-// notStored drops from msgs those the broker stored although the publish
-// that sent them failed (a lost confirmation, a timeout): it reads back
-// what was stored after the last checkpoint's position, the way a restart
-// does, so that exactly-once does not rest on a broker's duplicate window.
-// If the read-back fails (the broker is still down), msgs are kept: the
-// next attempt fails too, and the read-back is tried again before the one
-// after.
-func (p *Pipeline) notStored(ctx context.Context, msgs []*mapping.Message) []*mapping.Message {
-	rec, ok := p.sink.(sink.Recoverer)
-	if !ok || p.pos == nil || len(msgs) == 0 {
-		return msgs
-	}
-	actx, cancel := p.attempt(ctx)
-	defer cancel()
-	stored, err := rec.PublishedSince(actx, p.pos)
-	if err != nil {
-		return msgs
-	}
-	kept := msgs[:0:0]
-	for _, m := range msgs {
-		if _, dup := stored[m.DedupKey]; !dup {
-			kept = append(kept, m)
-		}
-	}
-	return kept
-}
-
-// attempt bounds one broker or store operation by PublishTimeout: an
-// operation that neither succeeds nor fails is abandoned and retried.
-// Retrying is safe: JetStream drops a message whose Nats-Msg-Id it has,
-// and the Kafka sink reads back what an abandoned write stored before it
-// publishes again. It is a safety net against a broker that stops
-// answering, so it runs on the wall clock, not the injected one that paces
-// backoff and shutdown.
-func (p *Pipeline) attempt(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, p.cfg.PublishTimeout)
-}
-
-func permanent(err error) bool {
-	return errors.Is(err, checkpoint.ErrConflict) || errors.Is(err, checkpoint.ErrLocked) ||
-		errors.Is(err, checkpoint.ErrCorrupt) || errors.Is(err, checkpoint.ErrInvalid) ||
-		errors.Is(err, checkpoint.ErrUnsupportedVersion) || errors.Is(err, checkpoint.ErrClosed)
-}
-
-func (p *Pipeline) sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := p.clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.Chan():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (p *Pipeline) brokerFailed(err error) {
-	if !p.brokerDown {
-		p.brokerDown = true
-		p.log.Warn("broker down: holding acknowledgements and retrying", "error", err)
-	}
-	p.status.update(func(s *Status) { s.brokerErr = err })
-}
-
-func (p *Pipeline) brokerUp() {
-	if p.brokerDown {
-		p.brokerDown = false
-		p.log.Info("broker up: publishing resumed")
-	}
-	p.status.update(func(s *Status) { s.brokerErr = nil })
-}
-
 func (p *Pipeline) progress() {
 	now := p.clock.Now()
 	p.status.update(func(s *Status) { s.lastProgress = now })
@@ -442,116 +284,4 @@ func (p *Pipeline) setQueue(st source.State) {
 		s.maxMessageID = p.maxMessageID
 	})
 	p.obs.LastEventID(st.LastEventID)
-}
-
-// publishControl publishes one <prefix>.bridge.<kind> control event.
-func (p *Pipeline) publishControl(ctx context.Context, kind, queueID string, payload json.RawMessage) error {
-	m, err := p.mapper.Control(kind, queueID, payload)
-	if err != nil {
-		return fmt.Errorf("control event %s: %w", kind, err)
-	}
-	if p.published(m.DedupKey) {
-		return nil
-	}
-	if p.maxBytes > 0 && sink.Size(m) > p.maxBytes {
-		// A register response (bridge.state) of a large realm can exceed
-		// the broker's limit: publish that fact under the same name.
-		p.log.Error("control event too large for the broker; publishing a notice in its place", "kind", kind, "bytes", sink.Size(m), "limit", p.maxBytes)
-		notice, _ := json.Marshal(tooLarge{Reason: "too large for the broker", Bytes: sink.Size(m), Limit: p.maxBytes, DedupKey: m.DedupKey})
-		if m, err = p.mapper.Control(kind, queueID, notice); err != nil {
-			return fmt.Errorf("control event %s: %w", kind, err)
-		}
-	}
-	return p.publish(ctx, []*mapping.Message{m})
-}
-
-// published reports whether the broker already holds the message with key
-// though no checkpoint says so.
-func (p *Pipeline) published(key string) bool {
-	_, a := p.skip[key]
-	_, b := p.lastPage[key]
-	return a || b
-}
-
-// invalid wraps an event (or backfilled message) that cannot be mapped into
-// a <prefix>.bridge.invalid control event: the reason and the original JSON
-// byte for byte, under the dedup key the event itself would have had, so
-// that it is published once like any other.
-func (p *Pipeline) invalid(queueID, id string, raw json.RawMessage, cause error) (*mapping.Message, error) {
-	// Built by hand: json.Marshal would compact the event and escape <, >
-	// and & in it, and an error from it would stop the bridge on the very
-	// event it is meant to carry past.
-	payload := append([]byte(`{"reason":`), jsonString(cause.Error())...)
-	payload = append(payload, `,"id":`...)
-	payload = append(payload, jsonString(id)...)
-	payload = append(payload, `,"event":`...)
-	if json.Valid(raw) {
-		payload = append(payload, raw...)
-	} else {
-		// The source hands out parsed JSON only; should that ever fail,
-		// the bytes travel as a string rather than being lost.
-		payload = append(payload, jsonString(string(raw))...)
-	}
-	payload = append(payload, '}')
-	m, err := p.mapper.ControlWithID("invalid", queueID, id, payload)
-	if err != nil {
-		return nil, fmt.Errorf("invalid event %s: %w", id, err)
-	}
-	return m, nil
-}
-
-// jsonString returns s as a JSON string.
-func jsonString(s string) []byte {
-	b, _ := json.Marshal(s) // a string always marshals
-	return b
-}
-
-// tooLarge is the payload of the notice that stands for a message larger
-// than the broker takes.
-type tooLarge struct {
-	Reason   string `json:"reason"`
-	ID       string `json:"id,omitempty"`
-	Type     string `json:"type,omitempty"`
-	DedupKey string `json:"dedup_key"`
-	Subject  string `json:"subject,omitempty"`
-	Topic    string `json:"topic,omitempty"`
-	Bytes    int    `json:"bytes"`
-	Limit    int    `json:"limit"`
-}
-
-// fit returns m if the broker can take it. A larger message could never be
-// published: retrying it would hold every later event back until the queue
-// is lost. It is set aside, loudly: a <prefix>.bridge.invalid notice takes
-// its place, under its dedup key, saying what it was and how large (the
-// event itself stays in Zulip, e.g. a message by its id).
-func (p *Pipeline) fit(m *mapping.Message, queueID, id string) (*mapping.Message, error) {
-	n := sink.Size(m)
-	if p.maxBytes <= 0 || n <= p.maxBytes {
-		return m, nil
-	}
-	typ, _ := m.Get(mapping.HeaderEventType)
-	p.log.Error("message too large for the broker; publishing a bridge.invalid notice in its place",
-		"dedup_key", m.DedupKey, "type", typ, "bytes", n, "limit", p.maxBytes)
-	payload, err := json.Marshal(tooLarge{
-		Reason: fmt.Sprintf("message of %d bytes exceeds the broker's limit of %d bytes", n, p.maxBytes),
-		ID:     id, Type: typ, DedupKey: m.DedupKey, Subject: m.Subject, Topic: m.Topic, Bytes: n, Limit: p.maxBytes,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("too large message %s: %w", m.DedupKey, err)
-	}
-	notice, err := p.mapper.ControlWithID("invalid", queueID, id, payload)
-	if err != nil {
-		return nil, fmt.Errorf("too large message %s: %w", m.DedupKey, err)
-	}
-	return notice, nil
-}
-
-// eventRef names an event for mapping.ControlWithID, so that a control event
-// standing for it has the event's own dedup key: by message id for message
-// events (stable across queues), by event id for the others.
-func eventRef(ev source.Event) string {
-	if ev.MessageID > 0 {
-		return "message/" + strconv.FormatInt(ev.MessageID, 10)
-	}
-	return strconv.FormatInt(ev.ID, 10)
 }

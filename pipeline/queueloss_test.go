@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/zulip-bridge/zulip-bridge/checkpoint"
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/pipeline"
 )
 
 // resyncEvent is the payload of <prefix>.bridge.resync as a consumer reads
-// it (spec section 3).
+// it (docs/names.md).
 type resyncEvent struct {
 	Type               string    `json:"type"`
 	Site               string    `json:"site"`
@@ -317,7 +318,7 @@ func TestRestartDuringBackfill(t *testing.T) {
 func (w *world) newQueue(b *bridge, old string) string {
 	w.t.Helper()
 	var id string
-	waitFor(w.t, "a queue replacing "+old, func() bool {
+	testutil.WaitFor(w.t, waitLimit, "a queue replacing "+old, func() bool {
 		s := b.p.Status().Snapshot()
 		id = s.QueueID
 		return s.Registered && id != "" && id != old

@@ -55,7 +55,7 @@ func (p *Pipeline) resync(ctx context.Context, b source.Batch) error {
 	p.obs.Backfilled(n)
 	p.log.Info("backfilled messages after queue loss", "count", n, "from_message_id", from, "to_message_id", to)
 	r := Resync{
-		Type: "resync", Site: p.site,
+		Type: "resync", Site: p.site.String(),
 		OldQueueID: lost.OldQueueID, OldLastEventID: lost.OldLastEventID, NewQueueID: lost.NewQueueID,
 		LastSuccessAt: lost.LastSuccess.UTC(), DetectedAt: lost.LostAt.UTC(), RegisteredAt: p.clock.Now().UTC(),
 		FromMessageID: from, ToMessageID: max(from, to), MessagesBackfilled: n,
@@ -97,15 +97,13 @@ func (p *Pipeline) backfill(ctx context.Context, lost *source.QueueLost, from, t
 			m, err := p.mapper.MapBackfilled(pm.Raw, lost.NewQueueID)
 			if err != nil {
 				p.log.Warn("backfilled message cannot be mapped; publishing it as a bridge.invalid control event", "message_id", pm.ID, "error", err)
-				if m, err = p.invalid(lost.NewQueueID, "message/"+strconv.FormatInt(pm.ID, 10), pm.Raw, err); err != nil {
-					return published, err
-				}
 			}
-			if p.published(m.DedupKey) {
-				continue
-			}
-			if m, err = p.fit(m, lost.NewQueueID, "message/"+strconv.FormatInt(pm.ID, 10)); err != nil {
+			m, dup, err := p.prepare(m, err, lost.NewQueueID, "message/"+strconv.FormatInt(pm.ID, 10), pm.Raw)
+			switch {
+			case err != nil:
 				return published, err
+			case dup:
+				continue
 			}
 			msgs = append(msgs, m)
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/pipeline"
 )
 
@@ -56,7 +57,7 @@ func TestStatus(t *testing.T) {
 		t.Error("Live() is nil after the loop made no progress for longer than the stall timeout")
 	}
 	w.inject(typingEvent)
-	waitFor(t, "Live() to recover once the poll returns", func() bool {
+	testutil.WaitFor(t, waitLimit, "Live() to recover once the poll returns", func() bool {
 		return status.Snapshot().Live(fc.Now(), stall) == nil
 	})
 

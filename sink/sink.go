@@ -64,7 +64,7 @@ func Unconfirmed(batch []*mapping.Message, err error) []*mapping.Message {
 
 // Recoverer is implemented by sinks that can say what they published after a
 // checkpoint, which is how the bridge gets exactly-once delivery without
-// broker transactions (spec section 1).
+// broker transactions (docs/delivery.md).
 type Recoverer interface {
 	// Position returns an opaque position to store in the checkpoint. Every
 	// message that a Publish confirms after Position returns is stored after

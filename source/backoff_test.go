@@ -4,20 +4,22 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/retry"
 )
 
 func TestBackoffCeiling(t *testing.T) {
 	base, max := 500*time.Millisecond, 30*time.Second
 	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
 	for i, w := range want {
-		if got := backoffCeiling(base, max, i+1); got != w {
+		if got := retry.Ceiling(base, max, i+1); got != w {
 			t.Errorf("attempt %d: ceiling %v, want %v", i+1, got, w)
 		}
 	}
-	if got := backoffCeiling(base, max, 10_000); got != max {
+	if got := retry.Ceiling(base, max, 10_000); got != max {
 		t.Errorf("attempt 10000: ceiling %v, want the cap %v", got, max)
 	}
-	if got := backoffCeiling(time.Duration(1<<62), time.Duration(1<<62+1), 3); got != time.Duration(1<<62+1) {
+	if got := retry.Ceiling(time.Duration(1<<62), time.Duration(1<<62+1), 3); got != time.Duration(1<<62+1) {
 		t.Errorf("overflowing ceiling %v, want the cap", got)
 	}
 }
@@ -27,7 +29,7 @@ func TestExponentialBackoffFullJitter(t *testing.T) {
 	for _, f := range fracs {
 		b := ExponentialBackoff(time.Second, 8*time.Second, func() float64 { return f })
 		for attempt := 1; attempt <= 6; attempt++ {
-			ceil := backoffCeiling(time.Second, 8*time.Second, attempt)
+			ceil := retry.Ceiling(time.Second, 8*time.Second, attempt)
 			want := time.Duration(f * float64(ceil))
 			if got := b(attempt); got != want {
 				t.Errorf("rnd %v attempt %d: %v, want %v", f, attempt, got, want)

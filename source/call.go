@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/retry"
 )
 
 // EventHandler handles one event. Returning an error means "not done": the
@@ -73,8 +75,8 @@ func (c *Client) CallOnEachEvent(ctx context.Context, handler EventHandler, opts
 			}
 			failures++
 			d := c.backoff(failures)
-			c.log.Warn("zulip event handler failed, the event comes again", "attempt", failures, "retry_in", d, "err", err)
-			if err := sleep(ctx, c.clock, d); err != nil {
+			c.log.Warn("zulip event handler failed, the event comes again", "attempt", failures, "retry_in", d, "error", err)
+			if err := retry.Sleep(ctx, c.clock, d); err != nil {
 				return err
 			}
 			continue
@@ -121,7 +123,7 @@ func (c *Client) handleBatch(ctx context.Context, q *Queue, b Batch, handler Eve
 // the bot's flags on it. The configured event types must include message.
 func (c *Client) CallOnEachMessage(ctx context.Context, handler MessageHandler, opts ...CallOption) error {
 	if c.types != nil && !slices.Contains(c.types, "message") {
-		return errors.New("CallOnEachMessage: BRIDGE_EVENT_TYPES does not include message: add it, e.g. BRIDGE_EVENT_TYPES=message")
+		return errors.New("CallOnEachMessage: the client's Config.EventTypes do not include message: add it")
 	}
 	return c.CallOnEachEvent(ctx, func(ctx context.Context, ev Event) error {
 		if ev.Type != "message" {

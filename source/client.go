@@ -2,10 +2,7 @@ package source
 
 import (
 	"bytes"
-	"cmp"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -21,6 +17,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/retry"
 )
 
 // Client talks to one Zulip server as one bot. It is safe for concurrent
@@ -31,6 +29,7 @@ import (
 // error (see IsTransient); Retry, Open/Queue.Next and CallOnEachEvent retry.
 type Client struct {
 	cfg      Config
+	site     Site
 	base     *url.URL
 	hc       *http.Client
 	clock    clockwork.Clock
@@ -144,21 +143,23 @@ func NewClient(cfg Config, opts ...Option) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	base, _ := baseURL(cfg.Site) // checked by Validate
+	cfg = cfg.withDefaults()
+	site, _ := ParseSite(cfg.Site) // checked by Validate
 	types, _ := cfg.eventTypes()
 	narrow, _ := normalizeNarrow(cfg.Narrow)
 	c := &Client{
 		cfg:     cfg,
-		base:    base,
+		site:    site,
+		base:    site.url(),
 		clock:   clockwork.NewRealClock(),
 		log:     slog.New(slog.DiscardHandler),
 		ua:      "zulip-bridge/" + buildVersion(),
 		types:   types,
 		narrow:  narrow,
-		maxBody: cmp.Or(cfg.MaxResponseBytes, DefaultMaxResponseBytes),
-		reqTO:   cmp.Or(cfg.RequestTimeout, DefaultRequestTimeout),
+		maxBody: cfg.MaxResponseBytes,
+		reqTO:   cfg.RequestTimeout,
 	}
-	c.backoff = ExponentialBackoff(cmp.Or(cfg.RetryBase, DefaultRetryBase), cmp.Or(cfg.RetryMax, DefaultRetryMax), nil)
+	c.backoff = ExponentialBackoff(cfg.RetryBase, cfg.RetryMax, nil)
 	for _, o := range opts {
 		if err := o(c); err != nil {
 			return nil, err
@@ -188,7 +189,7 @@ func NewClient(cfg Config, opts ...Option) (*Client, error) {
 	if cfg.insecure() {
 		c.log.Warn("TLS CERTIFICATE VERIFICATION IS DISABLED for the Zulip server (ZULIP_ALLOW_INSECURE or insecure in the zuliprc): "+
 			"anyone on the network path can read the bot's API key and every event; use ZULIP_CERT_BUNDLE for a private CA instead",
-			"site", c.base.String())
+			"site", c.site.String())
 	}
 	return c, nil
 }
@@ -201,37 +202,17 @@ func buildVersion() string {
 }
 
 func newTransport(cfg Config) (*http.Transport, error) {
+	tc, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.CertBundle != "" {
-		pem, err := os.ReadFile(cfg.CertBundle)
-		if err != nil {
-			return nil, fmt.Errorf("ZULIP_CERT_BUNDLE: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ZULIP_CERT_BUNDLE: %s holds no PEM certificate", cfg.CertBundle)
-		}
-		tc.RootCAs = pool
-	}
-	if cfg.Cert != "" {
-		keyFile := cfg.CertKey
-		if keyFile == "" {
-			keyFile = cfg.Cert // a PEM file may hold both, as requests allows
-		}
-		cert, err := tls.LoadX509KeyPair(cfg.Cert, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("ZULIP_CERT/ZULIP_CERT_KEY: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	tc.InsecureSkipVerify = cfg.insecure()
 	tr.TLSClientConfig = tc
 	return tr, nil
 }
 
-// Site returns the organization URL requests go to.
-func (c *Client) Site() string { return c.base.String() }
+// Site returns the organization requests go to, parsed from ZULIP_SITE.
+func (c *Client) Site() Site { return c.site }
 
 // Email returns the bot's email.
 func (c *Client) Email() string { return c.cfg.Email }
@@ -263,8 +244,8 @@ func (c *Client) Retry(ctx context.Context, op string, fn func(context.Context) 
 			return fmt.Errorf("%s: %w (last error: %v)", op, ctx.Err(), err)
 		}
 		d := retryDelay(c.backoff, attempt, err)
-		c.log.Warn("zulip request failed, retrying", "op", op, "attempt", attempt, "retry_in", d, "err", err)
-		if err := sleep(ctx, c.clock, d); err != nil {
+		c.log.Warn("zulip request failed, retrying", "op", op, "attempt", attempt, "retry_in", d, "error", err)
+		if err := retry.Sleep(ctx, c.clock, d); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
 	}
@@ -363,7 +344,7 @@ func (c *Client) apiError(method, endpoint string, resp *http.Response, body []b
 		Status:   resp.StatusCode,
 		Code:     eb.Code,
 		Msg:      c.redact(eb.Msg),
-		Site:     c.base.String(),
+		Site:     c.site.String(),
 		Email:    c.cfg.Email,
 	}
 	if !isJSON || e.Msg == "" {

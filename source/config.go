@@ -2,14 +2,18 @@ package source
 
 import (
 	"bytes"
+	"cmp"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
+	"github.com/zulip-bridge/zulip-bridge/internal/tlsfiles"
 )
 
 // Defaults of the Config fields whose zero value means "default".
@@ -47,56 +51,56 @@ const (
 // both if the caller did not.
 type Config struct {
 	// ConfigFile is the zuliprc to read. Empty: none.
-	ConfigFile string `env:"ZULIP_CONFIG" example:"/etc/zulip/zuliprc" help:"zuliprc file to read credentials from ([api] section)"`
+	ConfigFile string `env:"ZULIP_CONFIG" example:"/etc/zulip/zuliprc" help:"zuliprc file to read credentials from ([api] section); ZULIP_* variables win over it"`
 	// Site is the organization's URL, e.g. https://chat.example.com; without
 	// a scheme, https is meant. A trailing /api is accepted.
-	Site string `env:"ZULIP_SITE" example:"https://chat.example.com" help:"Zulip organization URL (https if no scheme)"`
+	Site string `env:"ZULIP_SITE" example:"https://chat.example.com" help:"organization URL, e.g. https://chat.example.com (https when no scheme)"`
 	// Email is the bot's email address.
 	Email string `env:"ZULIP_EMAIL" example:"bridge-bot@chat.example.com" help:"bot email"`
 	// APIKey is the bot's API key. Secret: never logged, never in errors.
-	APIKey string `env:"ZULIP_API_KEY" secret:"true" help:"bot API key"`
+	APIKey string `env:"ZULIP_API_KEY" secret:"true" help:"bot API key (secret)"`
 	// APIKeyFile names a file holding the API key (surrounding whitespace
 	// trimmed). Mutually exclusive with APIKey.
-	APIKeyFile string `env:"ZULIP_API_KEY_FILE" example:"/var/run/secrets/zulip/api-key" help:"file holding the bot API key (instead of ZULIP_API_KEY)"`
+	APIKeyFile string `env:"ZULIP_API_KEY_FILE" example:"/var/run/secrets/zulip/api-key" help:"file holding the bot API key, instead of ZULIP_API_KEY (setting both is an error)"`
 	// Cert and CertKey are a PEM client certificate and its key for mutual
 	// TLS. CertKey may be empty when Cert holds the key too.
 	Cert    string `env:"ZULIP_CERT" example:"/etc/zulip/client.crt" help:"PEM client certificate for mutual TLS"`
-	CertKey string `env:"ZULIP_CERT_KEY" example:"/etc/zulip/client.key" help:"PEM key of ZULIP_CERT"`
+	CertKey string `env:"ZULIP_CERT_KEY" example:"/etc/zulip/client.key" help:"PEM key of ZULIP_CERT (omit when ZULIP_CERT holds the key)"`
 	// CertBundle is a PEM file of CA certificates that replaces the system
 	// roots, for servers with a private CA.
 	CertBundle string `env:"ZULIP_CERT_BUNDLE" example:"/etc/zulip/ca.pem" help:"PEM CA bundle replacing the system roots"`
 	// AllowInsecure disables TLS certificate verification (a loud warning is
 	// logged). Nil: not set, so the zuliprc's insecure decides; default false.
-	AllowInsecure *bool `env:"ZULIP_ALLOW_INSECURE" example:"false" help:"disable TLS certificate verification (dangerous)"`
+	AllowInsecure *bool `env:"ZULIP_ALLOW_INSECURE" example:"false" help:"true disables TLS certificate verification (dangerous); unset = the zuliprc's insecure, else false"`
 
 	// EventTypes are the event types to register for; "*" alone means all.
 	// Default: message.
-	EventTypes []string `env:"BRIDGE_EVENT_TYPES" envDefault:"message" envSeparator:"," example:"message,reaction" help:"event types to register for; * = all"`
+	EventTypes []string `env:"BRIDGE_EVENT_TYPES" envDefault:"message" envSeparator:"," example:"message,reaction" help:"comma list of event types to register for; * = all"`
 	// Narrow is a JSON narrow: a list of [operator, operand] pairs, e.g.
 	// [["stream","Denmark"]]; the single pair ["stream","Denmark"] of older
 	// docs is accepted too. Empty: no narrow.
-	Narrow string `env:"BRIDGE_NARROW" example:"[[\"stream\",\"Denmark\"]]" help:"JSON narrow of the event queue"`
+	Narrow string `env:"BRIDGE_NARROW" example:"[[\"stream\",\"Denmark\"]]" help:"JSON narrow, a list of [operator, operand] pairs, e.g. [[\"stream\",\"Denmark\"]]; unset = none"`
 	// AllPublicStreams registers with all_public_streams=true.
-	AllPublicStreams bool `env:"BRIDGE_ALL_PUBLIC_STREAMS" envDefault:"false" example:"true" help:"register with all_public_streams"`
+	AllPublicStreams bool `env:"BRIDGE_ALL_PUBLIC_STREAMS" envDefault:"false" example:"true" help:"true registers with all_public_streams"`
 	// QueueLifespan is the queue_lifespan_secs to request: how long the
 	// server keeps an idle queue (whole seconds, at most 168h). Zero: the
 	// server's default, 10 minutes.
-	QueueLifespan time.Duration `env:"BRIDGE_QUEUE_LIFESPAN" example:"30m" help:"queue_lifespan_secs to request (server default 10m)"`
+	QueueLifespan time.Duration `env:"BRIDGE_QUEUE_LIFESPAN" example:"30m" help:"queue_lifespan_secs to request, whole seconds up to 168h; unset = the server's default (10 minutes)"`
 
 	// LongPollTimeout is the client-side timeout of a waiting GET /events.
 	// Zero: the server's event_queue_longpoll_timeout_seconds (90 s when not
 	// reported) plus 15 s. A value below the server's heartbeat interval
 	// makes the client reconnect endlessly.
-	LongPollTimeout time.Duration `env:"BRIDGE_ZULIP_LONGPOLL_TIMEOUT" example:"105s" help:"client timeout of a waiting GET /events (default: server's + 15s)"`
+	LongPollTimeout time.Duration `env:"BRIDGE_ZULIP_LONGPOLL_TIMEOUT" example:"105s" help:"client timeout of a waiting GET /events; unset = the server's long-poll timeout (90 s when not reported) + 15 s"`
 	// RequestTimeout bounds every other request. Zero: 60s.
 	RequestTimeout time.Duration `env:"BRIDGE_ZULIP_REQUEST_TIMEOUT" envDefault:"60s" help:"timeout of every other Zulip request"`
 	// MaxResponseBytes caps a response body, so that a huge backlog cannot
 	// exhaust memory. Zero: 64 MiB.
-	MaxResponseBytes int64 `env:"BRIDGE_ZULIP_MAX_RESPONSE_BYTES" envDefault:"67108864" help:"largest Zulip response body accepted"`
+	MaxResponseBytes int64 `env:"BRIDGE_ZULIP_MAX_RESPONSE_BYTES" envDefault:"67108864" help:"largest Zulip response body accepted (64 MiB)"`
 	// RetryBase and RetryMax shape the backoff between retries of transient
 	// failures: full jitter below min(RetryMax, RetryBase*2^n). Zero: 500ms
 	// and 30s.
-	RetryBase time.Duration `env:"BRIDGE_ZULIP_RETRY_BASE" envDefault:"500ms" help:"first retry delay ceiling (full jitter)"`
+	RetryBase time.Duration `env:"BRIDGE_ZULIP_RETRY_BASE" envDefault:"500ms" help:"first retry delay ceiling (exponential backoff, full jitter, Retry-After honoured)"`
 	RetryMax  time.Duration `env:"BRIDGE_ZULIP_RETRY_MAX" envDefault:"30s" help:"largest retry delay"`
 
 	resolved bool
@@ -111,16 +115,15 @@ func (c *Config) Resolve() error {
 	}
 	if c.APIKeyFile != "" {
 		if c.APIKey != "" {
-			return errors.New("ZULIP_API_KEY and ZULIP_API_KEY_FILE are both set: set only one, " +
-				"e.g. ZULIP_API_KEY_FILE=/var/run/secrets/zulip/api-key")
+			return configError("ZULIP_API_KEY_FILE", "is set together with ZULIP_API_KEY: set only one", "/var/run/secrets/zulip/api-key")
 		}
 		b, err := os.ReadFile(c.APIKeyFile)
 		if err != nil {
-			return fmt.Errorf("ZULIP_API_KEY_FILE: %w", err)
+			return configError("ZULIP_API_KEY_FILE", tlsfiles.Problem(c.APIKeyFile, err), "/var/run/secrets/zulip/api-key")
 		}
 		c.APIKey = strings.TrimSpace(string(b))
 		if c.APIKey == "" {
-			return fmt.Errorf("ZULIP_API_KEY_FILE: %s is empty: it must hold the bot's API key", c.APIKeyFile)
+			return configError("ZULIP_API_KEY_FILE", fmt.Sprintf("%s is empty: it must hold the bot's API key", c.APIKeyFile), "/var/run/secrets/zulip/api-key")
 		}
 	}
 	if c.ConfigFile != "" {
@@ -133,14 +136,15 @@ func (c *Config) Resolve() error {
 }
 
 func (c *Config) mergeZuliprc(path string) error {
+	const example = "/etc/zulip/zuliprc"
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("ZULIP_CONFIG: %w (it must name a zuliprc with an [api] section)", err)
+		return configError("ZULIP_CONFIG", tlsfiles.Problem(path, err)+": it must name a zuliprc with an [api] section", example)
 	}
 	defer f.Close()
 	rc, err := parseZuliprc(f)
 	if err != nil {
-		return fmt.Errorf("ZULIP_CONFIG: %s: %w", path, err)
+		return configError("ZULIP_CONFIG", fmt.Sprintf("%s: %v", path, err), example)
 	}
 	fill := func(dst *string, key string) {
 		if *dst == "" {
@@ -156,61 +160,62 @@ func (c *Config) mergeZuliprc(path string) error {
 	if v, ok := rc["insecure"]; ok && c.AllowInsecure == nil {
 		b, ok := parseIniBool(v)
 		if !ok {
-			return fmt.Errorf("ZULIP_CONFIG: %s: insecure=%q is not a boolean: use insecure=true or insecure=false", path, v)
+			return configError("ZULIP_CONFIG", fmt.Sprintf("%s: insecure=%q is not a boolean: use insecure=true or insecure=false", path, v), example)
 		}
 		c.AllowInsecure = &b
 	}
 	return nil
 }
 
-// Validate checks c without touching the network or the file system. Each
-// message names the variable, what is wrong and a valid example.
+// configError is a configuration error in the one format of the bridge:
+// VAR: problem (example: VAR=value).
+func configError(key, problem, example string) error {
+	return &envconfig.Error{Key: key, Problem: problem, Example: example}
+}
+
+// Validate checks c without touching the network: every problem, each
+// naming its variable, what is wrong and a valid example. Like every Config
+// of the bridge, it reads the files c names (TLS certificates and keys), so
+// that a missing or broken file is a configuration error.
 func (c Config) Validate() error {
 	if c.ConfigFile != "" && !c.resolved {
-		return errors.New("ZULIP_CONFIG is set but the file was not read: call Config.Resolve before Validate")
+		return configError("ZULIP_CONFIG", "is set but the file was not read: call Config.Resolve before Validate", "/etc/zulip/zuliprc")
 	}
 	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	bad := func(key, example, format string, args ...any) {
+		errs = append(errs, configError(key, fmt.Sprintf(format, args...), example))
+	}
 
-	switch {
-	case c.Site == "":
-		bad("ZULIP_SITE is not set (nor site in a zuliprc named by ZULIP_CONFIG): " +
-			"set it to the organization's URL, e.g. ZULIP_SITE=https://chat.example.com")
-	default:
-		if _, err := baseURL(c.Site); err != nil {
-			bad("ZULIP_SITE: %v: use the organization's URL, e.g. ZULIP_SITE=https://chat.example.com", err)
-		}
+	if _, err := ParseSite(c.Site); err != nil {
+		errs = append(errs, err)
 	}
 	switch {
 	case c.Email == "":
-		bad("ZULIP_EMAIL is not set (nor email in a zuliprc named by ZULIP_CONFIG): " +
-			"set it to the bot's email, e.g. ZULIP_EMAIL=bridge-bot@chat.example.com")
+		bad("ZULIP_EMAIL", "bridge-bot@chat.example.com", "is not set (nor email in a zuliprc named by ZULIP_CONFIG): set it to the bot's email")
 	case !strings.Contains(c.Email, "@") || strings.ContainsAny(c.Email, " \t\r\n:"):
-		bad("ZULIP_EMAIL=%q is not an email address: use the bot's email, e.g. ZULIP_EMAIL=bridge-bot@chat.example.com", c.Email)
+		bad("ZULIP_EMAIL", "bridge-bot@chat.example.com", "%q is not an email address: use the bot's email", c.Email)
 	}
 	switch {
 	case c.APIKey == "":
-		bad("ZULIP_API_KEY is not set (nor ZULIP_API_KEY_FILE, nor key in a zuliprc named by ZULIP_CONFIG): " +
-			"set one, e.g. ZULIP_API_KEY_FILE=/var/run/secrets/zulip/api-key")
+		bad("ZULIP_API_KEY", "ZULIP_API_KEY_FILE=/var/run/secrets/zulip/api-key", "is not set (nor ZULIP_API_KEY_FILE, nor key in a zuliprc named by ZULIP_CONFIG): set one")
 	case strings.ContainsFunc(c.APIKey, func(r rune) bool { return r <= ' ' || r == 0x7f }):
-		bad("ZULIP_API_KEY contains whitespace or control characters (value not shown): " +
-			"it must be the key exactly as Zulip shows it (32 letters and digits); " +
-			"a key file may end in a newline, e.g. ZULIP_API_KEY_FILE=/var/run/secrets/zulip/api-key")
+		bad("ZULIP_API_KEY", "ZULIP_API_KEY_FILE=/var/run/secrets/zulip/api-key", "contains whitespace or control characters (value not shown): "+
+			"it must be the key exactly as Zulip shows it (32 letters and digits); a key file may end in a newline")
 	}
-	if c.CertKey != "" && c.Cert == "" {
-		bad("ZULIP_CERT_KEY is set without ZULIP_CERT: set both, e.g. ZULIP_CERT=/etc/zulip/client.crt ZULIP_CERT_KEY=/etc/zulip/client.key")
+	if _, err := c.tlsConfig(); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := c.eventTypes(); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := normalizeNarrow(c.Narrow); err != nil {
-		bad("BRIDGE_NARROW: %v: use a JSON list of [operator, operand] pairs, e.g. BRIDGE_NARROW='[[\"stream\",\"Denmark\"]]'", err)
+		bad("BRIDGE_NARROW", `'[["stream","Denmark"]]'`, "%v: use a JSON list of [operator, operand] pairs", err)
 	}
 	switch d := c.QueueLifespan; {
 	case d < 0, d%time.Second != 0:
-		bad("BRIDGE_QUEUE_LIFESPAN=%v: must be a positive whole number of seconds, e.g. BRIDGE_QUEUE_LIFESPAN=30m", d)
+		bad("BRIDGE_QUEUE_LIFESPAN", "30m", "%v is not a positive whole number of seconds", d)
 	case d > maxQueueLifespan:
-		bad("BRIDGE_QUEUE_LIFESPAN=%v: the server caps queue lifespans at 168h: use at most that, e.g. BRIDGE_QUEUE_LIFESPAN=24h", d)
+		bad("BRIDGE_QUEUE_LIFESPAN", "24h", "%v is above 168h, the server's cap on queue lifespans", d)
 	}
 	for _, v := range []struct {
 		name string
@@ -223,16 +228,43 @@ func (c Config) Validate() error {
 		{"BRIDGE_ZULIP_RETRY_MAX", c.RetryMax, "30s"},
 	} {
 		if v.d < 0 {
-			bad("%s=%v: must not be negative, e.g. %s=%s", v.name, v.d, v.name, v.eg)
+			bad(v.name, v.eg, "%v is negative", v.d)
 		}
 	}
 	if c.RetryBase > 0 && c.RetryMax > 0 && c.RetryBase > c.RetryMax {
-		bad("BRIDGE_ZULIP_RETRY_BASE=%v is above BRIDGE_ZULIP_RETRY_MAX=%v: the base must not exceed the cap, e.g. 500ms and 30s", c.RetryBase, c.RetryMax)
+		bad("BRIDGE_ZULIP_RETRY_BASE", "500ms", "%v is above BRIDGE_ZULIP_RETRY_MAX=%v: the base must not exceed the cap", c.RetryBase, c.RetryMax)
 	}
 	if c.MaxResponseBytes < 0 {
-		bad("BRIDGE_ZULIP_MAX_RESPONSE_BYTES=%d: must not be negative, e.g. BRIDGE_ZULIP_MAX_RESPONSE_BYTES=67108864", c.MaxResponseBytes)
+		bad("BRIDGE_ZULIP_MAX_RESPONSE_BYTES", "67108864", "%d is negative", c.MaxResponseBytes)
 	}
 	return errors.Join(errs...)
+}
+
+// tlsConfig loads the TLS material c names.
+func (c Config) tlsConfig() (*tls.Config, error) {
+	tc, err := tlsfiles.Load(
+		tlsfiles.File{Var: "ZULIP_CERT_BUNDLE", Path: c.CertBundle, Example: "/etc/zulip/ca.pem"},
+		tlsfiles.File{Var: "ZULIP_CERT", Path: c.Cert, Example: "/etc/zulip/client.crt"},
+		tlsfiles.File{Var: "ZULIP_CERT_KEY", Path: c.CertKey, Example: "/etc/zulip/client.key"},
+	)
+	if err != nil {
+		return nil, err
+	}
+	tc.InsecureSkipVerify = c.insecure()
+	return tc, nil
+}
+
+// withDefaults returns c with every zero field that has a default set to
+// it, as the envDefault tags document.
+func (c Config) withDefaults() Config {
+	if c.EventTypes == nil {
+		c.EventTypes = []string{DefaultEventTypes}
+	}
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
+	c.MaxResponseBytes = cmp.Or(c.MaxResponseBytes, DefaultMaxResponseBytes)
+	c.RetryBase = cmp.Or(c.RetryBase, DefaultRetryBase)
+	c.RetryMax = cmp.Or(c.RetryMax, DefaultRetryMax)
+	return c
 }
 
 // insecure reports whether TLS verification is off.
@@ -255,12 +287,11 @@ func (c Config) eventTypes() ([]string, error) {
 		return nil, nil
 	}
 	if len(out) == 0 {
-		return nil, errors.New("BRIDGE_EVENT_TYPES is empty: list event types or use * for all, e.g. BRIDGE_EVENT_TYPES=message,reaction")
+		return nil, configError("BRIDGE_EVENT_TYPES", "is empty: list event types or use * alone for all", "message,reaction")
 	}
 	for _, t := range out {
 		if !eventTypeRE.MatchString(t) {
-			return nil, fmt.Errorf("BRIDGE_EVENT_TYPES: %q is not an event type (use * alone for all): "+
-				"use a comma list of Zulip event types, e.g. BRIDGE_EVENT_TYPES=message,reaction", t)
+			return nil, configError("BRIDGE_EVENT_TYPES", fmt.Sprintf("%q is not an event type: use a comma list of Zulip event types, or * alone for all", t), "message,reaction")
 		}
 	}
 	return out, nil
@@ -320,31 +351,4 @@ func normalizeNarrow(s string) (string, error) {
 		return "", err
 	}
 	return string(b), nil
-}
-
-// baseURL turns a site as users write it (scheme optional, trailing slash
-// or /api optional) into the URL the API paths are joined to.
-func baseURL(site string) (*url.URL, error) {
-	s := strings.TrimSpace(site)
-	if !strings.Contains(s, "://") {
-		s = "https://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, fmt.Errorf("%q is not a URL", site)
-	}
-	switch {
-	case u.Scheme != "https" && u.Scheme != "http":
-		return nil, fmt.Errorf("%q: scheme %q is not http or https", site, u.Scheme)
-	case u.Host == "":
-		return nil, fmt.Errorf("%q has no host", site)
-	case u.User != nil:
-		// Credentials in the URL would end up in logs and errors.
-		return nil, errors.New("the URL must not contain credentials: use ZULIP_EMAIL and ZULIP_API_KEY")
-	case u.RawQuery != "" || u.Fragment != "":
-		return nil, fmt.Errorf("%q has a query or fragment", site)
-	}
-	u.Path = strings.TrimSuffix(strings.TrimRight(u.Path, "/"), "/api")
-	u.RawPath = ""
-	return u, nil
 }

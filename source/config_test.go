@@ -3,11 +3,14 @@ package source
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 )
 
 const testKey = "abcdEFGH1234ijklMNOP5678qrstUVWX"
@@ -80,8 +83,12 @@ func TestParseZuliprc(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func TestResolvePrecedence(t *testing.T) {
+	// Validate reads the TLS files, so they are real: the zuliprc's and
+	// the environment's.
+	filePKI, envPKI := testutil.NewPKI(t), testutil.NewPKI(t)
+	fileCert, fileCA, envCA := filePKI.ClientFile, filePKI.CAFile, envPKI.CAFile
 	rc := writeFile(t, "zuliprc", "[api]\nemail=file-bot@example.com\nkey=FILEkey0000000000000000000000000\n"+
-		"site=file.example.com\nclient_cert=/file/cert.pem\ncert_bundle=/file/ca.pem\ninsecure=true\n")
+		"site=file.example.com\nclient_cert="+fileCert+"\ncert_bundle="+fileCA+"\ninsecure=true\n")
 	keyFile := writeFile(t, "api-key", "  "+testKey+"\n")
 
 	tests := []struct {
@@ -93,20 +100,20 @@ func TestResolvePrecedence(t *testing.T) {
 			name: "file only",
 			cfg:  Config{ConfigFile: rc},
 			want: Config{Site: "file.example.com", Email: "file-bot@example.com", APIKey: "FILEkey0000000000000000000000000",
-				Cert: "/file/cert.pem", CertBundle: "/file/ca.pem", AllowInsecure: ptr(true)},
+				Cert: fileCert, CertBundle: fileCA, AllowInsecure: ptr(true)},
 		},
 		{
 			name: "environment overrides file",
 			cfg: Config{ConfigFile: rc, Site: "https://env.example.com", Email: "env-bot@example.com", APIKey: testKey,
-				CertBundle: "/env/ca.pem", AllowInsecure: ptr(false)},
+				CertBundle: envCA, AllowInsecure: ptr(false)},
 			want: Config{Site: "https://env.example.com", Email: "env-bot@example.com", APIKey: testKey,
-				Cert: "/file/cert.pem", CertBundle: "/env/ca.pem", AllowInsecure: ptr(false)},
+				Cert: fileCert, CertBundle: envCA, AllowInsecure: ptr(false)},
 		},
 		{
 			name: "key file overrides the zuliprc key, trimmed",
 			cfg:  Config{ConfigFile: rc, APIKeyFile: keyFile},
 			want: Config{Site: "file.example.com", Email: "file-bot@example.com", APIKey: testKey,
-				Cert: "/file/cert.pem", CertBundle: "/file/ca.pem", AllowInsecure: ptr(true)},
+				Cert: fileCert, CertBundle: fileCA, AllowInsecure: ptr(true)},
 		},
 	}
 	for _, tt := range tests {
@@ -140,7 +147,7 @@ func TestResolveErrors(t *testing.T) {
 		cfg  Config
 		want []string
 	}{
-		{"key and key file", Config{APIKey: testKey, APIKeyFile: keyFile}, []string{"ZULIP_API_KEY and ZULIP_API_KEY_FILE are both set", "ZULIP_API_KEY_FILE=/"}},
+		{"key and key file", Config{APIKey: testKey, APIKeyFile: keyFile}, []string{"ZULIP_API_KEY_FILE: is set together with ZULIP_API_KEY", "(example: ZULIP_API_KEY_FILE=/"}},
 		{"missing key file", Config{APIKeyFile: filepath.Join(t.TempDir(), "nope")}, []string{"ZULIP_API_KEY_FILE", "no such file"}},
 		{"empty key file", Config{APIKeyFile: writeFile(t, "empty", "\n")}, []string{"ZULIP_API_KEY_FILE", "is empty"}},
 		{"missing zuliprc", Config{ConfigFile: filepath.Join(t.TempDir(), "zuliprc")}, []string{"ZULIP_CONFIG", "[api] section"}},
@@ -180,24 +187,24 @@ func TestValidate(t *testing.T) {
 		{"site without scheme", func(c *Config) { c.Site = "chat.example.com" }, nil},
 		{"all event types", func(c *Config) { c.EventTypes = []string{"*"} }, nil},
 		{"lifespan", func(c *Config) { c.QueueLifespan = 24 * time.Hour }, nil},
-		{"no site", func(c *Config) { c.Site = "" }, []string{"ZULIP_SITE is not set", "ZULIP_SITE=https://"}},
-		{"ftp site", func(c *Config) { c.Site = "ftp://chat.example.com" }, []string{"ZULIP_SITE", "scheme", "e.g. ZULIP_SITE="}},
+		{"no site", func(c *Config) { c.Site = "" }, []string{"ZULIP_SITE: is not set", "(example: ZULIP_SITE=https://chat.example.com)"}},
+		{"ftp site", func(c *Config) { c.Site = "ftp://chat.example.com" }, []string{"ZULIP_SITE: ", "scheme", "(example: ZULIP_SITE="}},
 		{"site with credentials", func(c *Config) { c.Site = "https://u:p@chat.example.com" }, []string{"ZULIP_SITE", "credentials"}},
-		{"no email", func(c *Config) { c.Email = "" }, []string{"ZULIP_EMAIL is not set", "ZULIP_EMAIL=bridge-bot@"}},
-		{"bad email", func(c *Config) { c.Email = "bot" }, []string{"ZULIP_EMAIL=\"bot\"", "e.g. ZULIP_EMAIL="}},
-		{"no key", func(c *Config) { c.APIKey = "" }, []string{"ZULIP_API_KEY is not set", "ZULIP_API_KEY_FILE="}},
-		{"key with newline", func(c *Config) { c.APIKey = testKey + "\n" }, []string{"ZULIP_API_KEY contains whitespace", "value not shown"}},
-		{"cert key alone", func(c *Config) { c.CertKey = "/k.pem" }, []string{"ZULIP_CERT_KEY is set without ZULIP_CERT"}},
-		{"empty event types", func(c *Config) { c.EventTypes = []string{" "} }, []string{"BRIDGE_EVENT_TYPES is empty", "BRIDGE_EVENT_TYPES=message"}},
+		{"no email", func(c *Config) { c.Email = "" }, []string{"ZULIP_EMAIL: is not set", "(example: ZULIP_EMAIL=bridge-bot@"}},
+		{"bad email", func(c *Config) { c.Email = "bot" }, []string{"ZULIP_EMAIL: \"bot\"", "(example: ZULIP_EMAIL="}},
+		{"no key", func(c *Config) { c.APIKey = "" }, []string{"ZULIP_API_KEY: is not set", "ZULIP_API_KEY_FILE="}},
+		{"key with newline", func(c *Config) { c.APIKey = testKey + "\n" }, []string{"ZULIP_API_KEY: contains whitespace", "value not shown"}},
+		{"cert key alone", func(c *Config) { c.CertKey = "/k.pem" }, []string{"ZULIP_CERT_KEY: is set without ZULIP_CERT"}},
+		{"empty event types", func(c *Config) { c.EventTypes = []string{" "} }, []string{"BRIDGE_EVENT_TYPES: is empty", "(example: BRIDGE_EVENT_TYPES=message"}},
 		{"star with others", func(c *Config) { c.EventTypes = []string{"*", "message"} }, []string{"BRIDGE_EVENT_TYPES", "\"*\"", "* alone"}},
-		{"bad narrow", func(c *Config) { c.Narrow = `stream:Denmark` }, []string{"BRIDGE_NARROW", "not a JSON list", `BRIDGE_NARROW='[["stream","Denmark"]]'`}},
+		{"bad narrow", func(c *Config) { c.Narrow = `stream:Denmark` }, []string{"BRIDGE_NARROW: ", "not a JSON list", `(example: BRIDGE_NARROW='[["stream","Denmark"]]')`}},
 		{"narrow triple", func(c *Config) { c.Narrow = `[["stream","a","b"]]` }, []string{"BRIDGE_NARROW", "3 elements"}},
 		{"narrow object operand", func(c *Config) { c.Narrow = `["stream",{}]` }, []string{"BRIDGE_NARROW", "operand"}},
-		{"sub-second lifespan", func(c *Config) { c.QueueLifespan = 1500 * time.Millisecond }, []string{"BRIDGE_QUEUE_LIFESPAN=1.5s", "whole number of seconds", "BRIDGE_QUEUE_LIFESPAN=30m"}},
+		{"sub-second lifespan", func(c *Config) { c.QueueLifespan = 1500 * time.Millisecond }, []string{"BRIDGE_QUEUE_LIFESPAN: 1.5s", "whole number of seconds", "(example: BRIDGE_QUEUE_LIFESPAN=30m)"}},
 		{"lifespan above cap", func(c *Config) { c.QueueLifespan = 8 * 24 * time.Hour }, []string{"BRIDGE_QUEUE_LIFESPAN", "168h"}},
-		{"negative timeout", func(c *Config) { c.LongPollTimeout = -time.Second }, []string{"BRIDGE_ZULIP_LONGPOLL_TIMEOUT=-1s", "BRIDGE_ZULIP_LONGPOLL_TIMEOUT=105s"}},
-		{"base above cap", func(c *Config) { c.RetryBase, c.RetryMax = time.Minute, time.Second }, []string{"BRIDGE_ZULIP_RETRY_BASE=1m0s", "BRIDGE_ZULIP_RETRY_MAX=1s"}},
-		{"negative max body", func(c *Config) { c.MaxResponseBytes = -1 }, []string{"BRIDGE_ZULIP_MAX_RESPONSE_BYTES=-1"}},
+		{"negative timeout", func(c *Config) { c.LongPollTimeout = -time.Second }, []string{"BRIDGE_ZULIP_LONGPOLL_TIMEOUT: -1s", "(example: BRIDGE_ZULIP_LONGPOLL_TIMEOUT=105s)"}},
+		{"base above cap", func(c *Config) { c.RetryBase, c.RetryMax = time.Minute, time.Second }, []string{"BRIDGE_ZULIP_RETRY_BASE: 1m0s", "BRIDGE_ZULIP_RETRY_MAX=1s"}},
+		{"negative max body", func(c *Config) { c.MaxResponseBytes = -1 }, []string{"BRIDGE_ZULIP_MAX_RESPONSE_BYTES: -1"}},
 		{"unread zuliprc", func(c *Config) { c.ConfigFile = "/etc/zuliprc" }, []string{"ZULIP_CONFIG", "Resolve"}},
 	}
 	for _, tt := range tests {
@@ -240,23 +247,6 @@ func TestNormalizeNarrow(t *testing.T) {
 		got, err := normalizeNarrow(tt.in)
 		if err != nil || got != tt.want {
 			t.Errorf("normalizeNarrow(%s) = %s, %v; want %s", tt.in, got, err, tt.want)
-		}
-	}
-}
-
-func TestBaseURL(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"chat.example.com", "https://chat.example.com"},
-		{"https://chat.example.com/", "https://chat.example.com"},
-		{"https://chat.example.com/api", "https://chat.example.com"},
-		{"https://chat.example.com/api/", "https://chat.example.com"},
-		{"http://127.0.0.1:9991", "http://127.0.0.1:9991"},
-		{"https://example.com/zulip/", "https://example.com/zulip"},
-	}
-	for _, tt := range tests {
-		u, err := baseURL(tt.in)
-		if err != nil || u.String() != tt.want {
-			t.Errorf("baseURL(%q) = %v, %v; want %s", tt.in, u, err, tt.want)
 		}
 	}
 }
@@ -323,5 +313,24 @@ func TestEnvTags(t *testing.T) {
 	}
 	if len(c.EventTypes) != 2 || c.EventTypes[1] != "reaction" {
 		t.Errorf("BRIDGE_EVENT_TYPES parsed as %q", c.EventTypes)
+	}
+}
+
+// TestConfigZeroValue: the zero value plus the credentials validates and
+// means what the environment's defaults mean, as for every Config of the
+// bridge.
+func TestConfigZeroValue(t *testing.T) {
+	var fromEnv Config
+	if err := env.ParseWithOptions(&fromEnv, env.Options{Environment: map[string]string{}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := (Config{}).withDefaults(), fromEnv.withDefaults(); !reflect.DeepEqual(got, want) {
+		t.Errorf("zero value means %+v, the environment's defaults %+v", got, want)
+	}
+	if !reflect.DeepEqual(fromEnv.withDefaults(), fromEnv) {
+		t.Errorf("the envDefault tags %+v are not the documented defaults %+v", fromEnv, fromEnv.withDefaults())
+	}
+	if err := validConfig().Validate(); err != nil {
+		t.Errorf("Validate(zero value + credentials) = %v", err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/retry"
 )
 
 // State is what a caller persists to resume a queue after a restart.
@@ -217,8 +219,8 @@ func (q *Queue) Next(ctx context.Context) (Batch, error) {
 			return Batch{}, fmt.Errorf("get events of queue %s: %w", queueID, err)
 		}
 		d := retryDelay(q.c.backoff, attempt, err)
-		q.c.log.Warn("zulip get events failed, retrying", "queue_id", queueID, "attempt", attempt, "retry_in", d, "err", err)
-		if err := sleep(ctx, q.c.clock, d); err != nil {
+		q.c.log.Warn("zulip get events failed, retrying", "queue_id", queueID, "attempt", attempt, "retry_in", d, "error", err)
+		if err := retry.Sleep(ctx, q.c.clock, d); err != nil {
 			return Batch{}, err
 		}
 		attempt++
@@ -264,7 +266,7 @@ func (q *Queue) replace(ctx context.Context, cause error) (Batch, error) {
 		// The queue still exists: delete it, or a restart from a checkpoint
 		// that still names it would go through the same failure again.
 		if err := q.c.DeleteQueue(ctx, lost.OldQueueID); err != nil {
-			q.c.log.Warn("could not delete the abandoned zulip event queue", "queue_id", lost.OldQueueID, "err", err)
+			q.c.log.Warn("could not delete the abandoned zulip event queue", "queue_id", lost.OldQueueID, "error", err)
 		}
 	}
 	reg, err := q.c.registerRetry(ctx)

@@ -35,15 +35,15 @@ type Config struct {
 	// TracesExporter is "otlp" or "none". Empty (the default) means "otlp"
 	// when an OTLP endpoint is set and no tracing otherwise, so that a
 	// bridge with no OTEL_* variable never tries to reach a collector.
-	TracesExporter string `env:"OTEL_TRACES_EXPORTER" example:"otlp" help:"otlp or none; default: otlp when an OTLP endpoint is set, else none"`
+	TracesExporter string `env:"OTEL_TRACES_EXPORTER" example:"otlp" help:"otlp or none; unset = otlp when an OTLP endpoint is set, else no tracing"`
 	// Endpoint is the OTLP/HTTP base URL; spans go to its path + /v1/traces.
-	Endpoint string `env:"OTEL_EXPORTER_OTLP_ENDPOINT" example:"http://otel-collector:4318" help:"OTLP/HTTP base URL; setting it turns tracing on"`
+	Endpoint string `env:"OTEL_EXPORTER_OTLP_ENDPOINT" example:"http://otel-collector:4318" help:"OTLP/HTTP base URL, e.g. http://otel-collector:4318; setting it turns tracing on"`
 	// TracesEndpoint is the full OTLP/HTTP URL for spans; it takes
 	// precedence over Endpoint.
-	TracesEndpoint string `env:"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" example:"http://otel-collector:4318/v1/traces" help:"OTLP/HTTP URL for spans; setting it turns tracing on"`
+	TracesEndpoint string `env:"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" example:"http://otel-collector:4318/v1/traces" help:"OTLP/HTTP URL for spans (wins over the base URL); setting it turns tracing on"`
 	// Protocol is the OTLP encoding: "http/protobuf" (default) or
 	// "http/json". The bridge has no gRPC exporter.
-	Protocol string `env:"OTEL_EXPORTER_OTLP_PROTOCOL" example:"http/protobuf" help:"http/protobuf (default) or http/json"`
+	Protocol string `env:"OTEL_EXPORTER_OTLP_PROTOCOL" example:"http/protobuf" help:"http/protobuf (default) or http/json; no gRPC"`
 	// TracesProtocol overrides Protocol for spans.
 	TracesProtocol string `env:"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" example:"http/protobuf" help:"overrides OTEL_EXPORTER_OTLP_PROTOCOL for spans"`
 }

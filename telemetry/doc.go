@@ -1,4 +1,4 @@
-// Package telemetry gives the bridge its metrics and traces (spec section 5).
+// Package telemetry gives the bridge its metrics and traces (docs/operations.md).
 //
 // New builds an OpenTelemetry MeterProvider exported through the Prometheus
 // exporter into the Telemetry's own prometheus.Registry (with the Go
@@ -38,24 +38,11 @@
 //
 // # Metrics
 //
-// As Prometheus renders them, all with the zulip_bridge_ prefix except the
-// standard go_*, process_*, promhttp_* and target_info (the resource:
+// The bridge's own metrics, all with the zulip_bridge_ prefix, are the
+// metricSpecs of metrics.go; docs/operations.md lists them as Prometheus
+// renders them (MetricsMarkdown, compared whole by a test). Beside them are
+// the standard go_*, process_*, promhttp_* and target_info (the resource:
 // service_name, service_version, OTEL_RESOURCE_ATTRIBUTES).
-//
-//	| metric                                       | type      | labels                   | meaning |
-//	| -------------------------------------------- | --------- | ------------------------ | ------- |
-//	| zulip_bridge_events_received_total           | counter   | type                     | events polled from Zulip, heartbeats included |
-//	| zulip_bridge_events_skipped_total            | counter   | type, reason             | events acknowledged without publishing; reason heartbeat or duplicate (already in the broker: the spec's "duplicates skipped") |
-//	| zulip_bridge_events_published_total          | counter   | type                     | messages the broker confirmed, backfilled ones and control events (type bridge) included |
-//	| zulip_bridge_publish_errors_total            | counter   | kind                     | failed Publish calls: partial (some of the batch confirmed), timeout, canceled, error |
-//	| zulip_bridge_publish_duration_seconds        | histogram | outcome                  | one Publish call until confirmed or failed; outcome ok or error |
-//	| zulip_bridge_message_lag_seconds             | histogram |                          | end-to-end lag: broker confirmation time minus the message's Zulip timestamp, message events only |
-//	| zulip_bridge_batch_duration_seconds          | histogram | outcome                  | one polled batch from receipt to checkpoint, publish retries included |
-//	| zulip_bridge_queue_registrations_total       | counter   | reason                   | event queue registrations: initial or queue_lost |
-//	| zulip_bridge_backfilled_messages_total       | counter   |                          | messages recovered with GET /messages after a queue loss |
-//	| zulip_bridge_last_event_id                   | gauge     |                          | last event id acknowledged on the current queue (-1 for a new queue) |
-//	| zulip_bridge_zulip_requests_total            | counter   | endpoint, method, status | Zulip API requests; endpoint e.g. /api/v1/events or other; status the HTTP code, or timeout, canceled, error when no response came |
-//	| zulip_bridge_zulip_request_duration_seconds  | histogram | endpoint, method         | Zulip API requests until the response headers (GET /events long-polls up to 90 s) |
 //
 // type is a Zulip event type (message, typing, ...), bridge for the
 // bridge's control events, or other. Series that alerts use (publish

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -25,9 +26,71 @@ var (
 	zulipBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 90, 120}
 )
 
-// instruments are the bridge's metrics. doc.go lists them as Prometheus
-// renders them; the names here get the exporter's suffixes (_total for
-// counters, _seconds for unit "s").
+// metricSpec is one of the bridge's metrics: what creates the instrument
+// and what docs/operations.md lists (MetricsMarkdown), from one place.
+type metricSpec struct {
+	name   string // OpenTelemetry name; Prometheus adds _total or _seconds
+	kind   string // counter, histogram or gauge
+	unit   string // "s" for histograms
+	labels string // comma-separated label names, "" for none
+	help   string // the description, one sentence
+}
+
+// promName is the name Prometheus renders: counters get _total, unit "s"
+// gets _seconds.
+func (m metricSpec) promName() string {
+	switch {
+	case m.kind == "counter":
+		return m.name + "_total"
+	case m.unit == "s":
+		return m.name + "_seconds"
+	}
+	return m.name
+}
+
+var (
+	specReceived = metricSpec{"zulip_bridge_events_received", "counter", "{event}", "type",
+		"Events polled from Zulip, heartbeats included, by event type."}
+	specSkipped = metricSpec{"zulip_bridge_events_skipped", "counter", "{event}", "type, reason",
+		"Events acknowledged without publishing, by event type and reason (heartbeat; duplicate: already in the broker)."}
+	specPublished = metricSpec{"zulip_bridge_events_published", "counter", "{event}", "type",
+		"Messages the broker confirmed, backfilled ones included, by event type (bridge: the bridge's control events)."}
+	specPublishErrors = metricSpec{"zulip_bridge_publish_errors", "counter", "{error}", "kind",
+		"Failed publish calls, by kind (partial: part of the batch was confirmed; timeout; canceled; error)."}
+	specPublishDuration = metricSpec{"zulip_bridge_publish_duration", "histogram", "s", "outcome",
+		"Duration of publish calls until the broker confirmed the batch or failed, by outcome (ok or error)."}
+	specLag = metricSpec{"zulip_bridge_message_lag", "histogram", "s", "",
+		"Time from a message's Zulip timestamp to the broker's confirmation of its message event."}
+	specBatchDuration = metricSpec{"zulip_bridge_batch_duration", "histogram", "s", "outcome",
+		"Duration of a polled batch from receipt to checkpoint, publish retries included, by outcome."}
+	specRegistrations = metricSpec{"zulip_bridge_queue_registrations", "counter", "{registration}", "reason",
+		"Zulip event queue registrations, by reason (initial; queue_lost: the previous queue expired or the server lost it)."}
+	specBackfilled = metricSpec{"zulip_bridge_backfilled_messages", "counter", "{message}", "",
+		"Messages recovered with GET /messages after a queue loss and published."}
+	specLastEventID = metricSpec{"zulip_bridge_last_event_id", "gauge", "", "",
+		"The last event id acknowledged to Zulip on the current queue (-1 before the first)."}
+	specZulipRequests = metricSpec{"zulip_bridge_zulip_requests", "counter", "{request}", "endpoint, method, status",
+		"Requests to the Zulip API, by endpoint, method and HTTP status (timeout, canceled or error: no response)."}
+	specZulipDuration = metricSpec{"zulip_bridge_zulip_request_duration", "histogram", "s", "endpoint, method",
+		"Duration of Zulip API requests until the response headers, by endpoint and method; GET /events long-polls up to 90 s."}
+
+	metricSpecs = []metricSpec{specReceived, specSkipped, specPublished, specPublishErrors, specPublishDuration, specLag,
+		specBatchDuration, specRegistrations, specBackfilled, specLastEventID, specZulipRequests, specZulipDuration}
+)
+
+// MetricsMarkdown returns the table of the bridge's own metrics, as
+// Prometheus renders them, that docs/operations.md holds (a test compares
+// the two whole).
+func MetricsMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| metric | type | labels | meaning |\n| --- | --- | --- | --- |\n")
+	for _, m := range metricSpecs {
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", m.promName(), m.kind, m.labels, m.help)
+	}
+	return b.String()
+}
+
+// instruments are the bridge's metrics, one per metricSpec.
 type instruments struct {
 	received        metric.Int64Counter
 	skipped         metric.Int64Counter
@@ -56,47 +119,35 @@ const (
 	outcomeError
 )
 
-func newInstruments(m metric.Meter) (*instruments, error) {
+func newInstruments(meter metric.Meter) (*instruments, error) {
 	var (
 		in   instruments
 		errs []error
 	)
-	counter := func(name, unit, desc string) metric.Int64Counter {
-		c, err := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	counter := func(m metricSpec) metric.Int64Counter {
+		c, err := meter.Int64Counter(m.name, metric.WithUnit(m.unit), metric.WithDescription(m.help))
 		errs = append(errs, err)
 		return c
 	}
-	histogram := func(name, desc string, buckets []float64) metric.Float64Histogram {
-		h, err := m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc), metric.WithExplicitBucketBoundaries(buckets...))
+	histogram := func(m metricSpec, buckets []float64) metric.Float64Histogram {
+		h, err := meter.Float64Histogram(m.name, metric.WithUnit(m.unit), metric.WithDescription(m.help), metric.WithExplicitBucketBoundaries(buckets...))
 		errs = append(errs, err)
 		return h
 	}
-	in.received = counter("zulip_bridge_events_received", "{event}",
-		"Events polled from Zulip, by event type.")
-	in.skipped = counter("zulip_bridge_events_skipped", "{event}",
-		"Events acknowledged without publishing, by event type and reason (heartbeat; duplicate: already in the broker).")
-	in.published = counter("zulip_bridge_events_published", "{event}",
-		"Messages the broker confirmed, by event type (bridge: the bridge's control events).")
-	in.publishErrors = counter("zulip_bridge_publish_errors", "{error}",
-		"Failed publish calls, by kind (partial: part of the batch was confirmed; timeout; canceled; error).")
-	in.publishDuration = histogram("zulip_bridge_publish_duration",
-		"Duration of publish calls until the broker confirmed the batch or failed, by outcome.", publishBuckets)
-	in.lag = histogram("zulip_bridge_message_lag",
-		"Time from a message's Zulip timestamp to the broker's confirmation of its message event.", lagBuckets)
-	in.batchDuration = histogram("zulip_bridge_batch_duration",
-		"Duration of a polled batch from receipt to checkpoint, by outcome.", batchBuckets)
-	in.registrations = counter("zulip_bridge_queue_registrations", "{registration}",
-		"Zulip event queue registrations, by reason (initial; queue_lost: the previous queue expired or the server lost it).")
-	in.backfilled = counter("zulip_bridge_backfilled_messages", "{message}",
-		"Messages recovered with GET /messages after a queue loss and published.")
-	lastID, err := m.Int64Gauge("zulip_bridge_last_event_id",
-		metric.WithDescription("The last event id acknowledged to Zulip on the current queue (-1 before the first)."))
+	in.received = counter(specReceived)
+	in.skipped = counter(specSkipped)
+	in.published = counter(specPublished)
+	in.publishErrors = counter(specPublishErrors)
+	in.publishDuration = histogram(specPublishDuration, publishBuckets)
+	in.lag = histogram(specLag, lagBuckets)
+	in.batchDuration = histogram(specBatchDuration, batchBuckets)
+	in.registrations = counter(specRegistrations)
+	in.backfilled = counter(specBackfilled)
+	lastID, err := meter.Int64Gauge(specLastEventID.name, metric.WithDescription(specLastEventID.help))
 	errs = append(errs, err)
 	in.lastEventID = lastID
-	in.zulipRequests = counter("zulip_bridge_zulip_requests", "{request}",
-		"Requests to the Zulip API, by endpoint, method and HTTP status (error: no response).")
-	in.zulipDuration = histogram("zulip_bridge_zulip_request_duration",
-		"Duration of Zulip API requests until the response headers, by endpoint and method; GET /events long-polls.", zulipBuckets)
+	in.zulipRequests = counter(specZulipRequests)
+	in.zulipDuration = histogram(specZulipDuration, zulipBuckets)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("telemetry: create instruments: %w", err)
 	}

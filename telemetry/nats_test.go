@@ -31,9 +31,9 @@ func TestJetStreamEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 
-	cfg := natssink.DefaultConfig()
+	cfg := natssink.Config{Stream: "ZULIP"}
 	cfg.URL = srv.ClientURL()
-	js, err := natssink.New(ctx, cfg, "zulip")
+	js, err := natssink.New(ctx, cfg)
 	if err != nil {
 		t.Fatalf("nats sink: %v", err)
 	}

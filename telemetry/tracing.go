@@ -14,7 +14,7 @@ import (
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 )
 
-// W3C Trace Context header names (spec section 3).
+// W3C Trace Context header names (docs/names.md).
 const (
 	HeaderTraceparent = "traceparent"
 	HeaderTracestate  = "tracestate"

@@ -7,7 +7,7 @@
 // Save produces with acks=all and returns nil once every in-sync replica
 // has the record. Kafka offers no compare-and-set, so unlike the nats-kv
 // store this one cannot detect a second bridge on the same key: give each
-// bridge its own BRIDGE_CHECKPOINT_NAME (spec section 5: one bridge owns a
+// bridge its own BRIDGE_CHECKPOINT_NAME (docs/operations.md: one bridge owns a
 // queue). Open refuses a topic whose cleanup policy could delete the
 // checkpoint (delete, or compact,delete).
 package kafkastore

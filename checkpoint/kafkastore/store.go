@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/zulip-bridge/zulip-bridge/checkpoint"
+	"github.com/zulip-bridge/zulip-bridge/source"
 )
 
 // partition is where every checkpoint record goes, whatever the topic's
@@ -33,29 +34,34 @@ const (
 
 // Store is a checkpoint.Store in a compacted Kafka topic.
 type Store struct {
-	client   *kafka.Client
-	topic    string
-	key      []byte
-	maxBytes int // per fetch; tests lower it to force many fetches
-	closed   atomic.Bool
+	client *kafka.Client
+	topic  string
+	key    []byte
+	// legacyKey is where an older release kept this site's checkpoint
+	// (checkpoint.Config.LegacyKeyFor); nil when it is key itself.
+	legacyKey []byte
+	maxBytes  int // per fetch; tests lower it to force many fetches
+	closed    atomic.Bool
 }
 
 var _ checkpoint.Store = (*Store)(nil)
 
-// Open prepares the store on cfg.KafkaTopic through client, which carries
+// Open prepares the store on cfg.Topic() through client, which carries
 // the brokers, TLS and SASL (build it from the Kafka sink's settings; its
 // Transport stays the caller's). A missing topic is created when
-// cfg.Create is set: one partition, cleanup.policy=compact, cfg.Replicas
+// cfg.CreateMissing: one partition, cleanup.policy=compact, cfg.Replicas
 // replicas. A topic whose cleanup.policy is not exactly "compact" is
 // refused, since retention would eventually delete the checkpoint and the
 // bridge would start over unnoticed. The key is cfg.KeyFor(site).
-func Open(ctx context.Context, client *kafka.Client, cfg checkpoint.Config, site string) (*Store, error) {
-	cfg = cfg.WithDefaults()
+func Open(ctx context.Context, client *kafka.Client, cfg checkpoint.Config, site source.Site) (*Store, error) {
 	key, err := cfg.KeyFor(site)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{client: client, topic: cfg.KafkaTopic, key: []byte(key), maxBytes: fetchMaxBytes}
+	s := &Store{client: client, topic: cfg.Topic(), key: []byte(key), maxBytes: fetchMaxBytes}
+	if legacy := cfg.LegacyKeyFor(site); legacy != "" {
+		s.legacyKey = []byte(legacy)
+	}
 	if err := s.prepareTopic(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("checkpoint topic %s: %w", s.topic, err)
 	}
@@ -73,7 +79,7 @@ func (s *Store) prepareTopic(ctx context.Context, cfg checkpoint.Config) error {
 		return err
 	}
 	if !exists {
-		if !cfg.Create {
+		if !cfg.CreateMissing() {
 			return fmt.Errorf("%w; create it with cleanup.policy=compact or set BRIDGE_CHECKPOINT_CREATE=true", kafka.UnknownTopicOrPartition)
 		}
 		if err := s.createTopic(ctx, cfg.Replicas); err != nil {
@@ -240,17 +246,18 @@ func (s *Store) Load(ctx context.Context) (checkpoint.Checkpoint, bool, error) {
 	if err != nil {
 		return checkpoint.Checkpoint{}, false, fmt.Errorf("load checkpoint (%s): list offsets: %w", s.where(), err)
 	}
-	var (
-		latest    []byte
-		latestOff = int64(-1)
-	)
+	// The latest record of the key, and of the legacy key for a store
+	// that has never saved under the key itself.
+	latest := [2]record{{off: -1}, {off: -1}}
 	for off := first; off < end; {
-		next, value, valueOff, err := s.scan(ctx, off, end)
+		next, found, err := s.scan(ctx, off, end)
 		if err != nil {
 			return checkpoint.Checkpoint{}, false, fmt.Errorf("load checkpoint (%s): read partition %d at offset %d: %w", s.where(), partition, off, err)
 		}
-		if valueOff >= 0 {
-			latest, latestOff = value, valueOff
+		for i, r := range found {
+			if r.off >= 0 {
+				latest[i] = r
+			}
 		}
 		if next == off {
 			// Nothing at or after off below the high watermark: compaction
@@ -259,20 +266,31 @@ func (s *Store) Load(ctx context.Context) (checkpoint.Checkpoint, bool, error) {
 		}
 		off = next
 	}
-	if latestOff < 0 || latest == nil {
+	r, where := latest[0], s.where()
+	if r.off < 0 {
+		r, where = latest[1], fmt.Sprintf("topic %s, legacy key %s", s.topic, s.legacyKey)
+	}
+	if r.off < 0 || r.value == nil {
 		return checkpoint.Checkpoint{}, false, nil
 	}
-	cp, err := checkpoint.Decode(latest)
+	cp, err := checkpoint.Decode(r.value)
 	if err != nil {
-		return checkpoint.Checkpoint{}, false, fmt.Errorf("load checkpoint (%s, partition %d offset %d): %w", s.where(), partition, latestOff, err)
+		return checkpoint.Checkpoint{}, false, fmt.Errorf("load checkpoint (%s, partition %d offset %d): %w", where, partition, r.off, err)
 	}
 	return cp, true, nil
 }
 
+// record is the value of a key at an offset; off -1 for none.
+type record struct {
+	value []byte
+	off   int64
+}
+
 // scan fetches once from off and returns the offset to fetch next and the
-// latest value for the key among the records in [off, end), with its
-// offset (-1 if none).
-func (s *Store) scan(ctx context.Context, off, end int64) (next int64, value []byte, valueOff int64, err error) {
+// latest records among those in [off, end) of the key and of the legacy
+// key, in that order.
+func (s *Store) scan(ctx context.Context, off, end int64) (next int64, found [2]record, err error) {
+	found = [2]record{{off: -1}, {off: -1}}
 	resp, err := s.client.Fetch(ctx, &kafka.FetchRequest{
 		Topic:     s.topic,
 		Partition: partition,
@@ -282,39 +300,45 @@ func (s *Store) scan(ctx context.Context, off, end int64) (next int64, value []b
 		MaxWait:   fetchMaxWait,
 	})
 	if err != nil {
-		return off, nil, -1, err
+		return off, found, err
 	}
 	if resp.Error != nil {
-		return off, nil, -1, resp.Error
+		return off, found, resp.Error
 	}
-	next, valueOff = off, -1
+	next = off
 	for {
 		rec, err := resp.Records.ReadRecord()
 		if errors.Is(err, io.EOF) {
-			return next, value, valueOff, nil
+			return next, found, nil
 		}
 		if err != nil {
-			return off, nil, -1, err
+			return off, found, err
 		}
 		// A fetch returns whole batches, which may start before off.
 		if rec.Offset < off {
 			continue
 		}
 		if rec.Offset >= end {
-			return next, value, valueOff, nil
+			return next, found, nil
 		}
 		next = rec.Offset + 1
 		key, err := kafka.ReadAll(rec.Key)
 		if err != nil {
-			return off, nil, -1, err
+			return off, found, err
 		}
-		if !bytes.Equal(key, s.key) {
+		i := 0
+		switch {
+		case bytes.Equal(key, s.key):
+		case s.legacyKey != nil && bytes.Equal(key, s.legacyKey):
+			i = 1
+		default:
 			continue
 		}
-		if value, err = kafka.ReadAll(rec.Value); err != nil {
-			return off, nil, -1, err
+		value, err := kafka.ReadAll(rec.Value)
+		if err != nil {
+			return off, found, err
 		}
-		valueOff = rec.Offset
+		found[i] = record{value: value, off: rec.Offset}
 	}
 }
 

@@ -14,9 +14,18 @@ import (
 
 	"github.com/zulip-bridge/zulip-bridge/checkpoint"
 	"github.com/zulip-bridge/zulip-bridge/checkpoint/checkpointtest"
+	"github.com/zulip-bridge/zulip-bridge/source"
 )
 
-const site = "https://chat.example.com"
+var site = mustSite("https://chat.example.com")
+
+func mustSite(raw string) source.Site {
+	s, err := source.ParseSite(raw)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
 
 // startCluster runs a kfake cluster on loopback and returns it with a
 // kafka-go client; both stop when the test ends.
@@ -91,7 +100,7 @@ func TestConformance(t *testing.T) {
 	_, client := startCluster(t)
 	var n atomic.Int64
 	checkpointtest.Run(t, func(t *testing.T) checkpointtest.Backend {
-		cfg := checkpoint.Config{KafkaTopic: fmt.Sprintf("conformance-%d", n.Add(1)), Create: true}
+		cfg := checkpoint.Config{KafkaTopic: fmt.Sprintf("conformance-%d", n.Add(1))}
 		key, err := cfg.KeyFor(site)
 		if err != nil {
 			t.Fatal(err)
@@ -117,8 +126,8 @@ func TestConformance(t *testing.T) {
 // log compacted halfway: each reads back its own latest checkpoint.
 func TestSharedTopic(t *testing.T) {
 	cluster, client := startCluster(t)
-	a := open(t, client, checkpoint.Config{Name: "nats-bridge", Create: true})
-	b := open(t, client, checkpoint.Config{Name: "kafka-bridge", Create: true})
+	a := open(t, client, checkpoint.Config{Name: "nats-bridge"})
+	b := open(t, client, checkpoint.Config{Name: "kafka-bridge"})
 	if a.Key() == b.Key() {
 		t.Fatalf("both bridges use key %q", a.Key())
 	}
@@ -148,8 +157,8 @@ func TestSharedTopic(t *testing.T) {
 // to walk the partition across many fetches to reach the latest record.
 func TestLoadManyFetches(t *testing.T) {
 	_, client := startCluster(t)
-	s := open(t, client, checkpoint.Config{Create: true})
-	other := open(t, client, checkpoint.Config{Name: "other", Create: true})
+	s := open(t, client, checkpoint.Config{})
+	other := open(t, client, checkpoint.Config{Name: "other"})
 	for i := range 20 {
 		if err := s.Save(ctxFor(t), checkpointtest.Sample(i)); err != nil {
 			t.Fatal(err)
@@ -164,7 +173,7 @@ func TestLoadManyFetches(t *testing.T) {
 
 func TestTombstone(t *testing.T) {
 	_, client := startCluster(t)
-	s := open(t, client, checkpoint.Config{Create: true})
+	s := open(t, client, checkpoint.Config{})
 	if err := s.Save(ctxFor(t), checkpointtest.Sample(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -182,12 +191,12 @@ func TestTombstone(t *testing.T) {
 func TestOpenTopic(t *testing.T) {
 	_, client := startCluster(t)
 
-	_, err := Open(ctxFor(t), client, checkpoint.Config{KafkaTopic: "absent"}, site)
+	_, err := Open(ctxFor(t), client, checkpoint.Config{KafkaTopic: "absent", Create: new(false)}, site)
 	if !errors.Is(err, kafka.UnknownTopicOrPartition) || !strings.Contains(err.Error(), "absent") || !strings.Contains(err.Error(), "BRIDGE_CHECKPOINT_CREATE") {
 		t.Errorf("Open without Create = %v; want UnknownTopicOrPartition naming the topic and BRIDGE_CHECKPOINT_CREATE", err)
 	}
 
-	open(t, client, checkpoint.Config{KafkaTopic: "created", Create: true})
+	open(t, client, checkpoint.Config{KafkaTopic: "created"})
 	meta, err := client.Metadata(ctxFor(t), &kafka.MetadataRequest{Topics: []string{"created"}})
 	if err != nil || len(meta.Topics) != 1 || len(meta.Topics[0].Partitions) != 1 {
 		t.Fatalf("created topic metadata = %+v, %v; want one topic with one partition", meta, err)
@@ -196,7 +205,7 @@ func TestOpenTopic(t *testing.T) {
 	for _, policy := range []string{"delete", "compact,delete"} {
 		topic := "policy-" + strings.ReplaceAll(policy, ",", "-")
 		createTopic(t, client, topic, 1, policy)
-		_, err := Open(ctxFor(t), client, checkpoint.Config{KafkaTopic: topic, Create: true}, site)
+		_, err := Open(ctxFor(t), client, checkpoint.Config{KafkaTopic: topic}, site)
 		if err == nil || !strings.Contains(err.Error(), "cleanup.policy") || !strings.Contains(err.Error(), topic) {
 			t.Errorf("Open on a topic with cleanup.policy=%s = %v; want an error naming the topic and the policy", policy, err)
 		}
@@ -205,7 +214,7 @@ func TestOpenTopic(t *testing.T) {
 	// A topic made by an operator with several partitions works: the
 	// checkpoint always lives in partition 0.
 	createTopic(t, client, "wide", 3, "compact")
-	s := open(t, client, checkpoint.Config{KafkaTopic: "wide", Create: true})
+	s := open(t, client, checkpoint.Config{KafkaTopic: "wide"})
 	if err := s.Save(ctxFor(t), checkpointtest.Sample(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +223,7 @@ func TestOpenTopic(t *testing.T) {
 
 func TestBrokerDown(t *testing.T) {
 	cluster, client := startCluster(t)
-	s := open(t, client, checkpoint.Config{Create: true})
+	s := open(t, client, checkpoint.Config{})
 	if err := s.Check(ctxFor(t)); err != nil {
 		t.Fatalf("Check with the broker up: %v", err)
 	}
@@ -235,7 +244,7 @@ func TestBrokerDown(t *testing.T) {
 
 func BenchmarkSave(b *testing.B) {
 	_, client := startCluster(b)
-	s, err := Open(b.Context(), client, checkpoint.Config{Create: true}, site)
+	s, err := Open(b.Context(), client, checkpoint.Config{}, site)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -247,5 +256,45 @@ func BenchmarkSave(b *testing.B) {
 		if err := s.Save(b.Context(), cp); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestLegacyKey: a checkpoint that an older release saved under the key it
+// derived from a site spelled with its default port is resumed, and the
+// next Save goes to the key of the one site value, which wins from then on.
+func TestLegacyKey(t *testing.T) {
+	_, client := startCluster(t)
+	legacy := open(t, client, checkpoint.Config{Key: "chat.example.com_3a443/bridge"})
+	old := checkpointtest.Sample(1)
+	if err := legacy.Save(ctxFor(t), old); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctxFor(t), client, checkpoint.Config{}, mustSite("https://Chat.Example.com:443/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Key() != "chat.example.com/bridge" {
+		t.Errorf("Key = %q, want chat.example.com/bridge", s.Key())
+	}
+	got, found, err := s.Load(ctxFor(t))
+	if err != nil || !found || got.QueueID != old.QueueID || got.LastEventID != old.LastEventID {
+		t.Fatalf("Load = %+v, %v, %v; want the legacy checkpoint %+v", got, found, err, old)
+	}
+	next := checkpointtest.Sample(2)
+	if err := s.Save(ctxFor(t), next); err != nil {
+		t.Fatal(err)
+	}
+	current := open(t, client, checkpoint.Config{Key: "chat.example.com/bridge"})
+	if cp, found, err := current.Load(ctxFor(t)); err != nil || !found || cp.LastEventID != next.LastEventID {
+		t.Errorf("new key holds %+v, %v, %v; want %+v", cp, found, err, next)
+	}
+	// A later legacy record (a rolled-back old bridge) does not hide the
+	// current key's.
+	if err := legacy.Save(ctxFor(t), old); err != nil {
+		t.Fatal(err)
+	}
+	if got, found, err := s.Load(ctxFor(t)); err != nil || !found || got.LastEventID != next.LastEventID {
+		t.Errorf("Load = %+v, %v, %v; want the current key's %+v", got, found, err, next)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zulip-bridge/zulip-bridge/checkpoint"
+	"github.com/zulip-bridge/zulip-bridge/source"
 )
 
 // history is how many revisions per key a bucket created here keeps, so an
@@ -22,6 +23,9 @@ type Store struct {
 	kv     jetstream.KeyValue
 	bucket string
 	key    string
+	// legacyKey is where an older release kept this site's checkpoint
+	// (checkpoint.Config.LegacyKeyFor); "" when it is key itself.
+	legacyKey string
 
 	mu sync.Mutex
 	// rev is the revision this store last read or wrote, 0 for "no value";
@@ -37,23 +41,23 @@ type Store struct {
 
 var _ checkpoint.Store = (*Store)(nil)
 
-// Open binds to the bucket cfg.KVBucket through js, creating it (file
-// storage, cfg.Replicas replicas) when it is missing and cfg.Create is set;
+// Open binds to the bucket cfg.Bucket() through js, creating it (file
+// storage, cfg.Replicas replicas) when it is missing and cfg.CreateMissing;
 // an existing bucket is used as it is. The key is cfg.KeyFor(site). js stays
 // the caller's: Close does not close its connection.
-func Open(ctx context.Context, js jetstream.JetStream, cfg checkpoint.Config, site string) (*Store, error) {
-	cfg = cfg.WithDefaults()
+func Open(ctx context.Context, js jetstream.JetStream, cfg checkpoint.Config, site source.Site) (*Store, error) {
 	key, err := cfg.KeyFor(site)
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.KeyValue(ctx, cfg.KVBucket)
+	bucket := cfg.Bucket()
+	kv, err := js.KeyValue(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		if !cfg.Create {
-			return nil, fmt.Errorf("checkpoint bucket %s: %w; create it or set BRIDGE_CHECKPOINT_CREATE=true", cfg.KVBucket, err)
+		if !cfg.CreateMissing() {
+			return nil, fmt.Errorf("checkpoint bucket %s: %w; create it or set BRIDGE_CHECKPOINT_CREATE=true", bucket, err)
 		}
 		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      cfg.KVBucket,
+			Bucket:      bucket,
 			Description: "zulip-bridge checkpoints: how far each bridge has published its Zulip event queue",
 			History:     history,
 			Storage:     jetstream.FileStorage,
@@ -61,13 +65,13 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg checkpoint.Config, si
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			// Created meanwhile, by another bridge or an operator.
-			kv, err = js.KeyValue(ctx, cfg.KVBucket)
+			kv, err = js.KeyValue(ctx, bucket)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint bucket %s: %w", cfg.KVBucket, err)
+		return nil, fmt.Errorf("checkpoint bucket %s: %w", bucket, err)
 	}
-	return &Store{kv: kv, bucket: cfg.KVBucket, key: key}, nil
+	return &Store{kv: kv, bucket: bucket, key: key, legacyKey: cfg.LegacyKeyFor(site)}, nil
 }
 
 // Key returns the key the checkpoint is stored under.
@@ -87,7 +91,7 @@ func (s *Store) Load(ctx context.Context) (checkpoint.Checkpoint, bool, error) {
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		// Also a deleted key; Create in Save writes over its marker.
 		s.rev, s.known, s.unconfirmed = 0, true, nil
-		return checkpoint.Checkpoint{}, false, nil
+		return s.loadLegacy(ctx)
 	}
 	if err != nil {
 		return checkpoint.Checkpoint{}, false, fmt.Errorf("load checkpoint (%s): %w", s.where(), err)
@@ -96,6 +100,28 @@ func (s *Store) Load(ctx context.Context) (checkpoint.Checkpoint, bool, error) {
 	cp, err := checkpoint.Decode(entry.Value())
 	if err != nil {
 		return checkpoint.Checkpoint{}, false, fmt.Errorf("load checkpoint (%s, revision %d): %w", s.where(), entry.Revision(), err)
+	}
+	return cp, true, nil
+}
+
+// loadLegacy returns the checkpoint an older release saved under the legacy
+// key of the same site, if any. The next Save creates the current key, and
+// the legacy one is left as it is (an older bridge may still be rolled
+// back to).
+func (s *Store) loadLegacy(ctx context.Context) (checkpoint.Checkpoint, bool, error) {
+	if s.legacyKey == "" {
+		return checkpoint.Checkpoint{}, false, nil
+	}
+	entry, err := s.kv.Get(ctx, s.legacyKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return checkpoint.Checkpoint{}, false, nil
+	}
+	if err != nil {
+		return checkpoint.Checkpoint{}, false, fmt.Errorf("load checkpoint (bucket %s, legacy key %s): %w", s.bucket, s.legacyKey, err)
+	}
+	cp, err := checkpoint.Decode(entry.Value())
+	if err != nil {
+		return checkpoint.Checkpoint{}, false, fmt.Errorf("load checkpoint (bucket %s, legacy key %s, revision %d): %w", s.bucket, s.legacyKey, entry.Revision(), err)
 	}
 	return cp, true, nil
 }

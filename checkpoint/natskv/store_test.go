@@ -15,9 +15,18 @@ import (
 
 	"github.com/zulip-bridge/zulip-bridge/checkpoint"
 	"github.com/zulip-bridge/zulip-bridge/checkpoint/checkpointtest"
+	"github.com/zulip-bridge/zulip-bridge/source"
 )
 
-const site = "https://chat.example.com"
+var site = mustSite("https://chat.example.com")
+
+func mustSite(raw string) source.Site {
+	s, err := source.ParseSite(raw)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
 
 // startServer runs a JetStream server in process on a free loopback port
 // and returns it with a client; both stop when the test ends.
@@ -74,7 +83,7 @@ func TestConformance(t *testing.T) {
 	_, js := startServer(t)
 	var n atomic.Int64
 	checkpointtest.Run(t, func(t *testing.T) checkpointtest.Backend {
-		cfg := checkpoint.Config{KVBucket: fmt.Sprintf("conformance-%d", n.Add(1)), Create: true}
+		cfg := checkpoint.Config{KVBucket: fmt.Sprintf("conformance-%d", n.Add(1))}
 		key, err := cfg.KeyFor(site)
 		if err != nil {
 			t.Fatal(err)
@@ -103,7 +112,7 @@ func TestConformance(t *testing.T) {
 
 func TestSecondBridgeDetected(t *testing.T) {
 	_, js := startServer(t)
-	cfg := checkpoint.Config{Create: true}
+	cfg := checkpoint.Config{}
 	a, b := open(t, js, cfg), open(t, js, cfg)
 	for _, s := range []*Store{a, b} {
 		if _, found, err := s.Load(ctxFor(t)); err != nil || found {
@@ -154,7 +163,7 @@ func TestSecondBridgeDetected(t *testing.T) {
 // the store knows, holding the store's own value. That is no conflict.
 func TestSaveAfterUnknownOutcome(t *testing.T) {
 	_, js := startServer(t)
-	cfg := checkpoint.Config{Create: true}
+	cfg := checkpoint.Config{}
 	s := open(t, js, cfg)
 	if _, _, err := s.Load(ctxFor(t)); err != nil {
 		t.Fatal(err)
@@ -206,7 +215,7 @@ func TestSaveAfterUnknownOutcome(t *testing.T) {
 
 func TestDeletedKey(t *testing.T) {
 	_, js := startServer(t)
-	cfg := checkpoint.Config{Create: true}
+	cfg := checkpoint.Config{}
 	s := open(t, js, cfg)
 	if err := s.Save(ctxFor(t), checkpointtest.Sample(1)); err != nil {
 		t.Fatal(err)
@@ -235,12 +244,12 @@ func TestDeletedKey(t *testing.T) {
 func TestOpenBucket(t *testing.T) {
 	_, js := startServer(t)
 
-	_, err := Open(ctxFor(t), js, checkpoint.Config{KVBucket: "absent", Create: false}, site)
+	_, err := Open(ctxFor(t), js, checkpoint.Config{KVBucket: "absent", Create: new(false)}, site)
 	if !errors.Is(err, jetstream.ErrBucketNotFound) || !strings.Contains(err.Error(), "absent") || !strings.Contains(err.Error(), "BRIDGE_CHECKPOINT_CREATE") {
 		t.Errorf("Open without Create = %v; want ErrBucketNotFound naming the bucket and BRIDGE_CHECKPOINT_CREATE", err)
 	}
 
-	open(t, js, checkpoint.Config{KVBucket: "created", Create: true})
+	open(t, js, checkpoint.Config{KVBucket: "created"})
 	kv, err := js.KeyValue(ctxFor(t), "created")
 	if err != nil {
 		t.Fatalf("bucket not created: %v", err)
@@ -258,7 +267,7 @@ func TestOpenBucket(t *testing.T) {
 	if _, err := js.CreateKeyValue(ctxFor(t), jetstream.KeyValueConfig{Bucket: "operators", History: 2, Storage: jetstream.MemoryStorage}); err != nil {
 		t.Fatal(err)
 	}
-	s := open(t, js, checkpoint.Config{KVBucket: "operators", Create: true})
+	s := open(t, js, checkpoint.Config{KVBucket: "operators"})
 	if err := s.Save(ctxFor(t), checkpointtest.Sample(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -292,14 +301,14 @@ func TestKeyFromConfig(t *testing.T) {
 			t.Errorf("config %+v: key %q: %v", tt.cfg, tt.want, err)
 		}
 	}
-	if _, err := Open(ctxFor(t), js, checkpoint.Config{}, "https://"); err == nil {
+	if _, err := Open(ctxFor(t), js, checkpoint.Config{}, source.Site{}); err == nil {
 		t.Error("Open with a site without host returned no error")
 	}
 }
 
 func TestServerDown(t *testing.T) {
 	srv, js := startServer(t)
-	s := open(t, js, checkpoint.Config{Create: true})
+	s := open(t, js, checkpoint.Config{})
 	if err := s.Save(ctxFor(t), checkpointtest.Sample(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +330,7 @@ func TestServerDown(t *testing.T) {
 
 func BenchmarkSave(b *testing.B) {
 	_, js := startServer(b)
-	s, err := Open(b.Context(), js, checkpoint.Config{Create: true}, site)
+	s, err := Open(b.Context(), js, checkpoint.Config{}, site)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -333,5 +342,56 @@ func BenchmarkSave(b *testing.B) {
 		if err := s.Save(b.Context(), cp); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestLegacyKey: a checkpoint that an older release saved under the key it
+// derived from a site spelled with its default port is resumed, and the
+// next Save goes to the key of the one site value.
+func TestLegacyKey(t *testing.T) {
+	_, js := startServer(t)
+	kv, err := js.CreateKeyValue(ctxFor(t), jetstream.KeyValueConfig{Bucket: checkpoint.DefaultKVBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := checkpointtest.Sample(1)
+	data, err := checkpoint.Encode(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctxFor(t), "chat.example.com_3a443/bridge", data); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctxFor(t), js, checkpoint.Config{}, mustSite("https://Chat.Example.com:443/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Key() != "chat.example.com/bridge" {
+		t.Errorf("Key = %q, want chat.example.com/bridge", s.Key())
+	}
+	got, found, err := s.Load(ctxFor(t))
+	if err != nil || !found || got.QueueID != old.QueueID || got.LastEventID != old.LastEventID {
+		t.Fatalf("Load = %+v, %v, %v; want the legacy checkpoint %+v", got, found, err, old)
+	}
+	next := checkpointtest.Sample(2)
+	if err := s.Save(ctxFor(t), next); err != nil {
+		t.Fatalf("Save after a legacy Load: %v", err)
+	}
+	entry, err := kv.Get(ctxFor(t), "chat.example.com/bridge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp, err := checkpoint.Decode(entry.Value()); err != nil || cp.LastEventID != next.LastEventID {
+		t.Errorf("new key holds %+v, %v; want %+v", cp, err, next)
+	}
+	// The current key wins over the legacy one from now on.
+	again, err := Open(ctxFor(t), js, checkpoint.Config{}, mustSite("chat.example.com:443"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if got, found, err := again.Load(ctxFor(t)); err != nil || !found || got.LastEventID != next.LastEventID {
+		t.Errorf("Load after the move = %+v, %v, %v; want %+v", got, found, err, next)
 	}
 }

@@ -115,9 +115,10 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 		}
 		a.natsURL = natsCfg.URL
 		// natssink labels its own log lines component=nats.
-		s, err := natssink.New(ctx, natsCfg, a.mapper.Prefix(), natssink.WithLogger(log))
+		natsCfg.SubjectPrefix = a.mapper.Prefix()
+		s, err := natssink.New(ctx, natsCfg, natssink.WithLogger(log))
 		if err != nil {
-			return a, fmt.Errorf("nats sink: %w", err)
+			return a, err // natssink says "nats sink: ..." itself
 		}
 		a.sink = s
 		a.onStop("nats sink", s.Close)
@@ -133,7 +134,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 			// The bridge owns the topics its mapping names: <prefix>.<type>.
 			kafkaCfg.TopicPrefix = a.mapper.Prefix() + "."
 		}
-		s, err := kafkasink.New(kafkaCfg, log.With("component", "kafka"))
+		s, err := kafkasink.New(ctx, kafkaCfg, kafkasink.WithLogger(log))
 		if err != nil {
 			return a, fmt.Errorf("kafka sink: %w", err)
 		}

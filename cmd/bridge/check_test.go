@@ -1,9 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"os"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -62,35 +62,42 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-// TestReadmeConfigTable keeps the README's configuration table equal to
-// what `bridge env` lists: same variables, same order, same defaults.
-func TestReadmeConfigTable(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
+// TestConfigTable keeps the configuration table of docs/configuration.md
+// equal, whole, to what `bridge env --markdown` prints from the tags: same
+// variables in the order of `bridge env`, same defaults, same meanings.
+func TestConfigTable(t *testing.T) {
+	b, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme := string(b)
-	begin := strings.Index(readme, "<!-- env-table:begin -->")
-	end := strings.Index(readme, "<!-- env-table:end -->")
-	if begin < 0 || end < begin {
-		t.Fatal("README has no env-table markers")
+	doc := string(b)
+	const begin, end = "<!-- env-table:begin -->\n", "<!-- env-table:end -->"
+	i, j := strings.Index(doc, begin), strings.Index(doc, end)
+	if i < 0 || j < i {
+		t.Fatal("docs/configuration.md has no env-table markers")
 	}
-	row := regexp.MustCompile("^\\| `([A-Z0-9_]+)` \\| `([^`]*)` \\|")
-	var got []string
-	for _, line := range strings.Split(readme[begin:end], "\n") {
-		if m := row.FindStringSubmatch(line); m != nil {
-			got = append(got, m[1]+"="+m[2])
-		}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"env", "--markdown"}, nil, &stdout, &stderr); code != exitOK {
+		t.Fatalf("bridge env --markdown: exit %d: %s", code, stderr.String())
+	}
+	if got, want := doc[i+len(begin):j], stdout.String(); got != want {
+		t.Errorf("docs/configuration.md table differs from bridge env --markdown; regenerate it with\n"+
+			"  go run ./cmd/bridge env --markdown\ngot:\n%s\nwant:\n%s", got, want)
+	}
+	// Every row: the variable, its default as bridge env shows it, and a
+	// meaning from its help tag.
+	var keys []string
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n")[2:] {
+		keys = append(keys, strings.Trim(strings.SplitN(line, " | ", 2)[0], "| `"))
 	}
 	var want []string
 	for _, v := range vars() {
-		def := v.Default
-		if def == "" {
-			def = "-"
+		want = append(want, v.Key)
+		if v.Help == "" {
+			t.Errorf("%s has no help tag", v.Key)
 		}
-		want = append(want, v.Key+"="+def)
 	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("README configuration table differs from bridge env.\nREADME:\n%s\n\nbridge env:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	if strings.Join(keys, " ") != strings.Join(want, " ") {
+		t.Errorf("table rows %v, want the variables of bridge env %v", keys, want)
 	}
 }

@@ -33,9 +33,9 @@ type config struct {
 // bridgeConfig is what belongs to the process rather than to a package.
 type bridgeConfig struct {
 	Sink             string `env:"BRIDGE_SINK" envDefault:"nats" example:"kafka" help:"nats or kafka"`
-	StateDir         string `env:"BRIDGE_STATE_DIR" envDefault:"./data" example:"/var/lib/zulip-bridge" help:"checkpoint file and embedded NATS storage"`
-	NATSEmbeddedAddr string `env:"BRIDGE_NATS_EMBEDDED_ADDR" envDefault:"127.0.0.1:4222" example:"0.0.0.0:4222" help:"listen address of the embedded NATS server (used when BRIDGE_NATS_URL is empty)"`
-	HTTPAddr         string `env:"BRIDGE_HTTP_ADDR" envDefault:":8080" example:":9090" help:"health, readiness and metrics; off = none"`
+	StateDir         string `env:"BRIDGE_STATE_DIR" envDefault:"./data" example:"/var/lib/zulip-bridge" help:"checkpoint file (checkpoint.json) and the embedded NATS server's storage"`
+	NATSEmbeddedAddr string `env:"BRIDGE_NATS_EMBEDDED_ADDR" envDefault:"127.0.0.1:4222" example:"0.0.0.0:4222" help:"listen address of the embedded NATS server, used only when BRIDGE_NATS_URL is empty"`
+	HTTPAddr         string `env:"BRIDGE_HTTP_ADDR" envDefault:":8080" example:":9090" help:"/healthz, /readyz and /metrics; off turns them off (an empty value means the default)"`
 	LogLevel         string `env:"BRIDGE_LOG_LEVEL" envDefault:"info" example:"debug" help:"debug, info, warn or error"`
 	LogFormat        string `env:"BRIDGE_LOG_FORMAT" envDefault:"json" example:"text" help:"json or text"`
 }
@@ -71,7 +71,7 @@ func (c *config) validate() error {
 	switch c.Bridge.LogFormat {
 	case "json", "text":
 	default:
-		errs = append(errs, fmt.Errorf("BRIDGE_LOG_FORMAT: unknown format %q; want json or text (example: BRIDGE_LOG_FORMAT=text)", c.Bridge.LogFormat))
+		errs = append(errs, fmt.Errorf("BRIDGE_LOG_FORMAT: unknown format %q: want json or text (example: BRIDGE_LOG_FORMAT=text)", c.Bridge.LogFormat))
 	}
 	if c.Bridge.HTTPAddr != httpOff {
 		if _, _, err := net.SplitHostPort(c.Bridge.HTTPAddr); err != nil {
@@ -110,7 +110,7 @@ func (c *config) validate() error {
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.TrimSpace(s))); err != nil {
-		return 0, fmt.Errorf("BRIDGE_LOG_LEVEL: unknown level %q; want debug, info, warn or error (example: BRIDGE_LOG_LEVEL=debug)", s)
+		return 0, fmt.Errorf("BRIDGE_LOG_LEVEL: unknown level %q: want debug, info, warn or error (example: BRIDGE_LOG_LEVEL=debug)", s)
 	}
 	return l, nil
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
 )
 
-// crashRun drives the acceptance test of spec section 1: events flow into
+// crashRun drives the acceptance test of docs/delivery.md: events flow into
 // the queue while the bridge is killed with SIGKILL at random moments,
 // kills times, restarted each time; then a last bridge catches up and
 // every event the queue delivered must be in the broker exactly once.
@@ -37,7 +37,7 @@ func (c crashRun) run(t *testing.T) {
 	// after checkpointing its registration. A bridge killed before that
 	// leaves a queue that delivered nothing, and its successor registers
 	// another, which would not be the queue this test watches.
-	waitFor(t, 30*time.Second, "the bridge to poll its queue", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the bridge to poll its queue", func() bool {
 		qs := w.sim.Queues()
 		return len(qs) == 1 && qs[0].Waiting
 	})

@@ -148,7 +148,7 @@ func TestBrokerDownAndBack(t *testing.T) {
 
 	nb.Stop()
 	sendMessages(t, w.sim, 50, "outage")
-	waitFor(t, time.Minute, "the bridge to notice the broker is down", func() bool {
+	testutil.WaitFor(t, time.Minute, "the bridge to notice the broker is down", func() bool {
 		return strings.Contains(p.out.String(), "broker down")
 	})
 	// The bridge is retrying the batch it holds: it must not have
@@ -205,7 +205,7 @@ func TestSIGTERMResumes(t *testing.T) {
 }
 
 // checkProbes reads the bridge's HTTP address from its log and checks the
-// endpoints of spec section 5 on the running binary.
+// endpoints of docs/operations.md on the running binary.
 func checkProbes(t *testing.T, p *bridgeProc) {
 	t.Helper()
 	m := regexp.MustCompile(`msg="serving health, readiness and metrics" addr=(\S+)`).FindStringSubmatch(p.out.String())

@@ -8,8 +8,14 @@ import (
 )
 
 // cmdEnv prints every variable with its default and whether it is set.
-// Secrets are reported as set or unset, never shown.
-func cmdEnv(environ []string, stdout io.Writer) int {
+// Secrets are reported as set or unset, never shown. With markdown it
+// prints the configuration table of docs/configuration.md instead, from
+// the same tags, and reads nothing from the environment.
+func cmdEnv(environ []string, stdout io.Writer, markdown bool) int {
+	if markdown {
+		fmt.Fprint(stdout, envconfig.Markdown(vars()))
+		return exitOK
+	}
 	fmt.Fprint(stdout, envconfig.Describe(vars(), environ))
 	if unknown := envconfig.Unknown(vars(), environ, "BRIDGE_", "ZULIP_"); len(unknown) > 0 {
 		fmt.Fprintf(stdout, "\nset but not read by the bridge (typo?): %v\n", unknown)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
+	"github.com/zulip-bridge/zulip-bridge/source"
 	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
 )
 
@@ -40,18 +41,6 @@ func TestMain(m *testing.M) {
 const testAPIKey = "SecretKeyMustNeverBeSeen0000001"
 
 var testBot = zuliptest.Bot{Email: "bridge-bot@zulip.example.com", APIKey: testAPIKey}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // world is one end-to-end setup: a simulator, a state dir, and the
 // environment that points a bridge at them.
@@ -171,7 +160,7 @@ func tail(s string) string {
 func (w *world) queueID(timeout time.Duration) string {
 	w.t.Helper()
 	var id string
-	waitFor(w.t, timeout, "a registered queue", func() bool {
+	testutil.WaitFor(w.t, timeout, "a registered queue", func() bool {
 		qs := w.sim.Queues()
 		if len(qs) == 1 {
 			id = qs[0].ID
@@ -213,7 +202,11 @@ func (w *world) lastEventID(queueID string) int64 {
 // delivered that the bridge must publish (all but heartbeats).
 func (w *world) expected(queueIDs ...string) map[string][]byte {
 	w.t.Helper()
-	m, err := mapping.New(mapping.Config{}, w.site)
+	site, err := source.ParseSite(w.site)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	m, err := mapping.New(mapping.Config{}, site)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -240,8 +233,8 @@ type stored struct {
 	headers map[string]string
 	data    []byte
 	// unordered marks a Kafka record without a key: the Hash balancer
-	// spreads those over partitions, so they are in no order scope (spec
-	// section 3 keeps order per key).
+	// spreads those over partitions, so they are in no order scope
+	// (docs/names.md: order is kept per key).
 	unordered bool
 }
 

@@ -27,6 +27,7 @@ commands:
   demo      zero setup: simulator + embedded NATS + bridge, prints events as a consumer sees them
   check     validate the configuration, reach Zulip and the broker, report each step
   env       list every environment variable with its default and whether it is set
+            (env --markdown: the configuration table of docs/configuration.md)
   probe     healthcheck: exit 0 if this host's bridge answers /readyz (probe live: /healthz) with 200
   version   print the version
 `
@@ -38,7 +39,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
-	if len(args) > 0 && cmd != "probe" {
+	markdown := cmd == "env" && len(args) == 1 && args[0] == "--markdown"
+	if len(args) > 0 && cmd != "probe" && !markdown {
 		fmt.Fprintf(stderr, "bridge %s: unexpected arguments %q\n\n%s", cmd, args, usage)
 		return exitConfig
 	}
@@ -52,7 +54,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	case "check":
 		return cmdCheck(ctx, environ, stdout, stderr)
 	case "env":
-		return cmdEnv(environ, stdout)
+		return cmdEnv(environ, stdout, markdown)
 	case "probe":
 		return cmdProbe(ctx, args, environ, stdout, stderr)
 	case "version", "--version", "-version":

@@ -30,7 +30,7 @@ func TestProbeRunningBridge(t *testing.T) {
 	p := w.start(natsEnv(nb)...)
 	var addr string
 	re := regexp.MustCompile(`msg="serving health, readiness and metrics" addr=127\.0\.0\.1:(\d+)`)
-	waitFor(t, 30*time.Second, "the bridge's HTTP address in its log", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the bridge's HTTP address in its log", func() bool {
 		if m := re.FindStringSubmatch(p.out.String()); m != nil {
 			addr = ":" + m[1] // as a Dockerfile sets it: no host, the probe uses loopback
 		}
@@ -41,7 +41,7 @@ func TestProbeRunningBridge(t *testing.T) {
 	}
 
 	var out string
-	waitFor(t, 30*time.Second, "probe ready to exit 0", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "probe ready to exit 0", func() bool {
 		var code int
 		code, out = probe(addr)
 		return code == exitOK
@@ -58,7 +58,7 @@ func TestProbeRunningBridge(t *testing.T) {
 
 	t.Logf("ready: %s", out)
 	nb.Stop()
-	waitFor(t, 30*time.Second, "probe ready to fail once the broker is down", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "probe ready to fail once the broker is down", func() bool {
 		var code int
 		code, out = probe(addr)
 		return code == exitFailed

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/source"
 )
 
 // cmdRun runs the bridge until SIGTERM/SIGINT (ctx) or a fatal error.
@@ -16,7 +18,9 @@ func cmdRun(ctx context.Context, environ []string, _, stderr io.Writer) int {
 		return exitConfig
 	}
 	log := newLogger(cfg.Bridge, stderr)
-	log.Info("starting zulip-bridge", "version", Version(), "sink", cfg.Bridge.Sink, "site", cfg.Zulip.Site, "checkpoint", cfg.Checkpoint.Kind)
+	// The parsed site, not the variable: it is what every component uses.
+	site, _ := source.ParseSite(cfg.Zulip.Site) // checked by loadConfig
+	log.Info("starting zulip-bridge", "version", Version(), "sink", cfg.Bridge.Sink, "site", site.String(), "checkpoint", cfg.Checkpoint.Kind)
 	total := cfg.Pipeline.ShutdownTimeout
 	cfg.Pipeline.ShutdownTimeout = drainBudget(total)
 	a, err := start(ctx, cfg, log)

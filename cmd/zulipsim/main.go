@@ -113,7 +113,7 @@ func serve(ctx context.Context, args []string, environ map[string]string, stderr
 		return 0
 	}
 	if err != nil {
-		log.Error("zulipsim: bad configuration", "err", err)
+		log.Error("zulipsim: bad configuration", "error", err)
 		return 2
 	}
 	if cfg.Probe {
@@ -128,12 +128,12 @@ func serve(ctx context.Context, args []string, environ map[string]string, stderr
 		Logger:            log,
 	})
 	if err != nil {
-		log.Error("zulipsim: bad configuration", "err", err)
+		log.Error("zulipsim: bad configuration", "error", err)
 		return 2
 	}
 	l, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		log.Error("zulipsim: listen", "addr", cfg.Addr, "err", err)
+		log.Error("zulipsim: listen", "addr", cfg.Addr, "error", err)
 		return 1
 	}
 	srv.StartListener(l)
@@ -152,7 +152,7 @@ func serve(ctx context.Context, args []string, environ map[string]string, stderr
 		gen, err := zuliptest.NewGenerator(srv, zuliptest.GeneratorConfig{Rate: cfg.Rate, Seed: cfg.Seed})
 		if err != nil {
 			srv.Close()
-			log.Error("zulipsim: traffic generator", "err", err)
+			log.Error("zulipsim: traffic generator", "error", err)
 			return 1
 		}
 		log.Info("zulipsim generating traffic", "events_per_second", cfg.Rate, "seed", cfg.Seed)
@@ -166,7 +166,7 @@ func serve(ctx context.Context, args []string, environ map[string]string, stderr
 		log.Info("zulipsim stopping")
 	case err := <-genErr:
 		// Run returns before ctx ends only when it failed.
-		log.Error("zulipsim: traffic generator stopped", "err", err)
+		log.Error("zulipsim: traffic generator stopped", "error", err)
 		code = 1
 	}
 	stopGen()

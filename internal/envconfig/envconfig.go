@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,19 +25,43 @@ type Var struct {
 	Type    reflect.Type
 }
 
-// Error is a configuration error about one variable.
+// Error is a configuration error about one variable, in the one format of
+// every configuration error of the bridge:
+//
+//	VAR: problem (example: VAR=value)
 type Error struct {
-	Key     string
-	Problem string
+	Key     string // the variable, e.g. BRIDGE_SINK
+	Problem string // what is wrong; it never quotes a secret
+	// Example is a valid value of Key; or, where the fix is to set another
+	// variable (a secret's file instead of the secret), a whole
+	// OTHER_VAR=value. Empty: no example (secrets have none).
 	Example string
 }
 
 func (e *Error) Error() string {
-	msg := fmt.Sprintf("%s: %s", e.Key, e.Problem)
-	if e.Example != "" {
-		msg += fmt.Sprintf(" (example: %s=%s)", e.Key, e.Example)
+	msg := e.Key + ": " + e.Problem
+	switch {
+	case e.Example == "":
+	case isAssignment(e.Example):
+		msg += " (example: " + e.Example + ")"
+	default:
+		msg += " (example: " + e.Key + "=" + e.Example + ")"
 	}
 	return msg
+}
+
+// isAssignment reports whether s is a whole VAR=value.
+func isAssignment(s string) bool {
+	name, _, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return false
+	}
+	for i, c := range name {
+		if !(c >= 'A' && c <= 'Z' || c == '_' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // secretSuffixes are the names that hold credentials even when a struct
@@ -188,6 +213,9 @@ func cleanEnvError(err error) error {
 }
 
 func checkValue(t reflect.Type, val string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	if t == reflect.TypeFor[time.Duration]() {
 		if _, err := time.ParseDuration(strings.TrimSpace(val)); err != nil {
 			return fmt.Errorf("a duration")
@@ -222,10 +250,14 @@ func exampleFor(f reflect.StructField) string {
 	if d := f.Tag.Get("envDefault"); d != "" {
 		return d
 	}
-	if f.Type == reflect.TypeFor[time.Duration]() {
+	t := f.Type
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == reflect.TypeFor[time.Duration]() {
 		return "30s"
 	}
-	switch f.Type.Kind() {
+	switch t.Kind() {
 	case reflect.Bool:
 		return "true"
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
@@ -273,6 +305,29 @@ func Describe(vars []Var, environ []string) string {
 			def = "-"
 		}
 		fmt.Fprintf(&b, "%-*s  default=%s  %s\n", w, v.Key, strconv.Quote(def), shown)
+	}
+	return b.String()
+}
+
+// varName is a variable name inside a help text, which Markdown shows as
+// code.
+var varName = regexp.MustCompile(`\b[A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9]\b`)
+
+// Markdown renders the configuration table of the docs from the tags:
+// variable, default ("-" for none) and the help text, in vars order, with
+// the variable names in the help shown as code. The docs hold exactly this
+// (`bridge env --markdown`), which a test checks.
+func Markdown(vars []Var) string {
+	var b strings.Builder
+	b.WriteString("| variable | default | meaning |\n| --- | --- | --- |\n")
+	for _, v := range vars {
+		def := v.Default
+		if def == "" {
+			def = "-"
+		}
+		help := strings.ReplaceAll(v.Help, "|", "\\|")
+		help = varName.ReplaceAllString(help, "`$0`")
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s |\n", v.Key, def, help)
 	}
 	return b.String()
 }

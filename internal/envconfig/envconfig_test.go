@@ -95,3 +95,20 @@ func TestUnknown(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 }
+
+func TestErrorFormat(t *testing.T) {
+	for _, tt := range []struct {
+		e    Error
+		want string
+	}{
+		{Error{Key: "BRIDGE_SINK", Problem: `unknown sink "x"`, Example: "nats"}, `BRIDGE_SINK: unknown sink "x" (example: BRIDGE_SINK=nats)`},
+		{Error{Key: "BRIDGE_NATS_PASSWORD", Problem: "is required"}, `BRIDGE_NATS_PASSWORD: is required`},
+		{Error{Key: "ZULIP_API_KEY", Problem: "is not set", Example: "ZULIP_API_KEY_FILE=/run/key"}, `ZULIP_API_KEY: is not set (example: ZULIP_API_KEY_FILE=/run/key)`},
+		{Error{Key: "BRIDGE_NARROW", Problem: "bad", Example: `'[["stream","a=b"]]'`}, `BRIDGE_NARROW: bad (example: BRIDGE_NARROW='[["stream","a=b"]]')`},
+		{Error{Key: "BRIDGE_SUBJECT_TEMPLATE", Problem: "bad", Example: "{prefix}.{type}"}, `BRIDGE_SUBJECT_TEMPLATE: bad (example: BRIDGE_SUBJECT_TEMPLATE={prefix}.{type})`},
+	} {
+		if got := tt.e.Error(); got != tt.want {
+			t.Errorf("Error() = %q, want %q", got, tt.want)
+		}
+	}
+}

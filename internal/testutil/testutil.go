@@ -150,3 +150,19 @@ func ReadStream(t testing.TB, url, stream string) []StreamMsg {
 	}
 	return out
 }
+
+// WaitFor polls cond every 2ms until it holds, failing the test after
+// timeout with what it waited for. It is the tests' one way to wait for
+// something another goroutine or process does, instead of sleeping.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}

@@ -1,4 +1,4 @@
-package kafkasink_test
+package kafka_test
 
 import (
 	"context"
@@ -86,12 +86,12 @@ func TestSASL(t *testing.T) {
 // the variable, not the password.
 func TestSCRAMPasswordNotInError(t *testing.T) {
 	const secret = "s3cret\u0007value"
-	_, err := kafkasink.New(kafkasink.Config{
+	_, err := kafkasink.New(context.Background(), kafkasink.Config{
 		Brokers:       []string{"127.0.0.1:9092"},
 		SASLMechanism: kafkasink.MechanismSCRAMSHA256,
 		Username:      "bridge",
 		Password:      secret,
-	}, nil)
+	})
 	if err == nil {
 		t.Fatal("New accepted a password SASLprep rejects")
 	}

@@ -1,4 +1,4 @@
-package kafkasink_test
+package kafka_test
 
 import (
 	"context"

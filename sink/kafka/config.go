@@ -1,4 +1,4 @@
-package kafkasink
+package kafka
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
 )
 
 // SASL mechanisms accepted in BRIDGE_KAFKA_SASL_MECHANISM.
@@ -26,44 +28,44 @@ const (
 	CompressionZstd   = "zstd"
 )
 
-// Config is the Kafka sink's configuration (spec section 2). The zero value
-// is not usable (Brokers is required); every other field has a default that
-// the envDefault tag documents and New applies when the field is zero.
+// Config is the Kafka sink's configuration. Like every Config of the
+// bridge, its zero value means the documented defaults, each written on its
+// field (as the envDefault tag); only Brokers must be given.
 type Config struct {
 	// Brokers are the seed brokers, host:port each. Required.
-	Brokers []string `env:"BRIDGE_KAFKA_BROKERS" envSeparator:"," example:"kafka-0:9092,kafka-1:9092" help:"comma list of seed brokers (host:port)"`
+	Brokers []string `env:"BRIDGE_KAFKA_BROKERS" envSeparator:"," example:"kafka-0:9092,kafka-1:9092" help:"comma list of seed brokers, host:port; required with BRIDGE_SINK=kafka"`
 	// TopicPrefix says which topics this bridge owns: every topic whose
-	// name starts with it (spec section 1: one bridge writes a given set of
+	// name starts with it (docs/delivery.md: one bridge writes a given set of
 	// topics). After a crash the bridge reads back the owned topics, so it
 	// must cover what the topic template renders; Publish refuses a topic
 	// outside it (ErrTopicNotOwned). Empty means DefaultTopicPrefix, which
 	// fits the default template; the wiring may derive it from
 	// BRIDGE_SUBJECT_PREFIX instead.
-	TopicPrefix string `env:"BRIDGE_KAFKA_TOPIC_PREFIX" example:"zulip." help:"prefix of every topic this bridge writes and no other bridge does; default zulip."`
+	TopicPrefix string `env:"BRIDGE_KAFKA_TOPIC_PREFIX" example:"zulip." help:"prefix of every topic this bridge owns and no other bridge writes; unset = <BRIDGE_SUBJECT_PREFIX>."`
 	// ClientID names the bridge in broker logs and quotas.
 	ClientID string `env:"BRIDGE_KAFKA_CLIENT_ID" envDefault:"zulip-bridge" example:"zulip-bridge" help:"client id sent to the brokers"`
 
 	// SASLMechanism is empty for no SASL, or one of plain, scram-sha-256,
 	// scram-sha-512.
-	SASLMechanism string `env:"BRIDGE_KAFKA_SASL_MECHANISM" example:"scram-sha-512" help:"plain, scram-sha-256 or scram-sha-512; empty for no SASL"`
+	SASLMechanism string `env:"BRIDGE_KAFKA_SASL_MECHANISM" example:"scram-sha-512" help:"plain, scram-sha-256 or scram-sha-512; unset = no SASL"`
 	Username      string `env:"BRIDGE_KAFKA_USERNAME" example:"bridge" help:"SASL user name"`
-	Password      string `env:"BRIDGE_KAFKA_PASSWORD" secret:"true" help:"SASL password"`
+	Password      string `env:"BRIDGE_KAFKA_PASSWORD" secret:"true" help:"SASL password (secret)"`
 	// PasswordFile holds the content of the file named by
 	// BRIDGE_KAFKA_PASSWORD_FILE (a Kubernetes secret mount); one trailing
 	// newline is ignored. Set either it or Password.
 	PasswordFile string `env:"BRIDGE_KAFKA_PASSWORD_FILE,file" secret:"true" example:"/var/run/secrets/kafka/password" help:"file holding the SASL password"`
 
 	// TLS turns TLS on. Setting TLSCA or TLSCert turns it on as well.
-	TLS bool `env:"BRIDGE_KAFKA_TLS" envDefault:"false" example:"true" help:"connect to the brokers with TLS"`
+	TLS bool `env:"BRIDGE_KAFKA_TLS" envDefault:"false" example:"true" help:"connect with TLS (also on when BRIDGE_KAFKA_TLS_CA or BRIDGE_KAFKA_TLS_CERT is set)"`
 	// TLSCA is a PEM file of CAs to trust instead of the system pool.
-	TLSCA string `env:"BRIDGE_KAFKA_TLS_CA" example:"/etc/kafka/ca.pem" help:"PEM file of CA certificates to trust"`
+	TLSCA string `env:"BRIDGE_KAFKA_TLS_CA" example:"/etc/kafka/ca.pem" help:"PEM CA certificates to trust instead of the system pool"`
 	// TLSCert and TLSKey are the PEM client certificate and key, for
 	// brokers that authenticate clients by certificate. Set both or neither.
-	TLSCert string `env:"BRIDGE_KAFKA_TLS_CERT" example:"/etc/kafka/client.pem" help:"PEM client certificate"`
+	TLSCert string `env:"BRIDGE_KAFKA_TLS_CERT" example:"/etc/kafka/client.pem" help:"PEM client certificate (with BRIDGE_KAFKA_TLS_KEY)"`
 	TLSKey  string `env:"BRIDGE_KAFKA_TLS_KEY" example:"/etc/kafka/client-key.pem" help:"PEM client key"`
 	// TLSServerName overrides the name checked in the broker certificates;
 	// empty means the host of each broker address.
-	TLSServerName string `env:"BRIDGE_KAFKA_TLS_SERVER_NAME" example:"kafka.internal" help:"name to verify in broker certificates"`
+	TLSServerName string `env:"BRIDGE_KAFKA_TLS_SERVER_NAME" example:"kafka.internal" help:"name to verify in broker certificates; unset = each broker's host"`
 	// TLSInsecure skips verification of the broker certificates. For tests
 	// only: it lets anyone on the path read and alter the stream.
 	TLSInsecure bool `env:"BRIDGE_KAFKA_TLS_INSECURE" envDefault:"false" example:"false" help:"do not verify broker certificates (tests only)"`
@@ -86,14 +88,14 @@ type Config struct {
 	// in-sync replicas.
 	WriteTimeout time.Duration `env:"BRIDGE_KAFKA_WRITE_TIMEOUT" envDefault:"10s" example:"10s" help:"bound on one produce request"`
 	// DialTimeout bounds connecting to a broker, TLS and SASL included.
-	DialTimeout time.Duration `env:"BRIDGE_KAFKA_DIAL_TIMEOUT" envDefault:"5s" example:"5s" help:"bound on connecting to a broker"`
+	DialTimeout time.Duration `env:"BRIDGE_KAFKA_DIAL_TIMEOUT" envDefault:"5s" example:"5s" help:"bound on connecting to a broker, TLS and SASL included"`
 
 	// CreateTopics makes the sink create a missing topic, with Partitions
 	// and ReplicationFactor, before its first write. When false a missing
 	// topic fails the publish with ErrUnknownTopic; the brokers' automatic
 	// topic creation is never used, because it would pick the partition
 	// count for us.
-	CreateTopics bool `env:"BRIDGE_KAFKA_CREATE_TOPICS" envDefault:"false" example:"true" help:"create missing topics"`
+	CreateTopics bool `env:"BRIDGE_KAFKA_CREATE_TOPICS" envDefault:"false" example:"true" help:"create missing topics; when false a missing topic fails the publish (broker auto-creation is never used)"`
 	// Partitions and ReplicationFactor for created topics; -1 (or 0) means
 	// the brokers' default (num.partitions, default.replication.factor).
 	Partitions        int `env:"BRIDGE_KAFKA_PARTITIONS" envDefault:"-1" example:"6" help:"partitions of created topics; -1 = broker default"`
@@ -102,7 +104,7 @@ type Config struct {
 	// ReadBackFetchBytes is the most bytes asked for in one fetch while
 	// reading back, which bounds the read-back's memory per partition
 	// (a single larger record is still returned whole).
-	ReadBackFetchBytes int `env:"BRIDGE_KAFKA_READBACK_FETCH_BYTES" envDefault:"1048576" example:"1048576" help:"most bytes per fetch while reading back"`
+	ReadBackFetchBytes int `env:"BRIDGE_KAFKA_READBACK_FETCH_BYTES" envDefault:"1048576" example:"1048576" help:"most bytes per fetch while reading back after a crash"`
 	// ReadBackProgress is how often a long read-back logs its progress.
 	ReadBackProgress time.Duration `env:"BRIDGE_KAFKA_READBACK_PROGRESS" envDefault:"10s" example:"10s" help:"log interval of a long read-back"`
 }
@@ -168,7 +170,7 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(key, problem, example string) {
-		errs = append(errs, fmt.Errorf("%s: %s (example: %s=%s)", key, problem, key, example))
+		errs = append(errs, &envconfig.Error{Key: key, Problem: problem, Example: example})
 	}
 
 	if len(c.Brokers) == 0 {
@@ -197,7 +199,7 @@ func (c Config) Validate() error {
 			bad("BRIDGE_KAFKA_USERNAME", "is required with BRIDGE_KAFKA_SASL_MECHANISM="+c.SASLMechanism, "bridge")
 		}
 		if !password {
-			bad("BRIDGE_KAFKA_PASSWORD", "is required with BRIDGE_KAFKA_SASL_MECHANISM="+c.SASLMechanism+" (or BRIDGE_KAFKA_PASSWORD_FILE)", "<secret>")
+			bad("BRIDGE_KAFKA_PASSWORD", "is required with BRIDGE_KAFKA_SASL_MECHANISM="+c.SASLMechanism, "BRIDGE_KAFKA_PASSWORD_FILE=/var/run/secrets/kafka/password")
 		}
 	default:
 		bad("BRIDGE_KAFKA_SASL_MECHANISM", fmt.Sprintf("unknown mechanism %q, want plain, scram-sha-256 or scram-sha-512", c.SASLMechanism), MechanismSCRAMSHA512)
@@ -206,11 +208,16 @@ func (c Config) Validate() error {
 		bad("BRIDGE_KAFKA_PASSWORD_FILE", "is set together with BRIDGE_KAFKA_PASSWORD; set only one", "/var/run/secrets/kafka/password")
 	}
 
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		if c.TLSCert == "" {
-			bad("BRIDGE_KAFKA_TLS_CERT", "is required with BRIDGE_KAFKA_TLS_KEY", "/etc/kafka/client.pem")
-		} else {
-			bad("BRIDGE_KAFKA_TLS_KEY", "is required with BRIDGE_KAFKA_TLS_CERT", "/etc/kafka/client-key.pem")
+	switch {
+	case c.TLSCert == "" && c.TLSKey != "":
+		bad("BRIDGE_KAFKA_TLS_CERT", "is required with BRIDGE_KAFKA_TLS_KEY", "/etc/kafka/client.pem")
+	case c.TLSCert != "" && c.TLSKey == "":
+		bad("BRIDGE_KAFKA_TLS_KEY", "is required with BRIDGE_KAFKA_TLS_CERT", "/etc/kafka/client-key.pem")
+	case c.tlsEnabled():
+		// Like every Config of the bridge, Validate reads the files it
+		// names, so that a missing one is a configuration error.
+		if _, err := tlsConfig(c); err != nil {
+			errs = append(errs, err)
 		}
 	}
 

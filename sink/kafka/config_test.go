@@ -1,4 +1,4 @@
-package kafkasink_test
+package kafka_test
 
 import (
 	"bytes"
@@ -11,10 +11,12 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	kafkasink "github.com/zulip-bridge/zulip-bridge/sink/kafka"
 )
 
 func TestValidate(t *testing.T) {
+	pki := testutil.NewPKI(t) // Validate reads the TLS files
 	valid := func() kafkasink.Config {
 		return kafkasink.Config{Brokers: []string{"kafka-0:9092", "10.0.0.2:9093"}}
 	}
@@ -27,7 +29,7 @@ func TestValidate(t *testing.T) {
 		{"minimal", func(*kafkasink.Config) {}, nil},
 		{"everything", func(c *kafkasink.Config) {
 			c.SASLMechanism, c.Username, c.PasswordFile = "SCRAM-SHA-512", "bridge", "secret\n"
-			c.TLS, c.TLSCA, c.TLSCert, c.TLSKey = true, "/ca.pem", "/c.pem", "/k.pem"
+			c.TLS, c.TLSCA, c.TLSCert, c.TLSKey = true, pki.CAFile, pki.ClientCertFile, pki.ClientKeyFile
 			c.Compression, c.CreateTopics, c.Partitions, c.ReplicationFactor = "zstd", true, 6, 3
 		}, nil},
 		{"no brokers", func(c *kafkasink.Config) { c.Brokers = nil },
@@ -50,6 +52,10 @@ func TestValidate(t *testing.T) {
 			[]string{"BRIDGE_KAFKA_PASSWORD_FILE", "only one"}},
 		{"cert without key", func(c *kafkasink.Config) { c.TLSCert = "/c.pem" },
 			[]string{"BRIDGE_KAFKA_TLS_KEY", "required"}},
+		{"missing CA file", func(c *kafkasink.Config) { c.TLSCA = "/nonexistent/ca.pem" },
+			[]string{"BRIDGE_KAFKA_TLS_CA: cannot read /nonexistent/ca.pem", "example: BRIDGE_KAFKA_TLS_CA="}},
+		{"missing key file", func(c *kafkasink.Config) { c.TLSCert, c.TLSKey = pki.ClientCertFile, "/nonexistent/k.pem" },
+			[]string{"BRIDGE_KAFKA_TLS_KEY: cannot read /nonexistent/k.pem", "example: BRIDGE_KAFKA_TLS_KEY="}},
 		{"unknown codec", func(c *kafkasink.Config) { c.Compression = "brotli" },
 			[]string{"BRIDGE_KAFKA_COMPRESSION", `"brotli"`, "example: BRIDGE_KAFKA_COMPRESSION=lz4"}},
 		{"negative batch size", func(c *kafkasink.Config) { c.BatchSize = -1 },
@@ -81,7 +87,7 @@ func TestValidate(t *testing.T) {
 			if !containsAll(err.Error(), tc.want...) {
 				t.Errorf("Validate: %v\nwant it to mention %q", err, tc.want)
 			}
-			if _, err := kafkasink.New(cfg, nil); err == nil {
+			if _, err := kafkasink.New(context.Background(), cfg); err == nil {
 				t.Error("New accepted a config Validate rejects")
 			}
 		})
@@ -170,7 +176,7 @@ func TestValidateTopic(t *testing.T) {
 // makes every method fail with ErrClosed.
 func TestReadyAndClosed(t *testing.T) {
 	c := newCluster(t)
-	s, err := kafkasink.New(testConfig(c), nil)
+	s, err := kafkasink.New(context.Background(), testConfig(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,5 +209,16 @@ func TestReadyAndClosed(t *testing.T) {
 	defer cancel()
 	if err := live.Ready(short); err == nil {
 		t.Error("Ready with the broker gone succeeded")
+	}
+}
+
+// TestNilOptions: an option that cannot apply its value fails New instead
+// of panicking later, as with the NATS sink.
+func TestNilOptions(t *testing.T) {
+	cfg := kafkasink.Config{Brokers: []string{"127.0.0.1:9092"}}
+	for _, opt := range []kafkasink.Option{kafkasink.WithLogger(nil), kafkasink.WithClock(nil)} {
+		if _, err := kafkasink.New(context.Background(), cfg, opt); err == nil || !strings.Contains(err.Error(), "nil") {
+			t.Errorf("New with a nil option value = %v, want an error", err)
+		}
 	}
 }

@@ -1,6 +1,7 @@
-package kafkasink_test
+package kafka_test
 
 import (
+	"context"
 	"net"
 	"strconv"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/sink"
 	kafkasink "github.com/zulip-bridge/zulip-bridge/sink/kafka"
@@ -72,7 +74,7 @@ func (h *harness) start(t testing.TB) {
 	}
 	var c *kfake.Cluster
 	// The old listener's port can take a moment to be free again.
-	waitFor(t, "kfake to listen again", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "kfake to listen again", func() bool {
 		var err error
 		c, err = kfake.NewCluster(opts...)
 		if err != nil {
@@ -90,11 +92,11 @@ func (h *harness) addr() string {
 }
 
 func (h *harness) NewSink(t testing.TB) sink.Sink {
-	s, err := kafkasink.New(kafkasink.Config{
+	s, err := kafkasink.New(context.Background(), kafkasink.Config{
 		Brokers:      []string{h.addr()},
 		WriteTimeout: 3 * time.Second,
 		DialTimeout:  time.Second,
-	}, nil)
+	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -1,6 +1,7 @@
-// Package kafkasink is the Kafka sink, on segmentio/kafka-go: it publishes
+// Package kafka is the Kafka sink, on segmentio/kafka-go (importers that
+// also use kafka-go name it kafkasink): it publishes
 // each message as a record of its topic, with the message key, the headers
-// of spec section 3 and the event's JSON as value, and confirms a batch only
+// of docs/names.md and the event's JSON as value, and confirms a batch only
 // once all in-sync replicas have it (acks=all).
 //
 // Order: records with one key go to one partition (hash of the key) and a
@@ -9,7 +10,7 @@
 // that round's failed partitions and every later round, so that resending
 // the list keeps each key in order.
 //
-// Exactly-once without transactions (spec section 1): kafka-go has neither
+// Exactly-once without transactions (docs/delivery.md): kafka-go has neither
 // idempotent producer nor transactions, so the sink never retries a write
 // itself, and reads back instead. Position records, per partition of every
 // owned topic (BRIDGE_KAFKA_TOPIC_PREFIX), an offset at or before anything
@@ -25,4 +26,4 @@
 //
 // The guarantee holds while one bridge alone writes the owned topics, and
 // only for records that retention has not deleted yet.
-package kafkasink
+package kafka

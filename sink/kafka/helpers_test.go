@@ -1,4 +1,4 @@
-package kafkasink_test
+package kafka_test
 
 import (
 	"bytes"
@@ -55,7 +55,7 @@ func newSink(t testing.TB, cfg kafkasink.Config, opts ...kafkasink.Option) *kafk
 
 func newSinkLog(t testing.TB, cfg kafkasink.Config, log *slog.Logger, opts ...kafkasink.Option) *kafkasink.Sink {
 	t.Helper()
-	s, err := kafkasink.New(cfg, log, opts...)
+	s, err := kafkasink.New(context.Background(), cfg, append([]kafkasink.Option{kafkasink.WithLogger(log)}, opts...)...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -276,19 +276,6 @@ type logBuffer struct{ testutil.SyncBuffer }
 
 func (b *logBuffer) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		timer := time.NewTimer(5 * time.Millisecond)
-		<-timer.C
-	}
 }
 
 func errorsAs[T error](err error) (T, bool) {

@@ -1,4 +1,4 @@
-package kafkasink
+package kafka
 
 import (
 	"bytes"
@@ -41,7 +41,7 @@ func (s *Sink) Position(ctx context.Context) (json.RawMessage, error) {
 			// The floors already known are still right; a topic left out is
 			// read back from its start. Worth a line, not a failed
 			// checkpoint.
-			s.log.Warn("kafka: cannot list owned topics for the position", "err", err)
+			s.log.Warn("kafka: cannot list owned topics for the position", "error", err)
 		}
 	}
 	pos := position{Version: positionVersion, Offsets: make(map[string]map[int32]int64)}

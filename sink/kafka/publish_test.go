@@ -1,4 +1,4 @@
-package kafkasink_test
+package kafka_test
 
 import (
 	"errors"
@@ -17,7 +17,7 @@ import (
 	"github.com/zulip-bridge/zulip-bridge/sink/sinktest"
 )
 
-// A kafka-go consumer sees the key, headers and payload of spec section 3
+// A kafka-go consumer sees the key, headers and payload of docs/names.md
 // as published, and each conversation in one partition, in order.
 func TestConsumerSeesRecordsAsPublished(t *testing.T) {
 	for _, codec := range []string{"none", "gzip", "snappy", "lz4", "zstd"} {

@@ -1,4 +1,4 @@
-package kafkasink_test
+package kafka_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/sink"
 	kafkasink "github.com/zulip-bridge/zulip-bridge/sink/kafka"
@@ -279,7 +280,7 @@ func TestReadBackLogsProgress(t *testing.T) {
 		t.Fatalf("read-back never started its progress ticker: %v", err)
 	}
 	clock.Advance(time.Minute)
-	waitFor(t, "a progress line", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "a progress line", func() bool {
 		return containsAll(logs.String(), "kafka: reading back", "partitions_done=0", "elapsed=1m0s")
 	})
 	close(release)

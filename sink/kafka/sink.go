@@ -1,4 +1,4 @@
-package kafkasink
+package kafka
 
 import (
 	"context"
@@ -55,13 +55,32 @@ type partition struct {
 	id    int32
 }
 
-// Option configures a Sink beyond its Config.
-type Option func(*Sink)
+// Option configures a Sink beyond its Config. An option that cannot apply
+// its value makes New fail.
+type Option func(*Sink) error
+
+// WithLogger sets the logger of connection problems, topic creation and
+// read-back progress; nothing is logged per message. The default discards.
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Sink) error {
+		if l == nil {
+			return errors.New("kafka sink: WithLogger(nil): pass a logger, or no option to discard")
+		}
+		s.log = l.With("component", "kafka")
+		return nil
+	}
+}
 
 // WithClock sets the clock that paces progress logs and topic discovery;
 // tests pass a clockwork.FakeClock.
 func WithClock(c clockwork.Clock) Option {
-	return func(s *Sink) { s.clock = c }
+	return func(s *Sink) error {
+		if c == nil {
+			return errors.New("kafka sink: WithClock(nil): pass a clock, or no option for the real one")
+		}
+		s.clock = c
+		return nil
+	}
 }
 
 // discoverInterval is how often Position lists the cluster's topics (from
@@ -70,19 +89,20 @@ func WithClock(c clockwork.Clock) Option {
 // read from its start.
 const discoverInterval = 30 * time.Second
 
-// New returns a sink for cfg. It does not connect: the first Publish,
-// Ready or PublishedSince does. A nil logger discards.
-func New(cfg Config, logger *slog.Logger, opts ...Option) (*Sink, error) {
+// New returns a sink for cfg, built like the NATS sink's New. Unlike it, it
+// does not connect: kafka-go dials per request, so the first Publish, Ready
+// or PublishedSince does, each bounded by its own context; ctx is not kept.
+func New(ctx context.Context, cfg Config, opts ...Option) (*Sink, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("kafka sink config: %w", err)
-	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+		return nil, err // each names its variable
 	}
 	transport, err := newTransport(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kafka sink config: %w", err)
+		return nil, err // each names its variable
 	}
 	brokers := make([]string, len(cfg.Brokers))
 	for i, b := range cfg.Brokers {
@@ -91,7 +111,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Sink, error) {
 	addr := kafka.TCP(brokers...)
 	s := &Sink{
 		cfg:       cfg,
-		log:       logger.With("sink", "kafka"),
+		log:       slog.New(slog.DiscardHandler),
 		clock:     clockwork.NewRealClock(),
 		transport: transport,
 		client:    &kafka.Client{Addr: addr, Transport: transport},
@@ -100,7 +120,9 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Sink, error) {
 		dirty:     make(map[string]map[int32]int64),
 	}
 	for _, o := range opts {
-		o(s)
+		if err := o(s); err != nil {
+			return nil, err
+		}
 	}
 	s.writer = &kafka.Writer{
 		Addr:      addr,
@@ -360,7 +382,7 @@ func topicsOf(msgs []*mapping.Message) map[string]struct{} {
 	return topics
 }
 
-// records turns the messages at idx into Kafka records (spec section 3).
+// records turns the messages at idx into Kafka records (docs/names.md).
 // Header values share one buffer and headers one array: a record holds
 // about ten headers, and an allocation each would double the sink's cost
 // over a bare writer.

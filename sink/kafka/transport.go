@@ -1,18 +1,17 @@
-package kafkasink
+package kafka
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"fmt"
 	"net"
-	"os"
 	"strings"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/tlsfiles"
 )
 
 // newTransport returns the connection pool shared by the writer and the
@@ -39,29 +38,16 @@ func newTransport(c Config) (*kafka.Transport, error) {
 }
 
 func tlsConfig(c Config) (*tls.Config, error) {
-	cfg := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ServerName:         c.TLSServerName,
-		InsecureSkipVerify: c.TLSInsecure, //nolint:gosec // opt-in, documented as tests only
+	cfg, err := tlsfiles.Load(
+		tlsfiles.File{Var: "BRIDGE_KAFKA_TLS_CA", Path: c.TLSCA, Example: "/etc/kafka/ca.pem"},
+		tlsfiles.File{Var: "BRIDGE_KAFKA_TLS_CERT", Path: c.TLSCert, Example: "/etc/kafka/client.pem"},
+		tlsfiles.File{Var: "BRIDGE_KAFKA_TLS_KEY", Path: c.TLSKey, Example: "/etc/kafka/client-key.pem"},
+	)
+	if err != nil {
+		return nil, err
 	}
-	if c.TLSCA != "" {
-		pem, err := os.ReadFile(c.TLSCA)
-		if err != nil {
-			return nil, fmt.Errorf("BRIDGE_KAFKA_TLS_CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("BRIDGE_KAFKA_TLS_CA: no PEM certificate in %s", c.TLSCA)
-		}
-		cfg.RootCAs = pool
-	}
-	if c.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("BRIDGE_KAFKA_TLS_CERT, BRIDGE_KAFKA_TLS_KEY: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
+	cfg.ServerName = c.TLSServerName
+	cfg.InsecureSkipVerify = c.TLSInsecure //nolint:gosec // opt-in, documented as tests only
 	return cfg, nil
 }
 

@@ -1,4 +1,4 @@
-package natssink
+package nats
 
 import (
 	"context"
@@ -86,7 +86,7 @@ func TestAuth(t *testing.T) {
 			tt.bad(&cfg)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if s, err := New(ctx, cfg, sinktest.Prefix); err == nil {
+			if s, err := New(ctx, cfg); err == nil {
 				_ = s.Close(ctx)
 				t.Fatal("New with a wrong credential succeeded")
 			} else if tt.secret != "" && strings.Contains(err.Error(), tt.secret) {

@@ -1,8 +1,8 @@
-package natssink
+package nats
 
 import (
+	"cmp"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -10,93 +10,115 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
+	"github.com/zulip-bridge/zulip-bridge/internal/tlsfiles"
 )
 
-// Config is the NATS part of the bridge's configuration (spec section 2).
-// cmd/bridge fills it from the environment; the zero value is not usable,
-// the envDefault values are.
+// Config is the NATS part of the bridge's configuration. Like every Config
+// of the bridge, its zero value means the documented defaults (each written
+// on its field, as the envDefault tag): JetStream publishing with
+// confirmations into the stream ZULIP, created when missing. Only the URL
+// (or an in-process connection) must be given.
 type Config struct {
 	// URL is a comma-separated list of NATS server URLs (nats://, tls://,
 	// ws://, wss://). Empty means the bridge runs an embedded server; the
 	// caller then puts that server's URL here, or passes an in-process
 	// connection with WithConnectOptions, before calling New.
-	URL string `env:"BRIDGE_NATS_URL" example:"nats://nats:4222" help:"NATS server URLs, comma-separated; empty = embedded server"`
+	URL string `env:"BRIDGE_NATS_URL" example:"nats://nats:4222" help:"NATS server URLs, comma-separated; unset = start the embedded server"`
 
-	// JetStream publishes into a stream and waits for its acknowledgements
-	// (default). false publishes with core NATS, which is at-most-once.
-	JetStream bool `env:"BRIDGE_NATS_JETSTREAM" envDefault:"true" help:"publish to JetStream with confirmations; false = core NATS (at-most-once)"`
+	// SubjectPrefix is the first token (or tokens) of every subject the
+	// sink publishes, the mapping's: a stream the sink creates captures
+	// <prefix>.>. Empty means zulip. The mapping's Config validates it.
+	SubjectPrefix string `env:"BRIDGE_SUBJECT_PREFIX" envDefault:"zulip" example:"acme.zulip" help:"first token of every NATS subject and Kafka topic"`
 
-	// Stream is the JetStream stream that captures <prefix>.>.
-	Stream string `env:"BRIDGE_NATS_STREAM" envDefault:"ZULIP" help:"JetStream stream to publish into"`
+	// JetStream publishes into a stream and waits for its acknowledgements.
+	// Nil (the zero value) means true, the safe choice; false publishes
+	// with core NATS, which is at-most-once.
+	JetStream *bool `env:"BRIDGE_NATS_JETSTREAM" envDefault:"true" example:"true" help:"true: JetStream with acknowledgements; false: core NATS, at-most-once"`
+
+	// Stream is the JetStream stream that captures <prefix>.>. Empty means
+	// ZULIP.
+	Stream string `env:"BRIDGE_NATS_STREAM" envDefault:"ZULIP" example:"ZULIP" help:"JetStream stream to publish into"`
 
 	// CreateStream creates Stream, with the settings below, when it does
 	// not exist. An existing stream is used as it is: its owner manages it.
-	// The default is true so that the zero-setup embedded server works.
-	CreateStream bool `env:"BRIDGE_NATS_CREATE_STREAM" envDefault:"true" help:"create the stream if it is missing"`
+	// Nil (the zero value) means true, so that the zero-setup embedded
+	// server works.
+	CreateStream *bool `env:"BRIDGE_NATS_CREATE_STREAM" envDefault:"true" example:"false" help:"create the stream (capturing <prefix>.>) if missing; an existing stream is never changed"`
 
 	// DuplicateWindow is how long the stream remembers Nats-Msg-Id values
 	// to drop duplicates. Exactly-once does not depend on it alone (see
-	// PublishedSince), but a longer window makes retries cheaper.
-	DuplicateWindow time.Duration `env:"BRIDGE_NATS_DUPLICATE_WINDOW" envDefault:"2m" help:"stream duplicate window for a created stream"`
+	// PublishedSince), but a longer window makes retries cheaper. Zero
+	// means 2m.
+	DuplicateWindow time.Duration `env:"BRIDGE_NATS_DUPLICATE_WINDOW" envDefault:"2m" example:"2m" help:"duplicate window of a created stream"`
 
 	// MaxAge limits how long a created stream keeps messages; 0 = forever.
-	MaxAge time.Duration `env:"BRIDGE_NATS_MAX_AGE" envDefault:"0s" example:"168h" help:"max message age for a created stream; 0 = unlimited"`
+	MaxAge time.Duration `env:"BRIDGE_NATS_MAX_AGE" envDefault:"0s" example:"168h" help:"max message age of a created stream; 0s = unlimited"`
 
 	// MaxBytes limits a created stream's size in bytes; 0 = unlimited.
-	MaxBytes int64 `env:"BRIDGE_NATS_MAX_BYTES" envDefault:"0" example:"10737418240" help:"max size in bytes for a created stream; 0 = unlimited"`
+	MaxBytes int64 `env:"BRIDGE_NATS_MAX_BYTES" envDefault:"0" example:"10737418240" help:"max bytes of a created stream; 0 = unlimited"`
 
 	// Replicas is the replication factor of a created stream (1 to 5).
-	Replicas int `env:"BRIDGE_NATS_REPLICAS" envDefault:"1" help:"replicas for a created stream, 1-5"`
+	// Zero means 1.
+	Replicas int `env:"BRIDGE_NATS_REPLICAS" envDefault:"1" example:"3" help:"replicas of a created stream, 1-5"`
 
 	// MaxPending bounds the JetStream messages in flight (sent, not yet
 	// acknowledged) per Publish; it bounds memory and paces the sink to the
-	// server.
-	MaxPending int `env:"BRIDGE_NATS_MAX_PENDING" envDefault:"4096" help:"JetStream publishes in flight before waiting for acknowledgements"`
+	// server. Zero means 4096.
+	MaxPending int `env:"BRIDGE_NATS_MAX_PENDING" envDefault:"4096" example:"4096" help:"JetStream publishes in flight before waiting for acknowledgements"`
 
 	// Creds is the path of a .creds file (user JWT and nkey seed).
-	Creds string `env:"BRIDGE_NATS_CREDS" example:"/etc/nats/bridge.creds" help:"NATS credentials file"`
+	Creds string `env:"BRIDGE_NATS_CREDS" example:"/etc/nats/bridge.creds" help:".creds file (user JWT and nkey seed)"`
 	// NKey is the path of a file holding a user nkey seed (SU...).
-	NKey string `env:"BRIDGE_NATS_NKEY" example:"/etc/nats/bridge.nk" help:"NATS user nkey seed file"`
+	NKey string `env:"BRIDGE_NATS_NKEY" example:"/etc/nats/bridge.nk" help:"file holding a user nkey seed"`
 	// User and Password authenticate with a user name and password.
-	User     string `env:"BRIDGE_NATS_USER" example:"bridge" help:"NATS user name"`
-	Password string `env:"BRIDGE_NATS_PASSWORD" secret:"true" help:"NATS password"`
+	User     string `env:"BRIDGE_NATS_USER" example:"bridge" help:"user name"`
+	Password string `env:"BRIDGE_NATS_PASSWORD" secret:"true" help:"password (secret)"`
 	// PasswordFile is filled with the content of the file named by
 	// BRIDGE_NATS_PASSWORD_FILE (trailing newlines are ignored).
-	PasswordFile string `env:"BRIDGE_NATS_PASSWORD_FILE,file" secret:"true" example:"/run/secrets/nats-password" help:"file holding the NATS password"`
+	PasswordFile string `env:"BRIDGE_NATS_PASSWORD_FILE,file" secret:"true" example:"/run/secrets/nats-password" help:"file holding the password"`
 	// Token authenticates with a bearer token.
-	Token string `env:"BRIDGE_NATS_TOKEN" secret:"true" help:"NATS authentication token"`
+	Token string `env:"BRIDGE_NATS_TOKEN" secret:"true" help:"authentication token (secret)"`
 	// TokenFile is filled with the content of the file named by
 	// BRIDGE_NATS_TOKEN_FILE (trailing newlines are ignored).
-	TokenFile string `env:"BRIDGE_NATS_TOKEN_FILE,file" secret:"true" example:"/run/secrets/nats-token" help:"file holding the NATS token"`
+	TokenFile string `env:"BRIDGE_NATS_TOKEN_FILE,file" secret:"true" example:"/run/secrets/nats-token" help:"file holding the token"`
 
 	// TLSCA is a PEM file of CAs to verify the server with, instead of the
 	// system roots. Setting any TLS variable makes the connection use TLS.
-	TLSCA string `env:"BRIDGE_NATS_TLS_CA" example:"/etc/nats/ca.pem" help:"PEM CA bundle to verify the NATS server"`
+	TLSCA string `env:"BRIDGE_NATS_TLS_CA" example:"/etc/nats/ca.pem" help:"PEM CA bundle to verify the server; any BRIDGE_NATS_TLS_* turns TLS on"`
 	// TLSCert and TLSKey are a PEM client certificate and its key, for
 	// servers that verify clients.
 	TLSCert string `env:"BRIDGE_NATS_TLS_CERT" example:"/etc/nats/client.pem" help:"PEM client certificate"`
-	TLSKey  string `env:"BRIDGE_NATS_TLS_KEY" example:"/etc/nats/client-key.pem" help:"PEM client private key"`
+	TLSKey  string `env:"BRIDGE_NATS_TLS_KEY" example:"/etc/nats/client-key.pem" help:"PEM client key"`
 }
 
-// DefaultConfig returns the configuration the envDefault tags describe,
-// with no URL and no credentials.
-func DefaultConfig() Config {
-	return Config{
-		JetStream:       true,
-		Stream:          "ZULIP",
-		CreateStream:    true,
-		DuplicateWindow: 2 * time.Minute,
-		Replicas:        1,
-		MaxPending:      4096,
+// withDefaults returns c with every zero field that has a default set to
+// it.
+func (c Config) withDefaults() Config {
+	if c.JetStream == nil {
+		c.JetStream = new(true)
 	}
+	if c.CreateStream == nil {
+		c.CreateStream = new(true)
+	}
+	c.SubjectPrefix = cmp.Or(c.SubjectPrefix, "zulip")
+	c.Stream = cmp.Or(c.Stream, "ZULIP")
+	c.DuplicateWindow = cmp.Or(c.DuplicateWindow, 2*time.Minute)
+	c.Replicas = cmp.Or(c.Replicas, 1)
+	c.MaxPending = cmp.Or(c.MaxPending, 4096)
+	return c
 }
 
 // Validate checks the configuration without connecting. Every problem is
 // reported, each naming its variable, what is wrong and a valid example;
-// no message contains a password, token or the userinfo of a URL. It reads
-// the TLS files so that a bad certificate fails at start.
+// no message contains a password, token or the userinfo of a URL. Zero
+// fields mean their defaults. Like every Config of the bridge, it reads the
+// files it names (credentials, nkey seed, TLS) so that a missing or broken
+// file fails at start, as a configuration error.
 func (c Config) Validate() error {
+	c = c.withDefaults()
 	var errs []error
 	bad := func(key, example, format string, args ...any) {
 		errs = append(errs, &envconfig.Error{Key: key, Problem: fmt.Sprintf(format, args...), Example: example})
@@ -104,7 +126,7 @@ func (c Config) Validate() error {
 	if _, err := c.urls(); err != nil {
 		bad("BRIDGE_NATS_URL", "nats://nats-1:4222,nats://nats-2:4222", "%v", err)
 	}
-	if c.JetStream {
+	if *c.JetStream {
 		if err := validStreamName(c.Stream); err != nil {
 			bad("BRIDGE_NATS_STREAM", "ZULIP", "%v", err)
 		}
@@ -139,6 +161,9 @@ func (c Config) Validate() error {
 		methods = append(methods, "BRIDGE_NATS_NKEY")
 		if err := readable(c.NKey); err != nil {
 			bad("BRIDGE_NATS_NKEY", "/etc/nats/bridge.nk", "%v", err)
+		} else if _, err := nats.NkeyOptionFromSeed(c.NKey); err != nil {
+			// nats.go reports a malformed seed without echoing it.
+			bad("BRIDGE_NATS_NKEY", "/etc/nats/bridge.nk", "%s: %v", c.NKey, err)
 		}
 	}
 	if c.Password != "" && c.PasswordFile != "" {
@@ -170,12 +195,7 @@ func (c Config) Validate() error {
 		}
 		bad(key, "", "BRIDGE_NATS_TLS_CERT and BRIDGE_NATS_TLS_KEY go together; set both or neither")
 	} else if _, err := c.tlsConfig(); err != nil {
-		var ce *envconfig.Error
-		if errors.As(err, &ce) {
-			errs = append(errs, ce)
-		} else {
-			errs = append(errs, err)
-		}
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -235,7 +255,7 @@ func validStreamName(name string) error {
 func readable(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("cannot read %q: %w", path, errors.Unwrap(err))
+		return errors.New(tlsfiles.Problem(path, err))
 	}
 	return f.Close()
 }
@@ -260,25 +280,9 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 	if c.TLSCA == "" && c.TLSCert == "" && c.TLSKey == "" {
 		return nil, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.TLSCA != "" {
-		pem, err := os.ReadFile(c.TLSCA)
-		if err != nil {
-			return nil, &envconfig.Error{Key: "BRIDGE_NATS_TLS_CA", Problem: fmt.Sprintf("cannot read %q: %v", c.TLSCA, errors.Unwrap(err)), Example: "/etc/nats/ca.pem"}
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, &envconfig.Error{Key: "BRIDGE_NATS_TLS_CA", Problem: fmt.Sprintf("%q holds no PEM certificate", c.TLSCA), Example: "/etc/nats/ca.pem"}
-		}
-		cfg.RootCAs = pool
-	}
-	if c.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
-		if err != nil {
-			// The error describes the PEM blocks, never the key bytes.
-			return nil, &envconfig.Error{Key: "BRIDGE_NATS_TLS_CERT", Problem: fmt.Sprintf("cannot load the certificate %q with the key %q: %v", c.TLSCert, c.TLSKey, err), Example: "/etc/nats/client.pem"}
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
+	return tlsfiles.Load(
+		tlsfiles.File{Var: "BRIDGE_NATS_TLS_CA", Path: c.TLSCA, Example: "/etc/nats/ca.pem"},
+		tlsfiles.File{Var: "BRIDGE_NATS_TLS_CERT", Path: c.TLSCert, Example: "/etc/nats/client.pem"},
+		tlsfiles.File{Var: "BRIDGE_NATS_TLS_KEY", Path: c.TLSKey, Example: "/etc/nats/client-key.pem"},
+	)
 }

@@ -1,11 +1,11 @@
-package natssink
+package nats
 
 import (
 	"context"
 	"errors"
-	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"log/slog"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
-	"github.com/zulip-bridge/zulip-bridge/sink/sinktest"
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 )
 
 func TestDefaultConfigMatchesEnvDefaults(t *testing.T) {
@@ -21,8 +21,16 @@ func TestDefaultConfigMatchesEnvDefaults(t *testing.T) {
 	if err := envconfig.Parse(&cfg, nil); err != nil {
 		t.Fatalf("parse empty environment: %v", err)
 	}
-	if cfg != DefaultConfig() {
-		t.Errorf("envDefault tags give %+v, DefaultConfig() is %+v", cfg, DefaultConfig())
+	// The zero value means the same as the environment's defaults.
+	if got, want := (Config{}).withDefaults(), cfg.withDefaults(); !reflect.DeepEqual(got, want) {
+		t.Errorf("zero value means %+v, envDefault tags give %+v", got, want)
+	}
+	if *cfg.JetStream != true || *cfg.CreateStream != true || cfg.Stream != "ZULIP" || cfg.SubjectPrefix != "zulip" ||
+		cfg.DuplicateWindow != 2*time.Minute || cfg.Replicas != 1 || cfg.MaxPending != 4096 {
+		t.Errorf("envDefault tags give %+v", cfg)
+	}
+	if err := (Config{}).Validate(); err != nil {
+		t.Errorf("the zero value does not validate: %v", err)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("defaults do not validate: %v", err)
@@ -72,17 +80,22 @@ func TestValidate(t *testing.T) {
 		{"defaults with a URL", func(c *Config) {}, "", ""},
 		{"empty URL means embedded", func(c *Config) { c.URL = "" }, "", ""},
 		{"several URLs", func(c *Config) { c.URL = "nats://a:4222, nats://b:4222" }, "", ""},
-		{"core mode ignores stream settings", func(c *Config) { c.JetStream = false; c.Stream = "bad.name"; c.Replicas = 0 }, "", ""},
+		{"core mode ignores stream settings", func(c *Config) { c.JetStream = new(false); c.Stream = "bad.name"; c.Replicas = 9 }, "", ""},
 		{"http URL", func(c *Config) { c.URL = "http://nats:4222" }, "BRIDGE_NATS_URL", "scheme must be nats"},
 		{"URL without host", func(c *Config) { c.URL = "nats://:4222" }, "BRIDGE_NATS_URL", "no host"},
 		{"empty list entry", func(c *Config) { c.URL = "nats://a:4222,,nats://b:4222" }, "BRIDGE_NATS_URL", "URL 2 of the list is empty"},
 		{"stream with a dot", func(c *Config) { c.Stream = "zulip.events" }, "BRIDGE_NATS_STREAM", "must not contain"},
-		{"empty stream", func(c *Config) { c.Stream = "" }, "BRIDGE_NATS_STREAM", "must not be empty"},
-		{"zero duplicate window", func(c *Config) { c.DuplicateWindow = 0 }, "BRIDGE_NATS_DUPLICATE_WINDOW", "positive"},
+		{"empty stream means ZULIP", func(c *Config) { c.Stream = "" }, "", ""},
+		{"zero duplicate window means 2m", func(c *Config) { c.DuplicateWindow = 0 }, "", ""},
+		{"zero replicas means 1", func(c *Config) { c.Replicas = 0 }, "", ""},
+		{"blank stream", func(c *Config) { c.Stream = " " }, "BRIDGE_NATS_STREAM", "must not contain"},
+		{"negative duplicate window", func(c *Config) { c.DuplicateWindow = -time.Second }, "BRIDGE_NATS_DUPLICATE_WINDOW", "positive"},
 		{"window longer than max age", func(c *Config) { c.MaxAge = time.Minute }, "BRIDGE_NATS_DUPLICATE_WINDOW", "longer than BRIDGE_NATS_MAX_AGE"},
 		{"negative max bytes", func(c *Config) { c.MaxBytes = -1 }, "BRIDGE_NATS_MAX_BYTES", "positive"},
 		{"six replicas", func(c *Config) { c.Replicas = 6 }, "BRIDGE_NATS_REPLICAS", "between 1 and 5"},
-		{"no pending window", func(c *Config) { c.MaxPending = 0 }, "BRIDGE_NATS_MAX_PENDING", "at least 1"},
+		{"zero pending window means 4096", func(c *Config) { c.MaxPending = 0 }, "", ""},
+		{"negative pending window", func(c *Config) { c.MaxPending = -1 }, "BRIDGE_NATS_MAX_PENDING", "at least 1"},
+		{"negative replicas", func(c *Config) { c.Replicas = -1 }, "BRIDGE_NATS_REPLICAS", "between 1 and 5"},
 		{"missing creds file", func(c *Config) { c.Creds = filepath.Join(dir, "nope.creds") }, "BRIDGE_NATS_CREDS", "cannot read"},
 		{"missing nkey file", func(c *Config) { c.NKey = filepath.Join(dir, "nope.nk") }, "BRIDGE_NATS_NKEY", "cannot read"},
 		{"user without password", func(c *Config) { c.User = "bridge" }, "BRIDGE_NATS_PASSWORD", "required"},
@@ -99,7 +112,7 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := DefaultConfig()
+			cfg := Config{}
 			cfg.URL = "nats://127.0.0.1:4222"
 			tt.change(&cfg)
 			err := cfg.Validate()
@@ -125,7 +138,7 @@ func TestValidate(t *testing.T) {
 // the connection options, a disconnect and a reconnect that get logged.
 func TestSecretsStayOutOfErrorsAndLogs(t *testing.T) {
 	const secret = "pa55-s3cret"
-	bad := DefaultConfig()
+	bad := Config{}
 	bad.URL = "http://bridge:" + secret + "@nats:4222"
 	if err := bad.Validate(); err == nil || strings.Contains(err.Error(), secret) {
 		t.Errorf("Validate(URL with a password) = %v: want an error without the password", err)
@@ -143,7 +156,7 @@ func TestSecretsStayOutOfErrorsAndLogs(t *testing.T) {
 	wrong.User, wrong.Password = "bridge", "not-"+secret
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := New(ctx, wrong, sinktest.Prefix, WithLogger(logger)); err == nil || strings.Contains(err.Error(), secret) {
+	if _, err := New(ctx, wrong, WithLogger(logger)); err == nil || strings.Contains(err.Error(), secret) {
 		t.Errorf("New with a wrong password = %v: want an error without the password", err)
 	}
 
@@ -151,14 +164,14 @@ func TestSecretsStayOutOfErrorsAndLogs(t *testing.T) {
 	cfg.URL = strings.Replace(cfg.URL, "nats://", "nats://bridge:"+secret+"@", 1)
 	s := newSink(t, cfg, WithLogger(logger))
 	ts.stop()
-	waitFor(t, "the sink to notice the server is gone", func() bool { return s.Ready(ctx) != nil })
+	testutil.WaitFor(t, 30*time.Second, "the sink to notice the server is gone", func() bool { return s.Ready(ctx) != nil })
 	ts.start()
-	waitFor(t, "the sink to reconnect", func() bool { return s.Ready(ctx) == nil })
+	testutil.WaitFor(t, 30*time.Second, "the sink to reconnect", func() bool { return s.Ready(ctx) == nil })
 	if err := s.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	// nats.go runs its callbacks on a goroutine of its own.
-	waitFor(t, "the closed connection to be logged", func() bool { return strings.Contains(logs.String(), "nats connection closed") })
+	testutil.WaitFor(t, 30*time.Second, "the closed connection to be logged", func() bool { return strings.Contains(logs.String(), "nats connection closed") })
 	if strings.Contains(logs.String(), secret) {
 		t.Errorf("logs show the password:\n%s", logs.String())
 	}
@@ -184,17 +197,5 @@ func TestBackoff(t *testing.T) {
 			t.Errorf("backoff base shrinks at attempt %d", attempt)
 		}
 		prev = base
-	}
-}
-
-// waitFor polls cond until it holds or 30s pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		tick(5 * time.Millisecond)
 	}
 }

@@ -1,4 +1,4 @@
-package natssink
+package nats
 
 import (
 	"context"
@@ -45,7 +45,7 @@ func newJSHarness(t *testing.T) *jsHarness {
 func (h *jsHarness) NewSink(t testing.TB) sink.Sink {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := New(ctx, h.cfg, sinktest.Prefix)
+	s, err := New(ctx, h.cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -158,7 +158,7 @@ func newCoreHarness(t *testing.T) *coreHarness {
 func (h *coreHarness) NewSink(t testing.TB) sink.Sink {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := New(ctx, h.cfg, sinktest.Prefix)
+	s, err := New(ctx, h.cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -1,4 +1,4 @@
-package natssink
+package nats
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 )
 
-// specMessages are events as the mapping renders them (spec section 3).
+// specMessages are events as the mapping renders them (docs/names.md).
 func specMessages() []*mapping.Message {
 	common := func(typ, op, id, dedup string) []mapping.Header {
 		h := []mapping.Header{{Key: mapping.HeaderEventType, Value: typ}}

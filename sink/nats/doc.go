@@ -1,5 +1,5 @@
-// Package natssink publishes the bridge's messages to NATS (folder
-// sink/nats; named natssink so as not to shadow nats.go).
+// Package nats publishes the bridge's messages to NATS. Its name is its
+// folder's; importers that also use nats.go name it natssink.
 //
 // JetStream mode (the default) publishes asynchronously with a bounded
 // window and returns from Publish only when the stream acknowledged every
@@ -18,4 +18,4 @@
 // The connection reconnects forever with capped exponential backoff and
 // never replays buffered writes after a reconnect; Ready reports its state.
 // Passwords, tokens and URL userinfo never appear in errors or logs.
-package natssink
+package nats

@@ -1,4 +1,4 @@
-package natssink
+package nats
 
 import (
 	"context"
@@ -81,7 +81,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Config, prefi
 		return st, nil
 	case !errors.Is(err, jetstream.ErrStreamNotFound):
 		return nil, fmt.Errorf("nats sink: look up stream %s: %w", cfg.Stream, err)
-	case !cfg.CreateStream:
+	case !*cfg.CreateStream:
 		return nil, fmt.Errorf("nats sink: stream %s does not exist and BRIDGE_NATS_CREATE_STREAM is false: %w", cfg.Stream, err)
 	}
 	maxBytes := cfg.MaxBytes

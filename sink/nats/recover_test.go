@@ -1,4 +1,4 @@
-package natssink
+package nats
 
 import (
 	"context"
@@ -70,7 +70,7 @@ func TestPublishedSince(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig(ts, true)
-	cfg.Stream, cfg.CreateStream = "SHARED", false
+	cfg.Stream, cfg.CreateStream = "SHARED", new(false)
 	s := newSink(t, cfg)
 
 	var g sinktest.Generator

@@ -1,4 +1,4 @@
-package natssink
+package nats
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/sink"
 	"github.com/zulip-bridge/zulip-bridge/sink/sinktest"
@@ -31,7 +32,7 @@ func TestServerRestartDuringBatch(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- s.Publish(ctx, batch) }()
-	waitFor(t, "the first 100 messages to be stored", func() bool { return streamCount(t, nc, cfg.Stream) >= 100 })
+	testutil.WaitFor(t, 30*time.Second, "the first 100 messages to be stored", func() bool { return streamCount(t, nc, cfg.Stream) >= 100 })
 	ts.stop()
 	var err error
 	select {

@@ -1,4 +1,4 @@
-package natssink
+package nats
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/sink"
-	"github.com/zulip-bridge/zulip-bridge/sink/sinktest"
 )
 
 // testServer is an embedded nats-server with JetStream on 127.0.0.1 that
@@ -138,9 +137,9 @@ func fromNATS(subject string, h nats.Header, data []byte) *mapping.Message {
 
 // testConfig is the default configuration pointed at ts.
 func testConfig(ts *testServer, jetStream bool) Config {
-	cfg := DefaultConfig()
+	cfg := Config{Stream: "ZULIP"} // named: the tests read the stream back
 	cfg.URL = ts.url()
-	cfg.JetStream = jetStream
+	cfg.JetStream = new(jetStream)
 	return cfg
 }
 
@@ -158,7 +157,7 @@ func openSink(t testing.TB, cfg Config, opts ...Option) sink.Sink {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := New(ctx, cfg, sinktest.Prefix, opts...)
+	s, err := New(ctx, cfg, opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

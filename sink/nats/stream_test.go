@@ -1,9 +1,10 @@
-package natssink
+package nats
 
 import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,10 +63,10 @@ func TestExistingStreamIsLeftAlone(t *testing.T) {
 func TestMissingStreamWithoutCreate(t *testing.T) {
 	ts := startServer(t)
 	cfg := testConfig(ts, true)
-	cfg.CreateStream = false
+	cfg.CreateStream = new(false)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := New(ctx, cfg, sinktest.Prefix)
+	s, err := New(ctx, cfg)
 	if err == nil {
 		_ = s.Close(ctx)
 		t.Fatal("New succeeded without a stream and without BRIDGE_NATS_CREATE_STREAM")
@@ -78,13 +79,22 @@ func TestMissingStreamWithoutCreate(t *testing.T) {
 func TestNewNeedsAServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cfg := DefaultConfig()
-	if _, err := New(ctx, cfg, sinktest.Prefix); !errors.Is(err, ErrNoURL) {
+	cfg := Config{}
+	if _, err := New(ctx, cfg); !errors.Is(err, ErrNoURL) {
 		t.Errorf("New without a URL = %v, want ErrNoURL", err)
 	}
 	cfg.URL = "nats://127.0.0.1:4222"
-	if _, err := New(ctx, cfg, "bad prefix"); err == nil {
+	cfg.SubjectPrefix = "bad prefix"
+	if _, err := New(ctx, cfg); err == nil {
 		t.Error("New accepted a prefix with a space")
+	}
+	// An option that cannot apply its value fails New instead of
+	// panicking later.
+	cfg.SubjectPrefix = ""
+	for _, opt := range []Option{WithLogger(nil), WithConnectOptions(nil)} {
+		if _, err := New(ctx, cfg, opt); err == nil || !strings.Contains(err.Error(), "nil") {
+			t.Errorf("New with a nil option value = %v, want an error", err)
+		}
 	}
 }
 
@@ -92,7 +102,7 @@ func TestNewNeedsAServer(t *testing.T) {
 // reached through nats.InProcessServer, without a socket.
 func TestInProcessConnection(t *testing.T) {
 	ts := startServer(t)
-	cfg := DefaultConfig()
+	cfg := Config{Stream: "ZULIP"}
 	s := newSink(t, cfg, WithConnectOptions(nats.InProcessServer(ts.srv)))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -89,18 +89,6 @@ func pause(d time.Duration) {
 	<-timer.C
 }
 
-// waitFor polls cond until it holds, failing the test after hangGuard.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(hangGuard)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", hangGuard, what)
-		}
-		pause(pollInterval)
-	}
-}
-
 // checkPublishError checks what a failed Publish says about its batch: a
 // *sink.PublishError lists ascending indexes inside the batch, at least
 // one, and once a message of a conversation is listed so is every later

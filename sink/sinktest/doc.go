@@ -12,5 +12,5 @@
 // implement sink.Recoverer or sink.ReadyChecker are checked for those too.
 //
 // The suite builds its own messages (Generator) with the subjects, topics,
-// keys and headers of spec section 3, so it depends on no mapping code.
+// keys and headers of docs/names.md, so it depends on no mapping code.
 package sinktest

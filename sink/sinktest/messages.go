@@ -54,7 +54,7 @@ var conversations = []conversation{
 }
 
 // Generator builds messages the way the mapping would: subjects, topics,
-// keys, the headers of spec section 3, a JSON payload and a dedup key that
+// keys, the headers of docs/names.md, a JSON payload and a dedup key that
 // is unique across everything one Generator returns. The zero value starts
 // at event id 1 and message id 1.
 type Generator struct {

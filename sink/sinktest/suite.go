@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/sink"
 )
@@ -165,7 +166,7 @@ func (c *conformance) cancelMidBatch(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- s.Publish(ctx, batch) }()
-	waitFor(t, "the first messages of the batch to be stored", func() bool {
+	testutil.WaitFor(t, hangGuard, "the first messages of the batch to be stored", func() bool {
 		select {
 		case err := <-done:
 			done <- err
@@ -351,7 +352,7 @@ func (c *conformance) restartMidBatch(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- s.Publish(ctx, batch) }()
-	waitFor(t, "the first messages of the batch to be stored", func() bool {
+	testutil.WaitFor(t, hangGuard, "the first messages of the batch to be stored", func() bool {
 		select {
 		case err := <-done:
 			done <- err
@@ -418,9 +419,9 @@ func (c *conformance) ready(t *testing.T) {
 		return
 	}
 	r.StopBroker(t)
-	waitFor(t, "Ready to fail with the broker down", func() bool { return readyErr() != nil })
+	testutil.WaitFor(t, hangGuard, "Ready to fail with the broker down", func() bool { return readyErr() != nil })
 	r.StartBroker(t)
-	waitFor(t, "Ready to succeed with the broker back", func() bool { return readyErr() == nil })
+	testutil.WaitFor(t, hangGuard, "Ready to succeed with the broker back", func() bool { return readyErr() == nil })
 	publishAll(t, s, g.Batch(3))
 }
 

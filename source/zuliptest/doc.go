@@ -101,6 +101,15 @@
 // consistent with the realm and the message store; the same Seed gives the
 // same traffic.
 //
+// # Files
+//
+// As kfake is laid out by API, the simulator is laid out by endpoint:
+// events.go (POST /register, GET and DELETE /events), messages.go (the
+// message store and GET /messages), send.go (POST /messages: recipients,
+// fan-out), server_settings.go (GET /server_settings); actions.go holds
+// what a test does to the server (ExpireQueue, Crash, InjectEvent) and
+// inspect.go what it observes (Queues, History, Delivered, Acked).
+//
 // # Clock waiters
 //
 // With a fake clock, each waiting GET /events holds exactly one timer (its

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
 )
 
@@ -429,7 +430,7 @@ func TestClientGoneStopsWaiting(t *testing.T) {
 	waitBlocked(t, fc, 1)
 	cancel()
 	<-done
-	eventually(t, "the queue stops waiting", func() bool { return !queueInfo(t, srv, q).Waiting })
+	testutil.WaitFor(t, testTimeout, "the queue stops waiting", func() bool { return !queueInfo(t, srv, q).Waiting })
 }
 
 func TestQueueExpiry(t *testing.T) {

@@ -208,21 +208,3 @@ func waitBlocked(t testing.TB, fc *clockwork.FakeClock, n int) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
-// eventually waits for cond with the test deadline, checking every
-// millisecond: for state the server changes on its own, such as noticing
-// a closed connection.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(testTimeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting until %s", what)
-		}
-	}
-}

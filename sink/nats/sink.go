@@ -1,4 +1,4 @@
-package natssink
+package nats
 
 import (
 	"context"
@@ -13,12 +13,15 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
+	"github.com/zulip-bridge/zulip-bridge/internal/retry"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/sink"
 )
 
-// Option adjusts New.
-type Option func(*options)
+// Option adjusts New and Connect. An option that cannot apply its value
+// makes them fail.
+type Option func(*options) error
 
 type options struct {
 	logger      *slog.Logger
@@ -26,45 +29,71 @@ type options struct {
 }
 
 // WithLogger sets the logger for connection state changes (connected,
-// disconnected, reconnected, closed). Nothing is logged per message.
+// disconnected, reconnected, closed). Nothing is logged per message. The
+// default discards.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) { o.logger = l }
+	return func(o *options) error {
+		if l == nil {
+			return errors.New("nats sink: WithLogger(nil): pass a logger, or no option to discard")
+		}
+		o.logger = l
+		return nil
+	}
 }
 
 // WithConnectOptions appends nats.go options after the sink's own, e.g.
 // nats.InProcessServer for an embedded server, in which case Config.URL may
 // be empty.
 func WithConnectOptions(opts ...nats.Option) Option {
-	return func(o *options) { o.connectOpts = append(o.connectOpts, opts...) }
+	return func(o *options) error {
+		for i, opt := range opts {
+			if opt == nil {
+				return fmt.Errorf("nats sink: WithConnectOptions: option %d is nil", i+1)
+			}
+		}
+		o.connectOpts = append(o.connectOpts, opts...)
+		return nil
+	}
+}
+
+func applyOptions(opts []Option) (options, error) {
+	o := options{logger: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
 }
 
 // New validates cfg, connects to NATS and returns the sink: a *JetStream
 // (which also implements sink.Recoverer) or, with cfg.JetStream false, a
-// *Core. Both implement sink.ReadyChecker. prefix is the first token of
-// every subject; a stream New creates captures prefix + ".>".
+// *Core. Both implement sink.ReadyChecker. cfg.SubjectPrefix is the first
+// token of every subject; a stream New creates captures prefix + ".>".
 //
 // New fails if the first connection fails (bad credentials, no server):
 // the caller decides whether to retry. After that the connection
-// reconnects forever with backoff.
-func New(ctx context.Context, cfg Config, prefix string, opts ...Option) (sink.Sink, error) {
+// reconnects forever with backoff. ctx bounds the first connection.
+func New(ctx context.Context, cfg Config, opts ...Option) (sink.Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if prefix == "" || strings.ContainsAny(prefix, " \t\r\n*>") {
-		return nil, fmt.Errorf("nats sink: subject prefix %q must be a non-empty subject without wildcards", prefix)
+	cfg = cfg.withDefaults()
+	if p := cfg.SubjectPrefix; strings.ContainsAny(p, " \t\r\n*>") || strings.HasPrefix(p, ".") || strings.HasSuffix(p, ".") || strings.Contains(p, "..") {
+		return nil, fmt.Errorf("nats sink: subject prefix %q must be a subject without wildcards", p)
 	}
-	o := options{logger: slog.New(slog.DiscardHandler)}
-	for _, opt := range opts {
-		opt(&o)
+	o, err := applyOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	c, err := connect(ctx, cfg, o)
 	if err != nil {
 		return nil, err
 	}
-	if !cfg.JetStream {
+	if !*cfg.JetStream {
 		return &Core{conn: c}, nil
 	}
-	js, err := newJetStream(ctx, c, cfg, prefix)
+	js, err := newJetStream(ctx, c, cfg, cfg.SubjectPrefix)
 	if err != nil {
 		c.nc.Close()
 		return nil, err
@@ -80,11 +109,11 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*nats.Conn, error
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	o := options{logger: slog.New(slog.DiscardHandler)}
-	for _, opt := range opts {
-		opt(&o)
+	o, err := applyOptions(opts)
+	if err != nil {
+		return nil, err
 	}
-	c, err := connect(ctx, cfg, o)
+	c, err := connect(ctx, cfg.withDefaults(), o)
 	if err != nil {
 		return nil, err
 	}
@@ -147,9 +176,8 @@ func connect(ctx context.Context, cfg Config, o options) (*conn, error) {
 		nopts = append(nopts, nats.UserCredentials(cfg.Creds))
 	case cfg.NKey != "":
 		opt, err := nats.NkeyOptionFromSeed(cfg.NKey)
-		if err != nil {
-			// nats.go reports a malformed seed without echoing it.
-			return nil, fmt.Errorf("nats sink: BRIDGE_NATS_NKEY %q: %w", cfg.NKey, err)
+		if err != nil { // checked by Validate; the file may have changed since
+			return nil, &envconfig.Error{Key: "BRIDGE_NATS_NKEY", Problem: fmt.Sprintf("%s: %v", cfg.NKey, err)}
 		}
 		nopts = append(nopts, opt)
 	case cfg.User != "":
@@ -197,11 +225,7 @@ func connect(ctx context.Context, cfg Config, o options) (*conn, error) {
 // exponential from 100ms, capped at 5s, with up to 20% jitter so that many
 // bridges do not reconnect in step.
 func backoff(attempt int) time.Duration {
-	const base, ceiling = 100 * time.Millisecond, 5 * time.Second
-	d := ceiling
-	if attempt < 7 {
-		d = min(base<<max(attempt-1, 0), ceiling)
-	}
+	d := retry.Ceiling(100*time.Millisecond, 5*time.Second, attempt)
 	return d + rand.N(d/5+1)
 }
 

@@ -1,0 +1,135 @@
+package source
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
+)
+
+// siteExample is the valid value every ZULIP_SITE error shows.
+const siteExample = "https://chat.example.com"
+
+// Site is a Zulip organization's address, parsed once from ZULIP_SITE. The
+// client sends its requests to it, the mapping puts its host in Zulip-Site
+// and the dedup keys, the checkpoint stores derive their key from it and
+// record it: all from this one value, so that two spellings of the same
+// site (upper case, an explicit default port, a trailing slash or /api, no
+// scheme) are the same site everywhere. The zero value is no site.
+type Site struct {
+	scheme string // "https" or "http"
+	host   string // lower case, without a default port; IPv6 in brackets
+	path   string // without a trailing slash or /api; usually empty
+	// legacyHost is the host as the bridge's older releases derived the
+	// checkpoint key from it: lower case, with the port as written.
+	legacyHost string
+}
+
+// ParseSite parses a site as users write it: scheme optional (https is
+// meant), trailing slash or /api optional. Errors name ZULIP_SITE, give a
+// valid example and never quote the value, which could hold a password.
+func ParseSite(raw string) (Site, error) {
+	bad := func(problem string) (Site, error) {
+		return Site{}, siteError(problem)
+	}
+	s := strings.TrimSpace(raw)
+	if s == "" {
+		return bad("is not set (nor site in a zuliprc named by ZULIP_CONFIG)")
+	}
+	if !strings.Contains(s, "://") {
+		s = "https://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		// A *url.Error quotes the whole value; its inner error names only
+		// the faulty part.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		if strings.Contains(s, "@") {
+			// Even the faulty part may be a piece of the password.
+			return bad("is not a URL (value not shown: it looks like it holds credentials)")
+		}
+		return bad(fmt.Sprintf("is not a URL: %v", err))
+	}
+	scheme := strings.ToLower(u.Scheme)
+	name, port := strings.ToLower(u.Hostname()), u.Port()
+	switch {
+	case u.User != nil:
+		return bad("must not contain credentials: use ZULIP_EMAIL and ZULIP_API_KEY")
+	case scheme != "https" && scheme != "http":
+		return bad(fmt.Sprintf("scheme %q is not http or https", u.Scheme))
+	case name == "":
+		return bad("has no host")
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return bad("has a query or fragment")
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c <= ' ' || c >= 0x7f || c == '/' {
+			return bad("host must be printable ASCII: write an internationalized domain in its xn-- form")
+		}
+	}
+	legacy := strings.ToLower(u.Host)
+	if scheme == "https" && port == "443" || scheme == "http" && port == "80" {
+		port = ""
+	}
+	host := name
+	switch {
+	case port != "":
+		host = net.JoinHostPort(name, port)
+	case strings.Contains(name, ":"): // IPv6 literal
+		host = "[" + name + "]"
+	}
+	return Site{
+		scheme:     scheme,
+		host:       host,
+		path:       strings.TrimSuffix(strings.TrimRight(u.Path, "/"), "/api"),
+		legacyHost: legacy,
+	}, nil
+}
+
+func siteError(problem string) error {
+	return &envconfig.Error{Key: "ZULIP_SITE", Problem: problem, Example: siteExample}
+}
+
+// Host returns the site's host, lower case and without a default port, e.g.
+// "chat.example.com" or "localhost:9991": what identifies the site.
+func (s Site) Host() string { return s.host }
+
+// Origin returns scheme://host, e.g. "https://chat.example.com".
+func (s Site) Origin() string {
+	if s.host == "" {
+		return ""
+	}
+	return s.scheme + "://" + s.host
+}
+
+// String returns the URL the API paths are joined to, e.g.
+// "https://chat.example.com": the origin plus the path a server under a
+// path prefix has.
+func (s Site) String() string { return s.Origin() + s.path }
+
+// IsZero reports whether s is no site.
+func (s Site) IsZero() bool { return s.host == "" }
+
+// Same reports whether raw (a site as a checkpoint or an older release
+// recorded it) is another spelling of s: same host, whatever the case,
+// default port, scheme, trailing slash or /api.
+func (s Site) Same(raw string) bool {
+	o, err := ParseSite(raw)
+	return err == nil && !s.IsZero() && o.host == s.host
+}
+
+// LegacyHost returns the host as releases before one site value derived
+// checkpoint keys from it: lower case, but with a default port kept when
+// ZULIP_SITE spelled one (chat.example.com:443). It equals Host otherwise.
+func (s Site) LegacyHost() string { return s.legacyHost }
+
+// url returns a copy of the base URL, for the client to join paths to.
+func (s Site) url() *url.URL {
+	return &url.URL{Scheme: s.scheme, Host: s.host, Path: s.path}
+}
