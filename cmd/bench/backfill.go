@@ -26,7 +26,7 @@ func (b *bench) backfill(ctx context.Context, sink string) (*backfillResult, err
 	}
 	defer sim.Close()
 	n := max(1, b.cfg.events/10)
-	lanes, err := b.prepareOne(ctx, sim, sink, n)
+	lanes, err := b.prepare(ctx, sim, "backfill", []string{sink}, n, true)
 	if err != nil {
 		return nil, err
 	}
@@ -84,14 +84,6 @@ func (b *bench) backfill(ctx context.Context, sink string) (*backfillResult, err
 	r.Ratio = r.BridgeMPS / r.BaselineMPS
 	b.logf("backfill %s: %d messages, bridge %.0f/s, GET /messages %.0f/s, ratio %.3f", sink, r.Messages, r.BridgeMPS, r.BaselineMPS, r.Ratio)
 	return r, nil
-}
-
-// prepareOne is prepare for one sink, with the mix's messages only.
-func (b *bench) prepareOne(ctx context.Context, sim *zuliptest.Server, sink string, n int) ([]*lane, error) {
-	saved := b.cfg.sinks
-	b.cfg.sinks = []string{sink}
-	defer func() { b.cfg.sinks = saved }()
-	return b.prepare(ctx, sim, "backfill", n, true)
 }
 
 // walkMessages fetches every message the bot can see, oldest first, in

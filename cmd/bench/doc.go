@@ -1,9 +1,8 @@
 // Command bench measures the whole product end to end: the built bridge
-// binary, as a subprocess, between the Zulip simulator (source/zuliptest,
-// traffic from its Generator with zuliptest.DefaultMix) and a broker in
-// this process (an embedded nats-server with JetStream on file storage,
-// or a one-broker kfake cluster), each figure beside a baseline measured
-// in the same run:
+// binary, as a subprocess, between the Zulip simulator (source/zuliptest)
+// and a broker in this process (an embedded nats-server with JetStream on
+// file storage, or a one-broker kfake cluster), each figure beside a
+// baseline measured in the same run:
 //
 //   - drain: the bridge is stopped (its queue kept), -events events queue
 //     up, the bridge starts again; the time from process start until the
@@ -12,27 +11,41 @@
 //     headers, payloads) into a fresh broker of the same kind and
 //     configuration: nats.go JetStream async publish with 4096 in flight,
 //     or a kafka-go Writer (acks from all replicas, batches of 1000, a
-//     1 ms batch timeout, keys hashed). Bridge and raw alternate which
-//     goes first from run to run (raw first publishes the previous run's
-//     messages: the same seed gives the same traffic); the figure is the
-//     median ratio bridge/raw of -runs runs.
+//     1 ms batch timeout, keys hashed, 10,000 records per WriteMessages).
+//     Bridge and raw alternate which goes first from run to run (raw
+//     first publishes the previous run's messages: the same seed gives
+//     the same traffic); the figure is the median ratio bridge/raw of
+//     -runs runs.
 //   - latency at -rate events/s for -duration: injection into the
 //     simulator to receipt by a consumer (a JetStream ordered consumer; a
 //     kafka-go Reader per partition), against the broker's own publish to
 //     receipt of messages of the same sizes, on the same broker and
 //     clock; p50/p99/p999 and what the bridge adds to each; the bridge's
-//     VmRSS and VmHWM at the end.
+//     VmRSS and VmHWM at the end. The first tenth (at most 1s) is not
+//     counted.
 //   - big backlog: -big events drained as above; rate, peak RSS (VmHWM),
 //     whether the bridge lost its queue (registered a new one) and how
 //     many events reached the broker, waiting at most -timeout.
 //   - backfill: -events/10 messages sent while the bridge is stopped, its
 //     queue expired, the bridge started: the time until the broker holds
 //     them all and the resync event, against the simulator serving the
-//     same GET /messages pages (1000 per page) to a plain HTTP client.
+//     same GET /messages pages (1000 per page) to a plain HTTP client just
+//     before and just after the bridge.
+//
+// A bridge that loses its queue (a backlog whose response exceeds
+// BRIDGE_ZULIP_MAX_RESPONSE_BYTES is handled as a lost queue) is a result,
+// reported with how much reached the broker, not an error; -max-response
+// raises the limit to measure the loop itself.
+//
+// -mix issue (the default) is the traffic issue 13 was measured with: 55 %
+// stream messages of about 1 KB, 15 % direct messages, typing, reactions,
+// edits; -mix default is zuliptest.DefaultMix, every kind of event with
+// short messages. The average event size is measured on a sample and
+// reported.
 //
 // It prints a table and one JSON line with every figure, and whether each
 // target of issue 13 is met. It exits 1 only when a measurement could not
-// be made, never for a missed target.
+// be made, never for a missed target, 2 on bad flags.
 //
 // The bridge runs with BRIDGE_EVENT_TYPES=*, BRIDGE_LOG_LEVEL=warn, its
 // own state directory and HTTP port, and no other BRIDGE_* or ZULIP_*

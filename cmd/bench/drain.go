@@ -18,8 +18,9 @@ const (
 	// backlog drains: the resolution of every drain time.
 	pollEvery = 5 * time.Millisecond
 	// lostStall ends the wait for a backlog once its queue was lost and
-	// nothing reached the broker for this long: the backfill is over and
-	// the rest of the backlog is gone with the queue.
+	// nothing reached the broker for this long since the loss was seen
+	// and since the last message: the backfill is over and the rest of
+	// the backlog is gone with the queue.
 	lostStall = 15 * time.Second
 )
 
@@ -52,8 +53,9 @@ func (l *lane) close() {
 
 // prepare starts a broker and a bridge per sink against sim, lets each
 // bridge register its queue and stops it again (the queues are kept),
-// then injects n generated events, which queue up in every queue.
-func (b *bench) prepare(ctx context.Context, sim *zuliptest.Server, what string, n int, messagesOnly bool) ([]*lane, error) {
+// then injects n events of the mix (of its messages only with
+// messagesOnly), which queue up in every queue.
+func (b *bench) prepare(ctx context.Context, sim *zuliptest.Server, what string, sinks []string, n int, messagesOnly bool) ([]*lane, error) {
 	var lanes []*lane
 	known := map[string]bool{}
 	fail := func(err error) ([]*lane, error) {
@@ -66,7 +68,7 @@ func (b *bench) prepare(ctx context.Context, sim *zuliptest.Server, what string,
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range b.cfg.sinks {
+	for _, s := range sinks {
 		dir, err := tempDir(b.dir, what+"-"+s+"-")
 		if err != nil {
 			return fail(err)
@@ -157,7 +159,7 @@ func (b *bench) drain(ctx context.Context, sim *zuliptest.Server, l *lane, want 
 	}
 	defer p.kill()
 	var o outcome
-	last, lastAt, lastLossCheck := start, p.started, time.Time{}
+	last, lastAt, lastLossCheck, lostAt := start, p.started, time.Time{}, time.Time{}
 	for {
 		n, err := l.broker.count(ctx)
 		if err != nil {
@@ -171,11 +173,13 @@ func (b *bench) drain(ctx context.Context, sim *zuliptest.Server, l *lane, want 
 			o.finished = true
 			break
 		}
-		if now.Sub(lastLossCheck) >= 100*time.Millisecond {
+		if !o.lost && now.Sub(lastLossCheck) >= 100*time.Millisecond {
 			lastLossCheck = now
-			o.lost = o.lost || l.queueLost(sim)
+			if o.lost = l.queueLost(sim); o.lost {
+				lostAt = now
+			}
 		}
-		if o.lost && now.Sub(lastAt) >= lostStall {
+		if o.lost && now.Sub(lastAt) >= lostStall && now.Sub(lostAt) >= lostStall {
 			break
 		}
 		if now.Sub(p.started) >= b.cfg.timeout {
@@ -227,7 +231,7 @@ func (b *bench) drainRun(ctx context.Context, run int) (map[string]drainRun, err
 	}
 	defer sim.Close()
 	what := fmt.Sprintf("drain-run%d", run+1)
-	lanes, err := b.prepare(ctx, sim, what, b.cfg.events, false)
+	lanes, err := b.prepare(ctx, sim, what, b.cfg.sinks, b.cfg.events, false)
 	if err != nil {
 		return nil, err
 	}
@@ -294,44 +298,32 @@ func (b *bench) rawRun(ctx context.Context, l *lane, stored backlog) (float64, e
 }
 
 // bigBacklog drains -big events per sink, with a wait capped at -timeout.
-func (b *bench) bigBacklog(ctx context.Context) (map[string]*bigResult, error) {
+// Each sink gets a simulator of its own: a million events in two queues
+// would double the bench's memory, gigabytes of it.
+func (b *bench) bigBacklog(ctx context.Context, sink string) (*bigResult, error) {
 	sim, err := newSimulator()
 	if err != nil {
 		return nil, err
 	}
 	defer sim.Close()
-	lanes, err := b.prepare(ctx, sim, "big", b.cfg.big, false)
+	lanes, err := b.prepare(ctx, sim, "big", []string{sink}, b.cfg.big, false)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		for _, l := range lanes {
-			l.close()
-		}
-	}()
-	out := map[string]*bigResult{}
-	for _, l := range lanes {
-		o, err := b.drain(ctx, sim, l, l.backlog, "big")
-		if err != nil {
-			return nil, err
-		}
-		r := &bigResult{
-			Events: l.backlog, InBroker: o.inBroker, Finished: o.finished, QueueLost: o.lost,
-			Seconds: o.took.Seconds(), PeakRSSMiB: o.mem.PeakMiB,
-		}
-		if o.took > 0 {
-			r.EPS = float64(o.inBroker) / o.took.Seconds()
-		}
-		b.logf("big %s: %d of %d events in the broker after %.1fs (%.0f/s), peak RSS %.1f MiB%s",
-			l.sink, r.InBroker, r.Events, r.Seconds, r.EPS, r.PeakRSSMiB, o.describe(l.backlog))
-		out[l.sink] = r
-		// Free the simulator of this lane's backlog: only the next lanes'
-		// queues are needed.
-		for _, q := range sim.Queues() {
-			if !slices.ContainsFunc(lanes, func(n *lane) bool { return n.queueID == q.ID && out[n.sink] == nil }) {
-				sim.ExpireQueue(q.ID)
-			}
-		}
+	l := lanes[0]
+	defer l.close()
+	o, err := b.drain(ctx, sim, l, l.backlog, "big")
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	r := &bigResult{
+		Events: l.backlog, InBroker: o.inBroker, Finished: o.finished, QueueLost: o.lost,
+		Seconds: o.took.Seconds(), PeakRSSMiB: o.mem.PeakMiB,
+	}
+	if o.took > 0 {
+		r.EPS = float64(o.inBroker) / o.took.Seconds()
+	}
+	b.logf("big %s: %d of %d events in the broker after %.1fs (%.0f/s), peak RSS %.1f MiB%s",
+		sink, r.InBroker, r.Events, r.Seconds, r.EPS, r.PeakRSSMiB, o.describe(l.backlog))
+	return r, nil
 }

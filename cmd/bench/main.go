@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -193,7 +194,7 @@ func (b *bench) measure(ctx context.Context) (*result, error) {
 		}
 		b.bin = bin
 	}
-	res.BridgeBinary = b.bin
+	res.BridgeBinary = cmp.Or(b.cfg.bridge, "go build ./cmd/bridge")
 	avg, err := averageEventBytes(ctx, b.cfg.mix, b.cfg.seed, min(b.cfg.events, 20000))
 	if err != nil {
 		return nil, fmt.Errorf("measure the mix: %w", err)
@@ -227,14 +228,15 @@ func (b *bench) measure(ctx context.Context) (*result, error) {
 		}
 		res.Sinks[s].Backfill = bf
 	}
-	if b.cfg.big > 0 {
-		big, err := b.bigBacklog(ctx)
+	for _, s := range b.cfg.sinks {
+		if b.cfg.big == 0 {
+			break
+		}
+		big, err := b.bigBacklog(ctx, s)
 		if err != nil {
-			return nil, fmt.Errorf("big backlog: %w", err)
+			return nil, fmt.Errorf("%s big backlog: %w", s, err)
 		}
-		for s, r := range big {
-			res.Sinks[s].Big = r
-		}
+		res.Sinks[s].Big = big
 	}
 	res.Load1End = load1()
 	res.Seconds = time.Since(began).Seconds()

@@ -22,11 +22,12 @@ const (
 
 // result is every figure of one bench run: the JSON line.
 type result struct {
-	GoVersion       string  `json:"go_version"`
-	GOMAXPROCS      int     `json:"gomaxprocs"`
-	NumCPU          int     `json:"num_cpu"`
-	Load1Start      float64 `json:"load1_start"`
-	Load1End        float64 `json:"load1_end"`
+	GoVersion  string  `json:"go_version"`
+	GOMAXPROCS int     `json:"gomaxprocs"`
+	NumCPU     int     `json:"num_cpu"`
+	Load1Start float64 `json:"load1_start"`
+	Load1End   float64 `json:"load1_end"`
+	// BridgeBinary is -bridge, or how the bench built the bridge.
 	BridgeBinary    string  `json:"bridge_binary"`
 	Runs            int     `json:"runs"`
 	Events          int     `json:"events"`
