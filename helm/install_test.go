@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/kubectl/pkg/validation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/zulip-bridge/zulip-bridge/helm/internal/kubeapi"
@@ -221,7 +223,39 @@ func helmConfig(t testing.TB, srv *kubeapi.Server, ns string) *action.Configurat
 	if err := cfg.Init(flags, ns, "secret"); err != nil {
 		t.Fatalf("helm configuration: %v", err)
 	}
+	kc := cfg.KubeClient.(*kube.Client)
+	kc.Factory = &validatorOnce{Factory: kc.Factory}
 	return cfg
+}
+
+// validatorOnce keeps the first validator the factory makes for each field
+// validation directive. Helm asks for a new one for every manifest it
+// builds, and each new one checks again whether the server supports
+// server-side field validation for each kind, parsing the server's OpenAPI
+// document to find out: most of these tests' CPU under the race detector.
+// The answer cannot change while a test's server runs; the directive Helm
+// sends, and so what the server validates, stays the same.
+type validatorOnce struct {
+	kube.Factory
+	mu         sync.Mutex
+	validators map[string]validation.Schema
+}
+
+func (f *validatorOnce) Validator(directive string) (validation.Schema, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if v, ok := f.validators[directive]; ok {
+		return v, nil
+	}
+	v, err := f.Factory.Validator(directive)
+	if err != nil {
+		return nil, err
+	}
+	if f.validators == nil {
+		f.validators = map[string]validation.Schema{}
+	}
+	f.validators[directive] = v
+	return v, nil
 }
 
 // testWriter sends log lines to the test's log.
