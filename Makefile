@@ -27,6 +27,7 @@ lint:
 	cd helm && go vet ./...
 	go mod tidy -diff
 	cd helm && go mod tidy -diff
+	cd helm/kubebin && go vet ./... && go mod tidy -diff
 
 bench:
 	go run ./cmd/bench
