@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -213,15 +214,38 @@ func (a *app) serveHTTP() error {
 		},
 		Metrics: a.tel.MetricsHandler(),
 	}
-	a.http = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	var handler http.Handler = h
+	if a.cfg.Bridge.PProf {
+		handler = withPProf(h)
+	}
+	a.http = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	go func() {
 		if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("http server stopped", "error", err)
 		}
 	}()
-	a.log.Info("serving health, readiness and metrics", "addr", a.httpAddr.String())
+	a.log.Info("serving health, readiness and metrics", "addr", a.httpAddr.String(), "pprof", a.cfg.Bridge.PProf)
 	a.onStop("http server", a.http.Shutdown)
 	return nil
+}
+
+// withPProf serves net/http/pprof's handlers under /debug/pprof/ and
+// everything else with h (BRIDGE_PPROF=true). They are registered on a mux
+// of their own: importing net/http/pprof also registers them on
+// http.DefaultServeMux (nats-server imports it too), which the bridge never
+// serves, so with BRIDGE_PPROF unset /debug/pprof/ stays a 404.
+//
+// The server has no WriteTimeout, so /debug/pprof/profile?seconds=N and
+// /debug/pprof/trace run as long as asked.
+func withPProf(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index) // also /debug/pprof/<profile>: heap, goroutine, allocs...
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", h)
+	return mux
 }
 
 // stop stops the components in reverse order of start, each with its own

@@ -68,6 +68,7 @@ func TestBadConfigurationExits2(t *testing.T) {
 		{"bad log level", []string{"BRIDGE_LOG_LEVEL=loud"}, "BRIDGE_LOG_LEVEL", ""},
 		{"bad log format", []string{"BRIDGE_LOG_FORMAT=xml"}, "BRIDGE_LOG_FORMAT", ""},
 		{"bad http addr", []string{"BRIDGE_HTTP_ADDR=8080"}, "BRIDGE_HTTP_ADDR", ""},
+		{"bad pprof switch", []string{"BRIDGE_PPROF=on"}, "BRIDGE_PPROF", ""},
 		{"bad OTLP protocol", []string{"OTEL_EXPORTER_OTLP_PROTOCOL=grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL", ""},
 	}
 	for _, tt := range tests {

@@ -36,6 +36,7 @@ type bridgeConfig struct {
 	StateDir         string `env:"BRIDGE_STATE_DIR" envDefault:"./data" example:"/var/lib/zulip-bridge" help:"checkpoint file (checkpoint.json) and the embedded NATS server's storage"`
 	NATSEmbeddedAddr string `env:"BRIDGE_NATS_EMBEDDED_ADDR" envDefault:"127.0.0.1:4222" example:"0.0.0.0:4222" help:"listen address of the embedded NATS server, used only when BRIDGE_NATS_URL is empty"`
 	HTTPAddr         string `env:"BRIDGE_HTTP_ADDR" envDefault:":8080" example:":9090" help:"/healthz, /readyz and /metrics; off turns them off (an empty value means the default)"`
+	PProf            bool   `env:"BRIDGE_PPROF" envDefault:"false" example:"true" help:"true also serves net/http/pprof under /debug/pprof/ on BRIDGE_HTTP_ADDR, for profiling; it exposes the process's internals, so keep that address private"`
 	LogLevel         string `env:"BRIDGE_LOG_LEVEL" envDefault:"info" example:"debug" help:"debug, info, warn or error"`
 	LogFormat        string `env:"BRIDGE_LOG_FORMAT" envDefault:"json" example:"text" help:"json or text"`
 }
