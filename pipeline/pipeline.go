@@ -47,9 +47,10 @@ type Pipeline struct {
 	// lastPage holds the keys of the last backfill page, which a new queue
 	// may deliver again (a message sent while it was being registered).
 	lastPage map[string]struct{}
-	// pos is the sink position of the last checkpoint (or of the start):
-	// after a publish whose outcome is unknown, what the broker holds after
-	// it is read back so that the retry does not store anything twice.
+	// pos is a sink position taken after the last confirmed publish (or at
+	// the start): after a publish whose outcome is unknown, what the broker
+	// holds after it is read back so that the retry does not store
+	// anything twice. Only the goroutine publishing uses it.
 	pos json.RawMessage
 	// brokerDown is true between a failed publish and the next success, so
 	// that the change is logged once each way, not per retry.
@@ -127,13 +128,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return stopped(ctx, err)
 	}
 	if p.rec != nil {
-		if err := p.retry(work, "sink position", func() error {
-			actx, cancel := p.attempt(work)
-			defer cancel()
-			var err error
-			p.pos, err = p.rec.Position(actx)
-			return err
-		}); err != nil {
+		if p.pos, err = p.position(work); err != nil {
 			return stopped(ctx, err)
 		}
 	}
@@ -141,16 +136,20 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if err != nil {
 		return stopped(ctx, fmt.Errorf("open event queue: %w", err))
 	}
-	p.setQueue(q.State())
+	p.setQueue(q.State(), p.maxMessageID)
 	for ctx.Err() == nil {
 		b, err := q.Next(ctx)
 		p.progress()
 		if err != nil {
 			return stopped(ctx, fmt.Errorf("poll events: %w", err))
 		}
-		bctx, end := p.obs.Batch(work, b.QueueID, len(b.Events))
-		err = p.handle(bctx, q, b)
-		end(err)
+		if b.Registered != nil {
+			bctx, end := p.obs.Batch(work, b.QueueID, 0)
+			err = p.registered(bctx, q, b)
+			end(err)
+		} else {
+			err = p.drain(ctx, work, q, b)
+		}
 		if err != nil {
 			return stopped(ctx, err)
 		}
@@ -214,15 +213,14 @@ func (p *Pipeline) recover(ctx context.Context) (source.State, error) {
 	return source.State{QueueID: cp.QueueID, LastEventID: cp.LastEventID, MaxMessageID: cp.MaxMessageID}, nil
 }
 
-// handle runs one batch through map, publish, checkpoint and acknowledge.
-func (p *Pipeline) handle(ctx context.Context, q *source.Queue, b source.Batch) error {
-	if b.Registered != nil {
-		p.log.Info("registered event queue", "queue_id", b.Registered.QueueID, "max_message_id", b.Registered.MaxMessageID, "zulip_feature_level", b.Registered.FeatureLevel)
-		p.obs.Registered(b.Lost != nil)
-		if p.cfg.PublishInitialState {
-			if err := p.publishControl(ctx, "state", b.Registered.QueueID, b.Registered.Raw); err != nil {
-				return err
-			}
+// registered handles the batch of a registration: the initial state, the
+// backfill of a lost queue, and the checkpoint that moves to the new queue.
+func (p *Pipeline) registered(ctx context.Context, q *source.Queue, b source.Batch) error {
+	p.log.Info("registered event queue", "queue_id", b.Registered.QueueID, "max_message_id", b.Registered.MaxMessageID, "zulip_feature_level", b.Registered.FeatureLevel)
+	p.obs.Registered(b.Lost != nil)
+	if p.cfg.PublishInitialState {
+		if err := p.publishControl(ctx, "state", b.Registered.QueueID, b.Registered.Raw); err != nil {
+			return err
 		}
 	}
 	if b.Lost != nil {
@@ -230,44 +228,16 @@ func (p *Pipeline) handle(ctx context.Context, q *source.Queue, b source.Batch) 
 			return err
 		}
 	}
-	if b.Registered != nil {
-		// Messages up to the registration's max_message_id were either
-		// before the bridge's time (a first registration starts "now") or
-		// just backfilled; the new queue delivers the ones after it.
-		p.maxMessageID = max(p.maxMessageID, b.Registered.MaxMessageID)
-	}
-
-	msgs := make([]*mapping.Message, 0, len(b.Events))
-	for _, ev := range b.Events {
-		p.maxMessageID = max(p.maxMessageID, ev.MessageID)
-		p.obs.Received(ev.Type)
-		if ev.Heartbeat && !p.cfg.PublishHeartbeats {
-			p.obs.Skipped(ev.Type, "heartbeat")
-			continue
-		}
-		m, err := p.mapper.Map(ev.Raw, b.QueueID)
-		if err != nil {
-			p.log.Warn("event cannot be mapped; publishing it as a bridge.invalid control event", "event_id", ev.ID, "type", ev.Type, "error", err)
-		}
-		m, dup, err := p.prepare(m, err, b.QueueID, eventRef(ev), ev.Raw)
-		switch {
-		case err != nil:
-			return err
-		case dup:
-			p.obs.Skipped(ev.Type, "duplicate")
-			continue
-		}
-		msgs = append(msgs, m)
-	}
-	if err := p.publish(ctx, msgs); err != nil {
-		return err
-	}
+	// Messages up to the registration's max_message_id were either before
+	// the bridge's time (a first registration starts "now") or just
+	// backfilled; the new queue delivers the ones after it.
+	p.maxMessageID = max(p.maxMessageID, b.Registered.MaxMessageID)
 	lastID := b.LastEventID()
 	if err := p.checkpoint(ctx, b.QueueID, lastID); err != nil {
 		return err
 	}
 	q.Ack(lastID)
-	p.setQueue(q.State())
+	p.setQueue(q.State(), p.maxMessageID)
 	return nil
 }
 
@@ -276,12 +246,12 @@ func (p *Pipeline) progress() {
 	p.status.update(func(s *Status) { s.lastProgress = now })
 }
 
-func (p *Pipeline) setQueue(st source.State) {
+func (p *Pipeline) setQueue(st source.State, maxMessageID int64) {
 	p.status.update(func(s *Status) {
 		s.registered = st.QueueID != ""
 		s.queueID = st.QueueID
 		s.lastEventID = st.LastEventID
-		s.maxMessageID = p.maxMessageID
+		s.maxMessageID = maxMessageID
 	})
 	p.obs.LastEventID(st.LastEventID)
 }

@@ -46,28 +46,49 @@ func (p *Pipeline) publish(ctx context.Context, msgs []*mapping.Message) error {
 }
 
 // checkpoint durably records that everything up to lastEventID of queueID
-// is in the broker, retrying while the store is unavailable.
+// is in the broker, retrying while the store is unavailable. It is for the
+// loop's own goroutine, between batches; a batch's events are checkpointed
+// by drain's checkpoint stage.
 func (p *Pipeline) checkpoint(ctx context.Context, queueID string, lastEventID int64) error {
+	var pos json.RawMessage
+	if p.rec != nil {
+		var err error
+		if pos, err = p.position(ctx); err != nil {
+			return err
+		}
+	}
+	if err := p.save(ctx, queueID, mark{lastID: lastEventID, maxMessageID: p.maxMessageID, pos: pos}); err != nil {
+		return err
+	}
+	p.pos = pos
+	return nil
+}
+
+// save writes the checkpoint of m, retrying while the store is
+// unavailable.
+func (p *Pipeline) save(ctx context.Context, queueID string, m mark) error {
 	cp := checkpoint.Checkpoint{
-		Site: p.site.String(), QueueID: queueID, LastEventID: lastEventID, MaxMessageID: p.maxMessageID,
+		Site: p.site.String(), QueueID: queueID, LastEventID: m.lastID, MaxMessageID: m.maxMessageID, SinkPosition: m.pos,
 	}
 	return p.retry(ctx, "write checkpoint", func() error {
 		actx, cancel := p.attempt(ctx)
 		defer cancel()
-		if p.rec != nil {
-			pos, err := p.rec.Position(actx)
-			if err != nil {
-				return fmt.Errorf("sink position: %w", err)
-			}
-			cp.SinkPosition = pos
-		}
 		cp.UpdatedAt = p.clock.Now().UTC()
-		if err := p.store.Save(actx, cp); err != nil {
-			return err
-		}
-		p.pos = cp.SinkPosition
-		return nil
+		return p.store.Save(actx, cp)
 	})
+}
+
+// position asks the sink for its position, retrying while it cannot say.
+func (p *Pipeline) position(ctx context.Context) (json.RawMessage, error) {
+	var pos json.RawMessage
+	err := p.retry(ctx, "sink position", func() error {
+		actx, cancel := p.attempt(ctx)
+		defer cancel()
+		var err error
+		pos, err = p.rec.Position(actx)
+		return err
+	})
+	return pos, err
 }
 
 // retry runs op until it succeeds, ctx ends, or it fails in a way no retry

@@ -125,3 +125,32 @@ func eventRef(ev source.Event) string {
 	}
 	return strconv.FormatInt(ev.ID, 10)
 }
+
+// oversized stands in for an event the source did not keep because it is
+// larger than BRIDGE_ZULIP_MAX_RESPONSE_BYTES: like a message too large for
+// the broker, it is set aside, loudly, as a <prefix>.bridge.invalid notice
+// under the event's own dedup key (the event stays in Zulip; a message can
+// be fetched by its id).
+func (p *Pipeline) oversized(queueID string, ev source.Event) (*mapping.Message, error) {
+	ref := eventRef(ev)
+	limit := p.client.MaxResponseBytes()
+	p.log.Error("event larger than BRIDGE_ZULIP_MAX_RESPONSE_BYTES; publishing a bridge.invalid notice in its place",
+		"event_id", ev.ID, "type", ev.Type, "message_id", ev.MessageID, "bytes", ev.Size, "limit", limit)
+	// The notice names its own dedup key, which only the mapper knows.
+	probe, err := p.mapper.ControlWithID("invalid", queueID, ref, []byte("{}"))
+	if err != nil {
+		return nil, fmt.Errorf("oversized event %s: %w", ref, err)
+	}
+	payload, err := json.Marshal(tooLarge{
+		Reason: fmt.Sprintf("event of %d bytes exceeds BRIDGE_ZULIP_MAX_RESPONSE_BYTES=%d", ev.Size, limit),
+		ID:     ref, Type: ev.Type, DedupKey: probe.DedupKey, Bytes: ev.Size, Limit: int(limit),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("oversized event %s: %w", ref, err)
+	}
+	m, err := p.mapper.ControlWithID("invalid", queueID, ref, payload)
+	if err != nil {
+		return nil, fmt.Errorf("oversized event %s: %w", ref, err)
+	}
+	return m, nil
+}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -102,8 +104,38 @@ func (c *Client) Register(ctx context.Context) (*Registration, error) {
 // acknowledges every event up to lastEventID. Unless dontBlock, it waits
 // until there is at least one event (the server sends a heartbeat when
 // nothing happens), for at most LongPollTimeout.
+//
+// It holds the whole response in memory; Queue reads it as it arrives
+// instead. An event larger than Config.MaxResponseBytes comes Oversized,
+// without its bytes.
 func (c *Client) GetEvents(ctx context.Context, queueID string, lastEventID int64, dontBlock bool) ([]Event, error) {
-	const path = "events"
+	s, err := c.openEvents(ctx, queueID, lastEventID, dontBlock)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	var out []Event
+	for {
+		ev, err := s.next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+}
+
+// events is a GET /events response being read.
+type events struct {
+	resp   *response
+	stream *eventStream
+}
+
+// openEvents sends GET /events and returns the response to read its events
+// from, once the server started answering 200.
+func (c *Client) openEvents(ctx context.Context, queueID string, lastEventID int64, dontBlock bool) (*events, error) {
 	q := url.Values{}
 	q.Set("queue_id", queueID)
 	q.Set("last_event_id", strconv.FormatInt(lastEventID, 10))
@@ -112,16 +144,29 @@ func (c *Client) GetEvents(ctx context.Context, queueID string, lastEventID int6
 		q.Set("dont_block", "true")
 		timeout = c.reqTO
 	}
-	body, err := c.do(ctx, request{method: http.MethodGet, path: path, query: q, timeout: timeout})
+	resp, err := c.send(ctx, request{method: http.MethodGet, path: "events", query: q, timeout: timeout})
 	if err != nil {
 		return nil, err
 	}
-	events, err := parseEvents(body, lastEventID)
-	if err != nil {
-		return nil, malformed(http.MethodGet, path, err)
-	}
-	return events, nil
+	return &events{resp: resp, stream: newEventStream(resp, lastEventID, int(min(c.maxBody, math.MaxInt32)))}, nil
 }
+
+// next returns the next event, io.EOF after the last, or a classified
+// error: *TransportError when the body failed, *MalformedResponseError
+// when it is not a valid response, or the caller's context error.
+func (e *events) next() (Event, error) {
+	ev, err := e.stream.next()
+	if err == nil || errors.Is(err, io.EOF) {
+		return ev, err
+	}
+	if re, ok := errors.AsType[*readError](err); ok {
+		return Event{}, e.resp.readError(re.err)
+	}
+	return Event{}, malformed(http.MethodGet, "events", err)
+}
+
+// Close releases the response.
+func (e *events) Close() { e.resp.Close() }
 
 // DeleteQueue deletes an event queue. Deleting a queue that is already gone
 // returns an error matching ErrQueueExpired.

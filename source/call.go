@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 
 	"github.com/zulip-bridge/zulip-bridge/internal/retry"
@@ -107,16 +108,34 @@ func (c *Client) handleBatch(ctx context.Context, q *Queue, b Batch, handler Eve
 		q.Ack(b.LastEventID())
 		return nil
 	}
-	for _, ev := range b.Events {
-		if !ev.Heartbeat || cfg.heartbeats {
-			if err := handler(ctx, ev); err != nil {
-				return fmt.Errorf("event %d (%s): %w", ev.ID, ev.Type, err)
-			}
+	for {
+		evs, err := b.Read(callChunk, callChunkBytes)
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil && ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			// The response broke off: the next Next asks again for what
+			// it did not deliver, after a backoff.
+			return nil
 		}
-		q.Ack(ev.ID)
+		for _, ev := range evs {
+			if !ev.Heartbeat || cfg.heartbeats {
+				if err := handler(ctx, ev); err != nil {
+					return fmt.Errorf("event %d (%s): %w", ev.ID, ev.Type, err)
+				}
+			}
+			q.Ack(ev.ID)
+		}
 	}
-	return nil
 }
+
+// What CallOnEachEvent reads of a response at a time.
+const (
+	callChunk      = 100
+	callChunkBytes = 1 << 20
+)
 
 // CallOnEachMessage is CallOnEachEvent for message events only, like the
 // Python bindings' call_on_each_message: the handler gets each message with
@@ -127,6 +146,11 @@ func (c *Client) CallOnEachMessage(ctx context.Context, handler MessageHandler, 
 	}
 	return c.CallOnEachEvent(ctx, func(ctx context.Context, ev Event) error {
 		if ev.Type != "message" {
+			return nil
+		}
+		if ev.Oversized {
+			c.log.Error("message event larger than Config.MaxResponseBytes: not passed to the handler; fetch it with GetMessages",
+				"event_id", ev.ID, "message_id", ev.MessageID, "bytes", ev.Size, "limit", c.maxBody)
 			return nil
 		}
 		msg, err := messageOf(ev)

@@ -265,15 +265,52 @@ type request struct {
 // classified error: *APIError (or *RateLimitError), *TransportError,
 // *ResponseTooLargeError, or the caller's context error.
 func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
+	resp, err := c.send(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.body, c.maxBody+1))
+	if err != nil {
+		return nil, resp.readError(err)
+	}
+	if int64(len(b)) > c.maxBody {
+		return nil, &ResponseTooLargeError{Method: r.method, Endpoint: resp.endpoint, Limit: c.maxBody}
+	}
+	return b, nil
+}
+
+// response is the body of a 200 response, read as it arrives.
+type response struct {
+	c                *Client
+	ctx, rctx        context.Context
+	cancel           context.CancelCauseFunc
+	timer            clockwork.Timer
+	idle             time.Duration
+	method, endpoint string
+	body             io.ReadCloser
+}
+
+// send sends r and returns the response once its headers say 200; any
+// other status is read and returned as an error. r.timeout bounds the wait
+// for the headers (a long-poll's wait); after them, the body may take as
+// long as it needs, as long as no read of it waits more than the client's
+// request timeout for a byte.
+func (c *Client) send(ctx context.Context, r request) (*response, error) {
 	endpoint := "/api/v1/" + r.path
 	u := *c.base
 	u.Path = strings.TrimRight(u.Path, "/") + endpoint
 	u.RawQuery = r.query.Encode()
 
 	rctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	timer := c.clock.AfterFunc(r.timeout, func() { cancel(&timeoutError{after: r.timeout}) })
-	defer timer.Stop()
+	var after atomic.Int64 // what the timer stands for: the headers' wait, then a read's
+	after.Store(int64(r.timeout))
+	timer := c.clock.AfterFunc(r.timeout, func() { cancel(&timeoutError{after: time.Duration(after.Load())}) })
+	fail := func(err error) (*response, error) {
+		timer.Stop()
+		cancel(nil)
+		return nil, err
+	}
 
 	var body io.Reader
 	if r.form != nil {
@@ -281,7 +318,7 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 	}
 	req, err := http.NewRequestWithContext(rctx, r.method, u.String(), body)
 	if err != nil {
-		return nil, fmt.Errorf("zulip %s %s: %w", r.method, endpoint, err)
+		return fail(fmt.Errorf("zulip %s %s: %w", r.method, endpoint, err))
 	}
 	if r.form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -292,22 +329,48 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 		req.SetBasicAuth(c.cfg.Email, c.cfg.APIKey)
 	}
 
-	resp, err := c.hc.Do(req)
+	hr, err := c.hc.Do(req)
 	if err != nil {
-		return nil, c.transportError(ctx, rctx, r.method, endpoint, err)
+		return fail(c.transportError(ctx, rctx, r.method, endpoint, err))
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
-	if err != nil {
-		return nil, c.transportError(ctx, rctx, r.method, endpoint, err)
+	after.Store(int64(c.reqTO))
+	resp := &response{c: c, ctx: ctx, rctx: rctx, cancel: cancel, timer: timer, idle: c.reqTO,
+		method: r.method, endpoint: endpoint, body: hr.Body}
+	if hr.StatusCode != http.StatusOK {
+		defer resp.Close()
+		b, err := io.ReadAll(io.LimitReader(hr.Body, c.maxBody+1))
+		if err != nil {
+			return nil, resp.readError(err)
+		}
+		if int64(len(b)) > c.maxBody {
+			return nil, &ResponseTooLargeError{Method: r.method, Endpoint: endpoint, Limit: c.maxBody}
+		}
+		return nil, c.apiError(r.method, endpoint, hr, b)
 	}
-	if int64(len(b)) > c.maxBody {
-		return nil, &ResponseTooLargeError{Method: r.method, Endpoint: endpoint, Limit: c.maxBody}
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, c.apiError(r.method, endpoint, resp, b)
-	}
-	return b, nil
+	// The headers came in time; from here on, reads are timed one by one.
+	timer.Stop()
+	return resp, nil
+}
+
+// Read reads the body, giving up when no byte comes for the idle timeout.
+func (r *response) Read(p []byte) (int, error) {
+	r.timer.Reset(r.idle)
+	n, err := r.body.Read(p)
+	r.timer.Stop()
+	return n, err
+}
+
+// readError classifies a failed read of the body.
+func (r *response) readError(err error) error {
+	return r.c.transportError(r.ctx, r.rctx, r.method, r.endpoint, err)
+}
+
+// Close releases the response; it may be called more than once, and from
+// another goroutine than the reader's, to abandon a read in progress.
+func (r *response) Close() {
+	r.timer.Stop()
+	r.cancel(nil)
+	r.body.Close()
 }
 
 // transportError classifies a failed round trip: the caller's context
@@ -397,3 +460,7 @@ func (c *Client) parseRetryAfterHeader(h string) (time.Duration, bool) {
 func malformed(method, path string, err error) error {
 	return &MalformedResponseError{Method: method, Endpoint: "/api/v1/" + path, Err: err}
 }
+
+// MaxResponseBytes is the largest event (in a GET /events response) or
+// other response body the client accepts (Config.MaxResponseBytes).
+func (c *Client) MaxResponseBytes() int64 { return c.maxBody }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -42,7 +43,7 @@ func TestRateLimitRetryAfter(t *testing.T) {
 	}
 	e.fc.Advance(time.Millisecond)
 	b := e.wait(ch)
-	if len(b.Events) != 1 {
+	if len(all(t, b)) != 1 {
 		t.Fatalf("batch %+v, want the event", b)
 	}
 	reqs := e.rec.requests("GET", "/api/v1/events")
@@ -90,7 +91,7 @@ func TestTransientFailuresRetried(t *testing.T) {
 			e.srv.SetFaults(f)
 
 			r, slept := e.driveBackoff(e.goNext(e.ctx, q))
-			if r.err != nil || len(r.b.Events) != 1 {
+			if r.err != nil || len(all(t, r.b)) != 1 {
 				t.Fatalf("Next = %+v, %v; want the event", r.b, r.err)
 			}
 			if len(slept) == 0 {
@@ -294,7 +295,7 @@ func TestLongPollHeldNinetySeconds(t *testing.T) {
 			}
 			e.fc.Advance(90 * time.Second)
 			b := e.wait(ch)
-			if len(b.Events) != 1 {
+			if len(all(t, b)) != 1 {
 				t.Fatalf("batch %+v, want the held event", b)
 			}
 			if reqs := e.rec.requests("GET", "/api/v1/events"); len(reqs) != 1 || reqs[0].Err != nil {
@@ -307,38 +308,67 @@ func TestLongPollHeldNinetySeconds(t *testing.T) {
 	}
 }
 
-// TestResponseTooLarge: a backlog above the response limit cannot be read,
-// ever; the queue is given up (deleted, so that a restart does not resume
-// it) and reported lost, so that the caller backfills the messages.
-func TestResponseTooLarge(t *testing.T) {
+// TestBacklogAboveResponseLimit: the limit bounds one event, not a
+// response: a backlog many times larger streams through in chunks, the
+// queue kept, and an event over the limit comes Oversized, without its
+// bytes but with what acknowledging and reporting it needs.
+func TestBacklogAboveResponseLimit(t *testing.T) {
 	e := newEnv(t, zuliptest.Config{})
 	cfg := e.config()
 	cfg.MaxResponseBytes = 8 << 10
 	c := e.client(cfg)
 	q, reg := e.open(c)
-	m := e.send("Denmark", "hello")
-	b := e.next(q)
-	q.Ack(b.LastEventID())
+	var want []int64
 	for i := range 40 {
-		e.send("Denmark", strings.Repeat(fmt.Sprint(i), 200))
+		want = append(want, e.send("Denmark", strings.Repeat(fmt.Sprint(i%10), 200)))
 	}
-	b = e.next(q)
-	if b.Lost == nil || !errors.Is(b.Lost.Cause, source.ErrResponseTooLarge) {
-		t.Fatalf("batch %+v, want a loss caused by ErrResponseTooLarge", b)
+	big := e.send("Denmark", strings.Repeat("x", 9<<10))
+	want = append(want, big, e.send("Denmark", "after"))
+
+	b := e.next(q)
+	if b.Lost != nil || b.Registered != nil || b.QueueID != reg.QueueID {
+		t.Fatalf("batch %+v, want events of the same queue", b)
 	}
-	if !strings.Contains(b.Lost.Cause.Error(), "BRIDGE_ZULIP_MAX_RESPONSE_BYTES") {
-		t.Errorf("cause %q does not name the variable", b.Lost.Cause)
+	var got []source.Event
+	for {
+		evs, err := b.Read(7, 2<<10)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 0 || len(evs) > 7 {
+			t.Fatalf("Read(7, 2 KiB) returned %d events", len(evs))
+		}
+		size := 0
+		for _, ev := range evs[:len(evs)-1] {
+			size += len(ev.Raw)
+		}
+		if size >= 2<<10 {
+			t.Fatalf("Read(7, 2 KiB) went on past %d bytes", size)
+		}
+		got = append(got, evs...)
+		q.Ack(evs[len(evs)-1].ID)
 	}
-	if b.Lost.MaxMessageID != m {
-		t.Errorf("lost at message %d, want %d", b.Lost.MaxMessageID, m)
+	var ids []int64
+	for _, ev := range got {
+		ids = append(ids, ev.MessageID)
+		switch {
+		case ev.MessageID == big && (!ev.Oversized || ev.Raw != nil || ev.Size <= 9<<10 || ev.Type != "message"):
+			t.Errorf("the event over the limit: %+v, want it Oversized, without bytes", ev)
+		case ev.MessageID != big && (ev.Oversized || ev.Size != len(ev.Raw)):
+			t.Errorf("event %d: oversized %v, size %d of %d bytes", ev.ID, ev.Oversized, ev.Size, len(ev.Raw))
+		}
 	}
-	if h, _ := e.srv.History(reg.QueueID); h.Ended != zuliptest.EndDeleted {
-		t.Errorf("the abandoned queue %s ended %q, want deleted", reg.QueueID, h.Ended)
+	if !slices.Equal(ids, want) {
+		t.Fatalf("messages %v, want %v", ids, want)
 	}
-	// A backfill reads the backlog in pages that fit the limit.
-	msgs, _, err := c.GetMessages(e.ctx, b.Lost.MaxMessageID, 5)
-	if err != nil || len(msgs) != 5 {
-		t.Fatalf("backfill: %d messages, %v", len(msgs), err)
+	if st := q.State(); st.LastEventID != got[len(got)-1].ID || st.MaxMessageID != want[len(want)-1] {
+		t.Errorf("state %+v after acknowledging every chunk", st)
+	}
+	if h, _ := e.srv.History(reg.QueueID); h.Ended != "" {
+		t.Errorf("queue ended %q, want it kept", h.Ended)
 	}
 }
 

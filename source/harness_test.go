@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -90,11 +91,27 @@ func (e *env) open(c *source.Client) (*source.Queue, *source.Registration) {
 		e.t.Fatal(err)
 	}
 	b := e.next(q)
-	if b.Registered == nil || len(b.Events) != 0 {
+	if b.Registered == nil || len(all(e.t, b)) != 0 {
 		e.t.Fatalf("first batch %+v is not a registration", b)
 	}
 	q.Ack(b.LastEventID())
 	return q, b.Registered
+}
+
+// all reads the rest of b's events, failing the test on error.
+func all(t testing.TB, b source.Batch) []source.Event {
+	t.Helper()
+	var out []source.Event
+	for {
+		evs, err := b.Read(0, 0)
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("Read: %v", err)
+		}
+		out = append(out, evs...)
+	}
 }
 
 // next calls q.Next and fails the test on error.

@@ -3,7 +3,6 @@ package source
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 )
 
@@ -20,62 +19,12 @@ type Event struct {
 	Heartbeat bool
 	// MessageID is message.id of a message event; zero for other types.
 	MessageID int64
-}
-
-// parseEvents decodes a GET /events response. Every event must be an object
-// with an integer id and a type, ids strictly increasing and above after
-// (the last_event_id asked with); a message event must carry message.id.
-// Anything else is an error, never a panic: the fuzz test holds it to that.
-func parseEvents(body []byte, after int64) ([]Event, error) {
-	var r struct {
-		Result string             `json:"result"`
-		Events *[]json.RawMessage `json:"events"`
-	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, err
-	}
-	if r.Result != "success" {
-		return nil, fmt.Errorf("result %q, want success", r.Result)
-	}
-	if r.Events == nil {
-		return nil, errors.New("no events field")
-	}
-	out := make([]Event, 0, len(*r.Events))
-	prev := after
-	for i, raw := range *r.Events {
-		var h struct {
-			ID      *int64          `json:"id"`
-			Type    *string         `json:"type"`
-			Message json.RawMessage `json:"message"`
-		}
-		if len(raw) == 0 || raw[0] != '{' {
-			return nil, fmt.Errorf("event %d is not an object", i)
-		}
-		if err := json.Unmarshal(raw, &h); err != nil {
-			return nil, fmt.Errorf("event %d: %w", i, err)
-		}
-		switch {
-		case h.ID == nil:
-			return nil, fmt.Errorf("event %d has no id", i)
-		case h.Type == nil || *h.Type == "":
-			return nil, fmt.Errorf("event %d (id %d) has no type", i, *h.ID)
-		case *h.ID <= prev:
-			return nil, fmt.Errorf("event %d has id %d, not above %d", i, *h.ID, prev)
-		}
-		ev := Event{ID: *h.ID, Type: *h.Type, Raw: raw, Heartbeat: *h.Type == "heartbeat"}
-		if ev.Type == "message" {
-			var m struct {
-				ID *int64 `json:"id"`
-			}
-			if err := json.Unmarshal(h.Message, &m); err != nil || m.ID == nil || *m.ID <= 0 {
-				return nil, fmt.Errorf("message event %d has no message.id", ev.ID)
-			}
-			ev.MessageID = *m.ID
-		}
-		prev = ev.ID
-		out = append(out, ev)
-	}
-	return out, nil
+	// Size is the length of the event's JSON in bytes.
+	Size int
+	// Oversized marks an event larger than Config.MaxResponseBytes: it was
+	// read through but not kept, so Raw is nil; ID, Type, MessageID and
+	// Size are set, so that it can still be acknowledged and reported.
+	Oversized bool
 }
 
 // messageOf extracts the message of a message event, with the flags that

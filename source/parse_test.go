@@ -3,9 +3,12 @@ package source
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func TestParseEvents(t *testing.T) {
@@ -21,7 +24,7 @@ func TestParseEvents(t *testing.T) {
 		{name: "gaps", body: `{"events":[{"id":3,"type":"a"},{"id":9,"type":"b"}],"result":"success"}`, after: 1, wantIDs: []int64{3, 9}},
 		{name: "message", body: `{"result":"success","events":[` + msgEvent + `]}`, after: 6, wantIDs: []int64{7}},
 		{name: "empty", body: `{"result":"success","events":[]}`, after: 6, wantIDs: []int64{}},
-		{name: "truncated", body: `{"result":"success","events":[{"type":"heartbeat","id":0}`, wantErr: "unexpected end"},
+		{name: "truncated", body: `{"result":"success","events":[{"type":"heartbeat","id":0}`, after: -1, wantErr: "unexpected end"},
 		{name: "error result", body: `{"result":"error","events":[]}`, wantErr: `result "error"`},
 		{name: "no events", body: `{"result":"success"}`, wantErr: "no events field"},
 		{name: "not an object", body: `{"result":"success","events":[1]}`, wantErr: "not an object"},
@@ -148,21 +151,24 @@ func FuzzParseEvents(f *testing.F) {
 			if !json.Valid(ev.Raw) || !bytes.Contains(body, ev.Raw) {
 				t.Fatalf("raw %q is not valid JSON taken from the body", ev.Raw)
 			}
-			var h struct {
-				ID      int64  `json:"id"`
-				Type    string `json:"type"`
-				Message struct {
-					ID int64 `json:"id"`
-				} `json:"message"`
+			// Members by their exact names, the last of duplicates
+			// winning, as the stream reads them.
+			var h map[string]json.RawMessage
+			if err := json.Unmarshal(ev.Raw, &h); err != nil {
+				t.Fatalf("accepted event %q: %v", ev.Raw, err)
 			}
-			if err := json.Unmarshal(ev.Raw, &h); err != nil && ev.Type == "message" {
-				t.Fatalf("accepted message event %q: %v", ev.Raw, err)
-			}
-			if h.ID != ev.ID || h.Type != ev.Type || ev.Heartbeat != (ev.Type == "heartbeat") {
+			var id int64
+			var typ string
+			if json.Unmarshal(h["id"], &id) != nil || json.Unmarshal(h["type"], &typ) != nil ||
+				id != ev.ID || typ != ev.Type || ev.Heartbeat != (ev.Type == "heartbeat") || ev.Size != len(ev.Raw) {
 				t.Fatalf("event %+v disagrees with its bytes %q", ev, ev.Raw)
 			}
-			if ev.Type == "message" && (ev.MessageID <= 0 || ev.MessageID != h.Message.ID) {
-				t.Fatalf("message id %d disagrees with %q", ev.MessageID, ev.Raw)
+			if ev.Type == "message" {
+				var m map[string]json.RawMessage
+				var mid int64
+				if json.Unmarshal(h["message"], &m) != nil || json.Unmarshal(m["id"], &mid) != nil || ev.MessageID <= 0 || ev.MessageID != mid {
+					t.Fatalf("message id %d disagrees with %q", ev.MessageID, ev.Raw)
+				}
 			}
 		}
 	})
@@ -188,4 +194,52 @@ func TestParseMessages(t *testing.T) {
 			t.Errorf("parseMessages accepted %s", bad)
 		}
 	}
+}
+
+// FuzzEventStream holds the streaming decoder to the whole-body one: read
+// a byte at a time, with a small event limit, it finds the same events (the
+// oversized ones without their bytes) and the same outcome.
+func FuzzEventStream(f *testing.F) {
+	for _, s := range []string{
+		`{"result":"success","msg":"","events":[{"type":"heartbeat","id":0}]}`,
+		`{"result":"success","events":[{"type":"message","id":3,"message":{"id":9,"content":"a long enough text \u00e9 to be over"},"flags":[]},{"type":"reaction","op":"add","id":5}],"queue_id":"q"}`,
+		`{"events":[{"id":1,"type":"x","big":[1,2,3,{"a":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}]}],"result":"success"}`,
+	} {
+		f.Add([]byte(s), 40)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, limit int) {
+		limit = max(limit%200, 0)
+		whole, werr := parseEvents(body, -1)
+		s := newEventStream(iotest.OneByteReader(bytes.NewReader(body)), -1, limit)
+		var got []Event
+		var serr error
+		for {
+			ev, err := s.next()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					serr = err
+				}
+				break
+			}
+			got = append(got, ev)
+		}
+		if (werr == nil) != (serr == nil) {
+			t.Fatalf("whole: %v, streamed: %v", werr, serr)
+		}
+		if werr != nil {
+			return
+		}
+		if len(got) != len(whole) {
+			t.Fatalf("%d events streamed, %d whole", len(got), len(whole))
+		}
+		for i, ev := range got {
+			w := whole[i]
+			if ev.ID != w.ID || ev.Type != w.Type || ev.MessageID != w.MessageID || ev.Size != w.Size {
+				t.Fatalf("event %d: streamed %+v, whole %+v", i, ev, w)
+			}
+			if over := ev.Size > limit; ev.Oversized != over || (over && ev.Raw != nil) || (!over && !bytes.Equal(ev.Raw, w.Raw)) {
+				t.Fatalf("event %d (%d bytes, limit %d): oversized %v, raw %q", i, ev.Size, limit, ev.Oversized, ev.Raw)
+			}
+		}
+	})
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zulip-bridge/zulip-bridge/internal/retry"
@@ -40,23 +42,85 @@ type QueueLost struct {
 	Cause error
 }
 
-// Batch is what Queue.Next hands out.
+// Batch is what Queue.Next hands out: a registration, or the events of one
+// GET /events response, read as they arrive.
 type Batch struct {
 	QueueID string
-	Events  []Event
 	// Registered is set, with no events, on the first batch after every
 	// registration (the initial one and each replacement of a lost queue).
 	Registered *Registration
 	// Lost is set, with Registered, when the registration replaced a lost
 	// queue: backfill before acknowledging this batch.
 	Lost *QueueLost
+
+	r *batchReader // the events; nil for a registration
 }
 
-// LastEventID is the id that acknowledges the whole batch with Queue.Ack.
+// batchReader reads a batch's events for Batch.Read.
+type batchReader struct {
+	q      *Queue
+	ev     *events
+	first  *Event // read by Next, not yet handed out
+	last   int64  // id of the last event handed out
+	closed atomic.Bool
+}
+
+// Read returns the batch's next events, in order, as the response brings
+// them: at most max events (no limit when max <= 0), and no more once
+// they hold maxBytes bytes of JSON (no limit when maxBytes <= 0), so that
+// a caller bounds what it holds however large the backlog. It returns
+// (nil, io.EOF) after the last event of the batch, and never events with an
+// error: an error (the response broke off, or is not a valid one, or ctx
+// of Next ended) comes on the call after the last good events, and the
+// events not read come again with the next Next, which waits out a backoff
+// first. A registration batch has no events.
+func (b Batch) Read(max, maxBytes int) ([]Event, error) {
+	if b.r == nil {
+		return nil, io.EOF
+	}
+	return b.r.read(max, maxBytes)
+}
+
+// Close abandons what is left of the batch's response; the events not read
+// come again with the next Next. It may be called from any goroutine, also
+// while Read is waiting, and more than once.
+func (b Batch) Close() {
+	if b.r != nil && b.r.ev != nil && !b.r.closed.Swap(true) {
+		b.r.ev.Close()
+	}
+}
+
+func (r *batchReader) read(maxEvents, maxBytes int) ([]Event, error) {
+	var out []Event
+	size := 0
+	for (maxEvents <= 0 || len(out) < maxEvents) && (maxBytes <= 0 || size < maxBytes) {
+		var ev Event
+		if r.first != nil {
+			ev, r.first = *r.first, nil
+		} else {
+			var err error
+			if ev, err = r.ev.next(); err != nil {
+				r.q.ended(err)
+				if len(out) > 0 {
+					return out, nil // the error comes again on the next call
+				}
+				return nil, err
+			}
+		}
+		r.q.deliver(ev)
+		r.last = ev.ID
+		size += len(ev.Raw)
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// LastEventID is the id that acknowledges, with Queue.Ack, everything the
+// batch handed out so far: its last event read, or the registration.
 func (b Batch) LastEventID() int64 {
 	switch {
-	case len(b.Events) > 0:
-		return b.Events[len(b.Events)-1].ID
+	case b.r != nil:
+		return b.r.last
 	case b.Registered != nil:
 		return b.Registered.LastEventID
 	}
@@ -70,12 +134,15 @@ func (b Batch) LastEventID() int64 {
 // The loop a caller runs:
 //
 //	b, err := q.Next(ctx)      // events after the acknowledged id
-//	... handle b durably ...
-//	q.Ack(b.LastEventID())     // records it; nothing is sent yet
-//	persist(q.State())         // what a restart resumes from
+//	for {
+//		evs, err := b.Read(1000, 1<<20) // io.EOF at the end of the batch
+//		... handle evs durably ...
+//		q.Ack(evs[len(evs)-1].ID)   // records it; nothing is sent yet
+//		persist(q.State())          // what a restart resumes from
+//	}
 //	// the next q.Next sends the acknowledgement to the server
 //
-// A batch that is not acknowledged comes again with the next Next. Because
+// Events not acknowledged come again with the next Next. Because
 // an immediately answered GET does not keep a queue alive on the server,
 // failing on the same batch for longer than the queue lifespan loses the
 // queue; Next then reports it.
@@ -89,9 +156,15 @@ type Queue struct {
 	// the loss again rather than skip it.
 	st          State
 	pending     *Batch  // registration batch handed out, not yet acknowledged
-	delivered   []evIDs // ids of the last batch handed out
+	delivered   []evIDs // ids handed out and not acknowledged yet
 	fresh       bool    // current queue registered here and not yet read
 	lastSuccess time.Time
+	open        *Batch // the events batch being read, if any
+	// failures counts responses in a row that broke off or were invalid
+	// after they started; the next GET waits a backoff for them, and
+	// failure is the last one's error.
+	failures int
+	failure  error
 }
 
 type evIDs struct{ event, message int64 }
@@ -157,14 +230,39 @@ func (q *Queue) Ack(id int64) {
 		}
 		return
 	}
+	n := 0
 	for _, d := range q.delivered {
 		if d.event > id {
 			break
 		}
+		n++
 		if d.event > q.st.LastEventID {
 			q.st.LastEventID = d.event
 			q.st.MaxMessageID = max(q.st.MaxMessageID, d.message)
 		}
+	}
+	q.delivered = q.delivered[n:]
+}
+
+// deliver records that ev was handed out.
+func (q *Queue) deliver(ev Event) {
+	q.mu.Lock()
+	q.delivered = append(q.delivered, evIDs{ev.ID, ev.MessageID})
+	q.mu.Unlock()
+}
+
+// ended records how the response being read ended: at its end (io.EOF),
+// stopped by the caller, or broken off, which the next GET backs off for.
+func (q *Queue) ended(err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case errors.Is(err, io.EOF):
+		q.failures, q.failure = 0, nil
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+	default:
+		q.failures++
+		q.failure = err
 	}
 }
 
@@ -182,32 +280,55 @@ func (q *Queue) Next(ctx context.Context) (Batch, error) {
 		return b, nil
 	}
 	queueID, last := q.st.QueueID, q.st.LastEventID
+	open := q.open
+	q.open = nil
+	failures, failure := q.failures, q.failure
 	q.mu.Unlock()
+	if open != nil {
+		open.Close()
+	}
 
 	empties := 0
 	for attempt := 1; ; {
-		events, err := q.c.GetEvents(ctx, queueID, last, false)
-		if err == nil && len(events) == 0 {
-			// The server ends a waiting GET with no events when a newer GET
-			// on the queue supersedes it or the queue is collected: ask
-			// again at once. Several in a row mean another client is
-			// polling this queue; back off rather than fight over it.
-			if empties++; empties == 1 {
-				continue
+		if failures > 0 {
+			// The last response broke off or went wrong after it
+			// started: what it did not deliver is asked for again, after
+			// a backoff, as for any transient failure.
+			d := retryDelay(q.c.backoff, failures, failure)
+			q.c.log.Warn("zulip get events failed, retrying", "queue_id", queueID, "attempt", failures, "retry_in", d, "error", failure)
+			if err := retry.Sleep(ctx, q.c.clock, d); err != nil {
+				return Batch{}, err
 			}
-			err = &MalformedResponseError{Method: http.MethodGet, Endpoint: "/api/v1/events",
-				Err: fmt.Errorf("%d empty answers in a row to a waiting GET: is another client polling this queue?", empties)}
+			failures = 0
+		}
+		ev, err := q.c.openEvents(ctx, queueID, last, false)
+		var first Event
+		if err == nil {
+			if first, err = ev.next(); errors.Is(err, io.EOF) {
+				ev.Close()
+				// The server ends a waiting GET with no events when a
+				// newer GET on the queue supersedes it or the queue is
+				// collected: ask again at once. Several in a row mean
+				// another client is polling this queue; back off rather
+				// than fight over it.
+				if empties++; empties == 1 {
+					continue
+				}
+				err = &MalformedResponseError{Method: http.MethodGet, Endpoint: "/api/v1/events",
+					Err: fmt.Errorf("%d empty answers in a row to a waiting GET: is another client polling this queue?", empties)}
+			} else if err != nil {
+				ev.Close()
+			}
 		}
 		if err == nil {
+			b := Batch{QueueID: queueID, r: &batchReader{q: q, ev: ev, first: &first, last: last}}
 			q.mu.Lock()
 			q.lastSuccess = q.c.clock.Now()
 			q.fresh = false
 			q.delivered = q.delivered[:0]
-			for _, ev := range events {
-				q.delivered = append(q.delivered, evIDs{ev.ID, ev.MessageID})
-			}
+			q.open = &b
 			q.mu.Unlock()
-			return Batch{QueueID: queueID, Events: events}, nil
+			return b, nil
 		}
 		if ctx.Err() != nil {
 			return Batch{}, ctx.Err()

@@ -137,7 +137,7 @@ func TestQueueAcknowledgesOnlyWhatIsAcked(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := e.next(q)
-	if reg.Registered == nil || reg.Lost != nil || len(reg.Events) != 0 {
+	if reg.Registered == nil || reg.Lost != nil || len(all(t, reg)) != 0 {
 		t.Fatalf("first batch %+v: want the registration alone", reg)
 	}
 	if st := q.State(); st != (source.State{}) {
@@ -156,12 +156,12 @@ func TestQueueAcknowledgesOnlyWhatIsAcked(t *testing.T) {
 		e.inject(fmt.Sprintf(`{"type":"test_event","n":%d}`, n))
 	}
 	b := e.next(q)
-	got := ids(b.Events)
+	got := ids(all(t, b))
 	if len(got) != 3 || got[0] != 2 || got[1] != 5 || got[2] != 8 {
 		t.Fatalf("event ids %v, want [2 5 8]", got)
 	}
 	// Not acknowledged: the same events again, nothing acknowledged.
-	if again := ids(e.next(q).Events); !slices.Equal(again, got) {
+	if again := ids(all(t, e.next(q))); !slices.Equal(again, got) {
 		t.Fatalf("without Ack, Next returned %v, want %v again", again, got)
 	}
 	if a := e.srv.Acked(qid); a != -1 {
@@ -176,7 +176,7 @@ func TestQueueAcknowledgesOnlyWhatIsAcked(t *testing.T) {
 	if a := e.srv.Acked(qid); a != -1 {
 		t.Fatalf("Ack reached the server (%d) before the next Next", a)
 	}
-	if rest := ids(e.next(q).Events); !slices.Equal(rest, []int64{8}) {
+	if rest := ids(all(t, e.next(q))); !slices.Equal(rest, []int64{8}) {
 		t.Fatalf("after Ack(5), Next returned %v, want [8]", rest)
 	}
 	if a := e.srv.Acked(qid); a != 5 {
@@ -211,10 +211,11 @@ func TestRestartFromSavedState(t *testing.T) {
 		e.inject(fmt.Sprintf(`{"type":"test_event","n":%d}`, n))
 	}
 	b1 := e.next(q1)
-	if len(b1.Events) != 6 {
-		t.Fatalf("got %d events, want 6", len(b1.Events))
+	b1evs := all(t, b1)
+	if len(b1evs) != 6 {
+		t.Fatalf("got %d events, want 6", len(b1evs))
 	}
-	q1.Ack(b1.Events[2].ID) // the first three are durable
+	q1.Ack(b1evs[2].ID) // the first three are durable
 	saved := q1.State()
 	// The first process dies here: its acknowledgement never reached the
 	// server, as with a crash between checkpoint and next GET.
@@ -224,14 +225,15 @@ func TestRestartFromSavedState(t *testing.T) {
 		t.Fatal(err)
 	}
 	b2 := e.next(q2)
+	b2evs := all(t, b2)
 	if b2.Registered != nil || b2.QueueID != reg.QueueID {
 		t.Fatalf("resume re-registered: %+v", b2)
 	}
-	if len(b2.Events) != 3 {
-		t.Fatalf("resumed with events %v, want the last three of %v", ids(b2.Events), ids(b1.Events))
+	if len(b2evs) != 3 {
+		t.Fatalf("resumed with events %v, want the last three of %v", ids(b2evs), ids(b1evs))
 	}
-	for i, ev := range b2.Events {
-		want := b1.Events[3+i]
+	for i, ev := range b2evs {
+		want := b1evs[3+i]
 		if ev.ID != want.ID || string(ev.Raw) != string(want.Raw) {
 			t.Errorf("resumed event %d = %d %s, want %d %s", i, ev.ID, ev.Raw, want.ID, want.Raw)
 		}
@@ -270,8 +272,8 @@ func TestQueueLost(t *testing.T) {
 
 			m1, m2 := e.send("Denmark", "one"), e.send("Denmark", "two")
 			b := e.next(q)
-			if len(b.Events) != 2 || b.Events[0].MessageID != m1 || b.Events[1].MessageID != m2 {
-				t.Fatalf("events %+v, want messages %d and %d", b.Events, m1, m2)
+			if evs := all(t, b); len(evs) != 2 || evs[0].MessageID != m1 || evs[1].MessageID != m2 {
+				t.Fatalf("events %+v, want messages %d and %d", evs, m1, m2)
 			}
 			q.Ack(b.LastEventID())
 			if st := q.State(); st.MaxMessageID != m2 {
@@ -279,8 +281,8 @@ func TestQueueLost(t *testing.T) {
 			}
 			m3 := e.send("Denmark", "three")
 			b = e.next(q)
-			if len(b.Events) != 1 || b.Events[0].MessageID != m3 {
-				t.Fatalf("events %+v, want message %d", b.Events, m3)
+			if evs := all(t, b); len(evs) != 1 || evs[0].MessageID != m3 {
+				t.Fatalf("events %+v, want message %d", evs, m3)
 			}
 			handled := m2
 			if tt.ackThird {
@@ -302,7 +304,7 @@ func TestQueueLost(t *testing.T) {
 			}
 			b = e.wait(ch)
 
-			if b.Registered == nil || b.Lost == nil || len(b.Events) != 0 {
+			if b.Registered == nil || b.Lost == nil || len(all(t, b)) != 0 {
 				t.Fatalf("batch %+v: want a registration reporting the loss", b)
 			}
 			lost := *b.Lost
@@ -345,7 +347,7 @@ func TestQueueLost(t *testing.T) {
 			}
 			m6 := e.send("Denmark", "six")
 			b = e.next(q)
-			if len(b.Events) != 1 || b.Events[0].ID != 0 || b.Events[0].MessageID != m6 || b.QueueID != lost.NewQueueID {
+			if evs := all(t, b); len(evs) != 1 || evs[0].ID != 0 || evs[0].MessageID != m6 || b.QueueID != lost.NewQueueID {
 				t.Fatalf("first batch of the new queue %+v, want event 0 with message %d", b, m6)
 			}
 			for _, r := range e.rec.requests("GET", "/api/v1/events") {
