@@ -52,7 +52,7 @@ type eventStream struct {
 	// not kept (none, or one over maxEvent); tokStart likewise for a member
 	// name or value the scanner reads. A refill keeps buf from the lower.
 	evStart, tokStart int
-	tokLost           bool // the token at tokStart was too long to keep
+	tokLost           bool  // the token at tokStart was too long to keep
 	evOffset          int64 // body offset of the event being scanned
 	rerr              error // what r returned last, once it failed or ended
 
