@@ -45,6 +45,8 @@ type chunk struct {
 	end  func(error)     // tells the observer the chunk's outcome
 	msgs []*mapping.Message
 	mark mark
+	// confirmed, if not nil, is called once the broker confirmed msgs.
+	confirmed func()
 }
 
 // mark is what a checkpoint records: everything up to lastID is in the
@@ -61,12 +63,27 @@ type mark struct {
 // after a restart), while work, which outlives it by ShutdownTimeout,
 // bounds finishing what was read.
 func (p *Pipeline) drain(ctx, work context.Context, q *source.Queue, b source.Batch) error {
-	sctx, cancel := context.WithCancelCause(work)
-	defer cancel(nil)
-	// A failed stage stops the others, the read stage by abandoning the
-	// response it may be waiting on.
-	defer context.AfterFunc(sctx, b.Close)()
+	return p.stages(work, b.QueueID, b.Close,
+		func(sctx context.Context, out chan<- chunk) error { return p.readStage(ctx, sctx, b, out) },
+		func(m mark) {
+			q.Ack(m.lastID)
+			p.setQueue(q.State(), m.maxMessageID)
+		})
+}
 
+// stages runs the chunks that produce sends (it must close out) through
+// the publish and checkpoint stages, checkpointing against queueID and
+// calling durable (if not nil) after each checkpoint written. When a stage
+// fails, the others stop: abandon (if not nil) is called to interrupt
+// produce's reading. It returns the first failure, or nil once every
+// chunk produced is published and checkpointed.
+func (p *Pipeline) stages(ctx context.Context, queueID string, abandon func(),
+	produce func(sctx context.Context, out chan<- chunk) error, durable func(mark)) error {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if abandon != nil {
+		defer context.AfterFunc(sctx, abandon)()
+	}
 	chunks := make(chan chunk, 1)
 	marks := newMarkSlot()
 	var wg sync.WaitGroup
@@ -77,11 +94,11 @@ func (p *Pipeline) drain(ctx, work context.Context, q *source.Queue, b source.Ba
 		}
 	})
 	wg.Go(func() {
-		if err := p.checkpointStage(sctx, b.QueueID, q, marks); err != nil {
+		if err := p.checkpointStage(sctx, queueID, marks, durable); err != nil {
 			cancel(err)
 		}
 	})
-	if err := p.readStage(ctx, sctx, b, chunks); err != nil {
+	if err := produce(sctx, chunks); err != nil {
 		cancel(err)
 	}
 	wg.Wait()
@@ -183,15 +200,18 @@ func (p *Pipeline) publishStage(ctx context.Context, in <-chan chunk, marks *mar
 			failed = err
 			continue
 		}
+		if c.confirmed != nil {
+			c.confirmed()
+		}
 		c.mark.pos = p.pos
 		marks.put(c.mark)
 	}
 	return failed
 }
 
-// checkpointStage writes the newest mark, then acknowledges up to it, until
+// checkpointStage writes the newest mark and calls durable with it, until
 // the publish stage is done and every mark is written.
-func (p *Pipeline) checkpointStage(ctx context.Context, queueID string, q *source.Queue, marks *markSlot) error {
+func (p *Pipeline) checkpointStage(ctx context.Context, queueID string, marks *markSlot, durable func(mark)) error {
 	for {
 		m, ok, err := marks.take(ctx)
 		if !ok {
@@ -200,8 +220,9 @@ func (p *Pipeline) checkpointStage(ctx context.Context, queueID string, q *sourc
 		if err := p.save(ctx, queueID, m); err != nil {
 			return err
 		}
-		q.Ack(m.lastID)
-		p.setQueue(q.State(), m.maxMessageID)
+		if durable != nil {
+			durable(m)
+		}
 	}
 }
 

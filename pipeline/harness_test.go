@@ -239,6 +239,9 @@ func (b *bridge) queueID() string {
 // counters count what the pipeline reports to its Observer.
 type counters struct {
 	publishes, publishFailures, duplicates, registrations, backfilled atomic.Int64
+
+	mu            sync.Mutex
+	backfillCalls []int // n of each OnBackfilled
 }
 
 func (c *counters) observer() pipeline.Observer {
@@ -255,7 +258,12 @@ func (c *counters) observer() pipeline.Observer {
 			}
 		},
 		OnRegistered: func(bool) { c.registrations.Add(1) },
-		OnBackfilled: func(n int) { c.backfilled.Add(int64(n)) },
+		OnBackfilled: func(n int) {
+			c.backfilled.Add(int64(n))
+			c.mu.Lock()
+			c.backfillCalls = append(c.backfillCalls, n)
+			c.mu.Unlock()
+		},
 	}
 }
 

@@ -10,9 +10,11 @@ import (
 // Observer receives the pipeline's measurements; telemetry turns them into
 // metrics. Every field is optional.
 type Observer struct {
-	// OnBatch is called when a polled batch starts its way through the
-	// pipeline; the context it returns (e.g. carrying a trace span) is used
-	// for the batch's publishes, and end is called with the batch's outcome.
+	// OnBatch is called when a chunk of a polled batch (at most
+	// Config.PublishBatch events of one GET /events response) or a
+	// registration starts its way through the pipeline; the context it
+	// returns (e.g. carrying a trace span) is used for its publishes, and
+	// end is called with its outcome once the broker confirmed it.
 	OnBatch func(ctx context.Context, queueID string, events int) (context.Context, func(error))
 	// OnReceived is called for every event polled from Zulip.
 	OnReceived func(eventType string)
@@ -24,7 +26,8 @@ type Observer struct {
 	// OnRegistered is called for every queue registration; lost tells a
 	// re-registration after a queue loss from a first one.
 	OnRegistered func(lost bool)
-	// OnBackfilled is called with how many messages a resync published.
+	// OnBackfilled is called, for each backfilled page the broker
+	// confirmed, with how many messages it published.
 	OnBackfilled func(n int)
 	// OnLastEventID is called with the acknowledged event id.
 	OnLastEventID func(id int64)

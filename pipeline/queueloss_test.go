@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -94,7 +95,8 @@ func TestQueueLostWhileStopped(t *testing.T) {
 			missed := w.send(7, "while down")
 			w.inject(typingEvent) // no queue gets it: lost for good
 
-			b2 := w.start(options{})
+			// Pages of 3: the backfill metric moves page by page.
+			b2 := w.start(options{cfg: pipeline.Config{BackfillPageSize: 3}})
 			q2 := w.newQueue(b2, q1)
 			w.send(3, "after")
 			w.inject(typingEvent)
@@ -114,6 +116,12 @@ func TestQueueLostWhileStopped(t *testing.T) {
 			}
 			if n := b2.obs.backfilled.Load(); n != int64(len(missed)) {
 				t.Errorf("observer told %d messages backfilled, want %d", n, len(missed))
+			}
+			b2.obs.mu.Lock()
+			calls := b2.obs.backfillCalls
+			b2.obs.mu.Unlock()
+			if !slices.Equal(calls, []int{3, 3, 1}) {
+				t.Errorf("observer told backfills %v, want one per page of 3: [3 3 1]", calls)
 			}
 		})
 	}
@@ -233,7 +241,7 @@ func TestRestartDuringBackfill(t *testing.T) {
 			stopAt: func(msgs []*mapping.Message, _ int64) (bool, bool) {
 				return hasSubject(msgs, "zulip.bridge.resync"), true
 			},
-			checkpointMax: 8, // pages 1 to 3 are checkpointed, the last one is not
+			checkpointMax: 9, // every page is checkpointed, the last one too
 			// The stored resync event is the first run's, and the next
 			// run's is its duplicate.
 			check: func(t *testing.T, r resyncEvent, missed []int64, q2, _ string) {

@@ -52,7 +52,6 @@ func (p *Pipeline) resync(ctx context.Context, b source.Batch) error {
 	if err != nil {
 		return err
 	}
-	p.obs.Backfilled(n)
 	p.log.Info("backfilled messages after queue loss", "count", n, "from_message_id", from, "to_message_id", to)
 	r := Resync{
 		Type: "resync", Site: p.site.String(),
@@ -74,58 +73,114 @@ func (p *Pipeline) resync(ctx context.Context, b source.Batch) error {
 // backfill publishes the messages with ids in (from, to] page by page,
 // checkpointing (against the old queue) after each page so that a crash
 // does not start it over. It returns how many it published.
+//
+// Pages go through the same stages as events (drain.go): the next page is
+// fetched while the current one is mapped, the one before published, and
+// the last confirmed one checkpointed; the backfill metric moves with each
+// confirmed page, and a long backfill logs its progress.
 func (p *Pipeline) backfill(ctx context.Context, lost *source.QueueLost, from, to int64) (int, error) {
-	published := 0
-	for anchor := from; anchor < to; {
-		var page []source.Message
-		var foundNewest bool
-		err := p.retry(ctx, "backfill: get messages", func() error {
-			var err error
-			page, foundNewest, err = p.client.GetMessages(ctx, anchor, p.cfg.BackfillPageSize)
-			return err
-		})
-		if err != nil {
-			return published, err
-		}
-		msgs := make([]*mapping.Message, 0, len(page))
-		last := anchor
-		for _, pm := range page {
-			if pm.ID <= anchor || pm.ID > to {
-				continue
+	var (
+		published int
+		pages     int
+		logged    = p.clock.Now()
+	)
+	// Runs on the publish stage's goroutine, page after page.
+	confirmed := func(n int, at int64) func() {
+		return func() {
+			published += n
+			pages++
+			p.obs.Backfilled(n)
+			if now := p.clock.Now(); now.Sub(logged) >= backfillLogEvery {
+				logged = now
+				p.log.Info("backfill in progress", "published", published, "pages", pages, "at_message_id", at, "to_message_id", to)
 			}
-			last = max(last, pm.ID)
-			m, err := p.mapper.MapBackfilled(pm.Raw, lost.NewQueueID)
-			if err != nil {
-				p.log.Warn("backfilled message cannot be mapped; publishing it as a bridge.invalid control event", "message_id", pm.ID, "error", err)
-			}
-			m, dup, err := p.prepare(m, err, lost.NewQueueID, "message/"+strconv.FormatInt(pm.ID, 10), pm.Raw)
-			switch {
-			case err != nil:
-				return published, err
-			case dup:
-				continue
-			}
-			msgs = append(msgs, m)
-		}
-		if err := p.publish(ctx, msgs); err != nil {
-			return published, err
-		}
-		published += len(msgs)
-		// The new queue may deliver the newest of these again (a message
-		// sent while it was being registered): remember the last page.
-		clear(p.lastPage)
-		for _, m := range msgs {
-			p.lastPage[m.DedupKey] = struct{}{}
-		}
-		if last == anchor || foundNewest {
-			p.maxMessageID = max(p.maxMessageID, last)
-			break
-		}
-		anchor = last
-		p.maxMessageID = anchor
-		if err := p.checkpoint(ctx, lost.OldQueueID, lost.OldLastEventID); err != nil {
-			return published, err
 		}
 	}
-	return published, nil
+	err := p.stages(ctx, lost.OldQueueID, nil, func(sctx context.Context, out chan<- chunk) error {
+		defer close(out)
+		for pg := range p.fetchPages(sctx, from, to) {
+			if pg.err != nil {
+				return pg.err
+			}
+			msgs := make([]*mapping.Message, 0, len(pg.msgs))
+			for _, pm := range pg.msgs {
+				m, err := p.mapper.MapBackfilled(pm.Raw, lost.NewQueueID)
+				if err != nil {
+					p.log.Warn("backfilled message cannot be mapped; publishing it as a bridge.invalid control event", "message_id", pm.ID, "error", err)
+				}
+				m, dup, err := p.prepare(m, err, lost.NewQueueID, "message/"+strconv.FormatInt(pm.ID, 10), pm.Raw)
+				switch {
+				case err != nil:
+					return err
+				case dup:
+					continue
+				}
+				msgs = append(msgs, m)
+			}
+			// The new queue may deliver the newest of these again (a
+			// message sent while it was being registered): remember the
+			// last page.
+			clear(p.lastPage)
+			for _, m := range msgs {
+				p.lastPage[m.DedupKey] = struct{}{}
+			}
+			p.maxMessageID = max(p.maxMessageID, pg.last)
+			c := chunk{ctx: sctx, end: func(error) {}, msgs: msgs, confirmed: confirmed(len(msgs), pg.last),
+				mark: mark{lastID: lost.OldLastEventID, maxMessageID: p.maxMessageID}}
+			select {
+			case out <- c:
+			case <-sctx.Done():
+				return nil
+			}
+		}
+		return nil
+	}, nil)
+	return published, err
+}
+
+// backfillLogEvery paces the progress lines of a long backfill.
+const backfillLogEvery = 10 * time.Second
+
+// page is one GET /messages page of a backfill: its messages in (anchor,
+// to], and the highest id among them.
+type page struct {
+	msgs []source.Message
+	last int64
+	err  error
+}
+
+// fetchPages fetches the pages of messages with ids in (from, to] one
+// ahead of their consumer; the channel closes after the last page, a
+// failure (sent as a page with err), or when ctx ends.
+func (p *Pipeline) fetchPages(ctx context.Context, from, to int64) <-chan page {
+	out := make(chan page, 1)
+	go func() {
+		defer close(out)
+		for anchor := from; anchor < to; {
+			var msgs []source.Message
+			var foundNewest bool
+			err := p.retry(ctx, "backfill: get messages", func() error {
+				var err error
+				msgs, foundNewest, err = p.client.GetMessages(ctx, anchor, p.cfg.BackfillPageSize)
+				return err
+			})
+			pg := page{last: anchor, err: err}
+			for _, m := range msgs {
+				if m.ID > anchor && m.ID <= to {
+					pg.msgs = append(pg.msgs, m)
+					pg.last = max(pg.last, m.ID)
+				}
+			}
+			select {
+			case out <- pg:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || pg.last == anchor || foundNewest {
+				return
+			}
+			anchor = pg.last
+		}
+	}()
+	return out
 }
