@@ -101,6 +101,8 @@ type options struct {
 	maxBytes int
 	// site is ZULIP_SITE; empty means the simulator's URL as it gives it.
 	site string
+	// maxResponse is BRIDGE_ZULIP_MAX_RESPONSE_BYTES; 0 means the default.
+	maxResponse int64
 }
 
 type publishHook func(ctx context.Context, msgs []*mapping.Message, next func(context.Context, []*mapping.Message) error) error
@@ -149,6 +151,7 @@ func (w *world) build(o options) *bridge {
 	}
 	client, err := source.NewClient(source.Config{
 		Site: cmp.Or(o.site, w.sim.URL), Email: zuliptest.DefaultBot.Email, APIKey: zuliptest.DefaultBot.APIKey, EventTypes: types,
+		MaxResponseBytes: o.maxResponse,
 	}, copts...)
 	if err != nil {
 		w.t.Fatal(err)
