@@ -94,9 +94,11 @@ type Config struct {
 	LongPollTimeout time.Duration `env:"BRIDGE_ZULIP_LONGPOLL_TIMEOUT" example:"105s" help:"client timeout of a waiting GET /events; unset = the server's long-poll timeout (90 s when not reported) + 15 s"`
 	// RequestTimeout bounds every other request. Zero: 60s.
 	RequestTimeout time.Duration `env:"BRIDGE_ZULIP_REQUEST_TIMEOUT" envDefault:"60s" help:"timeout of every other Zulip request"`
-	// MaxResponseBytes caps a response body, so that a huge backlog cannot
-	// exhaust memory. Zero: 64 MiB.
-	MaxResponseBytes int64 `env:"BRIDGE_ZULIP_MAX_RESPONSE_BYTES" envDefault:"67108864" help:"largest Zulip response body accepted (64 MiB)"`
+	// MaxResponseBytes caps one event of a GET /events response (which is
+	// read as it arrives, whatever its total size: a larger event comes
+	// Oversized, without its bytes) and every other response body. Zero:
+	// 64 MiB.
+	MaxResponseBytes int64 `env:"BRIDGE_ZULIP_MAX_RESPONSE_BYTES" envDefault:"67108864" help:"largest single Zulip event (GET /events is streamed, whatever its size; a larger event is set aside as a bridge.invalid notice) and largest other Zulip response accepted (64 MiB)"`
 	// RetryBase and RetryMax shape the backoff between retries of transient
 	// failures: full jitter below min(RetryMax, RetryBase*2^n). Zero: 500ms
 	// and 30s.
