@@ -73,17 +73,18 @@ type Config struct {
 	// Compression is the codec for record batches.
 	Compression string `env:"BRIDGE_KAFKA_COMPRESSION" envDefault:"none" example:"lz4" help:"none, gzip, snappy, lz4 or zstd"`
 	// BatchSize is the most records sent to one partition in one produce
-	// request. A bridge batch larger than this (or than BatchBytes) is sent
-	// in several rounds, one after the other.
+	// request. A partition's share of a bridge batch larger than this (or
+	// than BatchBytes) goes in several requests, one after the other; the
+	// partitions go at once.
 	BatchSize int `env:"BRIDGE_KAFKA_BATCH_SIZE" envDefault:"1000" example:"1000" help:"most records per produce request and partition"`
 	// BatchBytes is the most bytes of one produce request per partition;
 	// it is also the largest record accepted. Keep it at or below the
 	// brokers' message.max.bytes (1048588 by default).
 	BatchBytes int64 `env:"BRIDGE_KAFKA_BATCH_BYTES" envDefault:"1048576" example:"1048576" help:"most bytes per produce request and partition"`
-	// BatchTimeout is how long the writer waits for more records before it
-	// sends a partial batch. The bridge hands over a whole batch at once and
-	// waits for it, so anything above a few milliseconds only adds latency.
-	BatchTimeout time.Duration `env:"BRIDGE_KAFKA_BATCH_TIMEOUT" envDefault:"5ms" example:"5ms" help:"wait for more records before sending a partial batch"`
+	// BatchTimeout is accepted for compatibility and not used: the sink
+	// gets a whole batch from the bridge and sends it at once, so there
+	// are no more records to wait for.
+	BatchTimeout time.Duration `env:"BRIDGE_KAFKA_BATCH_TIMEOUT" envDefault:"5ms" example:"5ms" help:"not used (each batch is sent at once); accepted for compatibility"`
 	// WriteTimeout bounds one produce request, including the wait for all
 	// in-sync replicas.
 	WriteTimeout time.Duration `env:"BRIDGE_KAFKA_WRITE_TIMEOUT" envDefault:"10s" example:"10s" help:"bound on one produce request"`
@@ -309,7 +310,6 @@ func (c Config) LogValue() slog.Value {
 		slog.String("compression", c.Compression),
 		slog.Int("batch_size", c.BatchSize),
 		slog.Int64("batch_bytes", c.BatchBytes),
-		slog.Duration("batch_timeout", c.BatchTimeout),
 		slog.Bool("create_topics", c.CreateTopics),
 	)
 }

@@ -4,11 +4,14 @@
 // of docs/names.md and the event's JSON as value, and confirms a batch only
 // once all in-sync replicas have it (acks=all).
 //
-// Order: records with one key go to one partition (hash of the key) and a
-// batch is sent in rounds of at most one produce request per partition,
-// stopping at the first round that fails; a *sink.PublishError then lists
-// that round's failed partitions and every later round, so that resending
-// the list keeps each key in order.
+// Order: records with one key go to one partition (hash of the key). A
+// batch goes out with every partition in flight at once and no wait for
+// more records, each partition's records in produce requests of at most
+// BRIDGE_KAFKA_BATCH_SIZE records and BRIDGE_KAFKA_BATCH_BYTES bytes, one
+// after the other; a partition stops at its first failed request. A
+// *sink.PublishError then lists that request's records and every later one
+// of the same partition, so that resending the list keeps each key in
+// order; the other partitions are confirmed.
 //
 // Exactly-once without transactions (docs/delivery.md): kafka-go has neither
 // idempotent producer nor transactions, so the sink never retries a write

@@ -190,43 +190,52 @@ func (s *Sink) offsets(ctx context.Context, parts []partition, which int64) (map
 	return out, nil
 }
 
-// ensureTopics makes sure every topic of msgs exists, creating it when the
-// config says so, and that its partitions have floors.
-func (s *Sink) ensureTopics(ctx context.Context, msgs []*mapping.Message) error {
+// ensureTopics returns the partition count of every topic of msgs, from
+// the transport's metadata cache (no round trip once it is warm), after
+// creating missing topics when the config says so. Partitions without a
+// floor, new topics' and new partitions of known topics, get one.
+func (s *Sink) ensureTopics(ctx context.Context, msgs []*mapping.Message) (map[string]int, error) {
 	var topics []string
-	s.mu.Lock()
 	for _, m := range msgs {
-		if !s.ready[m.Topic] && !slices.Contains(topics, m.Topic) {
+		if !slices.Contains(topics, m.Topic) {
 			topics = append(topics, m.Topic)
 		}
-	}
-	s.mu.Unlock()
-	if len(topics) == 0 {
-		return nil
 	}
 	slices.Sort(topics)
 	parts, err := s.partitions(ctx, topics)
 	if errors.Is(err, ErrUnknownTopic) && s.cfg.CreateTopics {
-		if err := s.createTopics(ctx, topics); err != nil {
-			return err
+		var missing []string
+		for _, t := range topics {
+			if _, err := s.partitions(ctx, []string{t}); errors.Is(err, ErrUnknownTopic) {
+				missing = append(missing, t)
+			}
+		}
+		if len(missing) > 0 {
+			if err := s.createTopics(ctx, missing); err != nil {
+				return nil, err
+			}
 		}
 		parts, err = s.partitions(ctx, topics)
 	}
 	if errors.Is(err, ErrUnknownTopic) {
-		return fmt.Errorf("%w (create it, or set BRIDGE_KAFKA_CREATE_TOPICS=true)", err)
+		return nil, fmt.Errorf("%w (create it, or set BRIDGE_KAFKA_CREATE_TOPICS=true)", err)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.giveFloors(ctx, parts); err != nil {
-		return err
+		return nil, err
 	}
-	s.mu.Lock()
+	counts := make(map[string]int, len(topics))
+	for _, p := range parts {
+		counts[p.topic]++
+	}
 	for _, t := range topics {
-		s.ready[t] = true
+		if counts[t] == 0 {
+			return nil, fmt.Errorf("kafka metadata lists no partition of %s", t)
+		}
 	}
-	s.mu.Unlock()
-	return nil
+	return counts, nil
 }
 
 // createTopics creates whichever of topics are missing. A topic that

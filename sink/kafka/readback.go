@@ -253,10 +253,13 @@ feed:
 // logProgress logs every ReadBackProgress until the returned function is
 // called, so that a long read-back shows it is moving.
 func (s *Sink) logProgress(partitions int, done, records *atomic.Int64) (stop func()) {
+	// Taken before the ticker exists, so that a tick always finds it: a
+	// clock that moves between the two (a test's fake clock, which waits
+	// for the ticker) would otherwise log an elapsed time of zero.
+	start := s.clock.Now()
 	ticker := s.clock.NewTicker(s.cfg.ReadBackProgress)
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
-	start := s.clock.Now()
 	wg.Go(func() {
 		for {
 			select {

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -220,14 +221,14 @@ func TestCancelledPublishIsNotStoredTwice(t *testing.T) {
 	var g sinktest.Generator
 	batch := g.Batch(30)
 
+	// Every produce request is held until release: the partitions go out
+	// at once, and none may be answered before the cancellation.
 	release := make(chan struct{})
-	held := make(chan struct{}, 1)
+	held := make(chan struct{})
+	var first sync.Once
 	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		select {
-		case held <- struct{}{}:
-			c.SleepControl(func() { <-release })
-		default:
-		}
+		first.Do(func() { close(held) })
+		c.SleepControl(func() { <-release })
 		return nil, nil, false
 	})
 
@@ -241,7 +242,7 @@ func TestCancelledPublishIsNotStoredTwice(t *testing.T) {
 		t.Fatalf("cancelled Publish: %v, want context.Canceled", err)
 	}
 	if n := len(sink.Unconfirmed(batch, err)); n != len(batch) {
-		t.Errorf("%d of %d unconfirmed, want all: the held request was not answered", n, len(batch))
+		t.Errorf("%d of %d unconfirmed, want all: the held requests were not answered", n, len(batch))
 	}
 	close(release)
 	publishAll(t, s, sink.Unconfirmed(batch, err))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -24,19 +23,23 @@ type Sink struct {
 	log       *slog.Logger
 	clock     clockwork.Clock
 	transport *kafka.Transport
-	client    *kafka.Client
-	writer    *kafka.Writer
+	// client serves the caller's requests (metadata, offsets, fetches),
+	// each bounded by the caller's context; producer sends the produce
+	// requests, each bounded by WriteTimeout.
+	client   *kafka.Client
+	producer *kafka.Client
+	codec    kafka.Compression
+	// roundRobin counts the keyless records balance placed; only Publish
+	// uses it, and a Sink is used by one goroutine at a time.
+	roundRobin uint32
 
 	mu sync.Mutex // guards the fields below
 	// floors holds, per partition of an owned topic, an offset at or after
 	// which everything this sink confirms from now on lands: the end
 	// offset when we first saw the partition, raised past every confirmed
-	// write. Position is a copy of it. The writer's completion callback
-	// raises it from its own goroutines.
+	// write. Position is a copy of it. Produce requests raise it from
+	// their own goroutines.
 	floors map[partition]int64
-	// ready holds the topics ensureTopics found (or created), so that it
-	// asks the metadata cache once per topic, not once per batch.
-	ready map[string]bool
 	// discovered is when the owned topics were last listed; zero: never.
 	discovered time.Time
 	// dirty holds, per topic, where to read back from before the next
@@ -44,8 +47,9 @@ type Sink struct {
 	// have been stored. A partition of a dirty topic missing from the
 	// inner map is read from its earliest offset.
 	dirty map[string]map[int32]int64
-	// inflight is closed when the write that a cancelled Publish left
-	// behind has finished; nil when there is none.
+	// inflight is closed when the produce requests of the last Publish
+	// have all finished; nil when none is left. A cancelled Publish
+	// leaves it set: its requests cannot be taken back.
 	inflight chan struct{}
 	closed   bool
 }
@@ -115,63 +119,34 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Sink, error) {
 		clock:     clockwork.NewRealClock(),
 		transport: transport,
 		client:    &kafka.Client{Addr: addr, Transport: transport},
-		floors:    make(map[partition]int64),
-		ready:     make(map[string]bool),
-		dirty:     make(map[string]map[int32]int64),
+		// Like kafka-go's Writer: the client timeout also sets the
+		// produce request's own timeout, how long the broker waits for
+		// the in-sync replicas.
+		producer: &kafka.Client{Addr: addr, Transport: transport, Timeout: cfg.WriteTimeout},
+		codec:    compression(cfg.Compression),
+		floors:   make(map[partition]int64),
+		dirty:    make(map[string]map[int32]int64),
 	}
 	for _, o := range opts {
 		if err := o(s); err != nil {
 			return nil, err
 		}
 	}
-	s.writer = &kafka.Writer{
-		Addr:      addr,
-		Transport: transport,
-		// Same key, same partition: kafka-go's FNV-1a hash (Sarama's
-		// partitioner). Keyless events go round robin.
-		Balancer:     &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll,
-		// A retry inside the writer after an answer was lost would store
-		// the records twice. Failures go back to the caller instead, and
-		// the next Publish reads back what the failed one stored.
-		MaxAttempts:  1,
-		BatchSize:    cfg.BatchSize,
-		BatchBytes:   cfg.BatchBytes,
-		BatchTimeout: cfg.BatchTimeout,
-		WriteTimeout: cfg.WriteTimeout,
-		ReadTimeout:  cfg.WriteTimeout,
-		Compression:  compression(cfg.Compression),
-		Completion:   s.completed,
-		// Auto creation would let the broker choose the partition count,
-		// and a typo in a template would create topics silently.
-		AllowAutoTopicCreation: false,
-	}
 	return s, nil
-}
-
-// completed runs on the writer's goroutines once per partition batch.
-func (s *Sink) completed(msgs []kafka.Message, err error) {
-	if err != nil || len(msgs) == 0 {
-		return
-	}
-	last := msgs[len(msgs)-1]
-	p := partition{last.Topic, int32(last.Partition)}
-	s.mu.Lock()
-	if next := last.Offset + 1; next > s.floors[p] {
-		s.floors[p] = next
-	}
-	s.mu.Unlock()
 }
 
 // Publish sends msgs and returns once Kafka (all in-sync replicas) has
 // confirmed every one, or says which ones it did not (sink.Sink).
 //
-// Messages go out in rounds of at most BatchSize records and BatchBytes
-// bytes, so that each round puts at most one produce request on every
-// partition: a partition's records are then stored all or none, and
-// stopping at the first round that fails keeps every key in order. After a
-// failure, the next Publish first reads back the partitions concerned and
-// skips what is already stored, so a retry never stores a record twice.
+// Each partition gets its records in produce requests of at most
+// BatchSize records and BatchBytes bytes, sent one after the other; the
+// partitions go at once, and nothing waits for more records: Publish has
+// the whole batch. A request is stored all or none, and a partition stops
+// at its first failed request, so that the *sink.PublishError lists that
+// request's records and every later one of the same partition, which keeps
+// every key in order; the other partitions go on. After a failure, the next
+// Publish first reads back the topics concerned and skips what is already
+// stored, so a retry never stores a record twice.
 func (s *Sink) Publish(ctx context.Context, msgs []*mapping.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -182,10 +157,14 @@ func (s *Sink) Publish(ctx context.Context, msgs []*mapping.Message) error {
 	if err := checkBatch(msgs, s.cfg); err != nil {
 		return fmt.Errorf("kafka publish: %w", err)
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("kafka publish: %w", err)
+	}
 	if err := s.settle(ctx); err != nil {
 		return fmt.Errorf("kafka publish: %w", err)
 	}
-	if err := s.ensureTopics(ctx, msgs); err != nil {
+	counts, err := s.ensureTopics(ctx, msgs)
+	if err != nil {
 		return fmt.Errorf("kafka publish: %w", withContext(ctx, err))
 	}
 	stored, err := s.readBackDirty(ctx, msgs)
@@ -205,54 +184,10 @@ func (s *Sink) Publish(ctx context.Context, msgs []*mapping.Message) error {
 	if len(pending) == 0 {
 		return nil
 	}
-	// Where a failed round may have stored records: any record it stored
-	// lies at or after these.
+	// Where a failed request may have stored records: any record it
+	// stored lies at or after these.
 	before := s.floorsOf(msgs)
-	now := s.clock.Now()
-	for start := 0; start < len(pending); {
-		end := s.roundEnd(msgs, pending, start)
-		round := records(msgs, pending[start:end], now)
-		if err := s.write(ctx, round); err != nil {
-			s.markDirty(round, before)
-			return &sink.PublishError{Failed: failedIndexes(pending, start, end, err), Err: summarize(err)}
-		}
-		start = end
-	}
-	return nil
-}
-
-// roundEnd returns the end of the round that starts at pending[start]: as
-// many messages as fit in one produce request per partition.
-func (s *Sink) roundEnd(msgs []*mapping.Message, pending []int, start int) int {
-	var bytes int64
-	end := start
-	for end < len(pending) && end-start < s.cfg.BatchSize {
-		n := recordSize(msgs[pending[end]])
-		if end > start && bytes+n > s.cfg.BatchBytes {
-			break
-		}
-		bytes += n
-		end++
-	}
-	return end
-}
-
-// failedIndexes lists the batch indexes a failed round leaves unconfirmed:
-// the round's records the writer reports failed (all of a partition's, as
-// the round sent one request per partition) and every later round.
-func failedIndexes(pending []int, start, end int, err error) []int {
-	var failed []int
-	var werrs kafka.WriteErrors
-	if errors.As(err, &werrs) && len(werrs) == end-start {
-		for j, e := range werrs {
-			if e != nil {
-				failed = append(failed, pending[start+j])
-			}
-		}
-	} else {
-		failed = append(failed, pending[start:end]...)
-	}
-	return append(failed, pending[end:]...)
+	return s.send(ctx, msgs, s.plan(msgs, pending, counts), before)
 }
 
 // withContext makes err match ctx's error when ctx is done: kafka-go turns
@@ -270,55 +205,8 @@ func withContext(ctx context.Context, err error) error {
 	return err
 }
 
-// summarize turns kafka.WriteErrors, one error per record, into one error
-// per distinct cause, still matched by errors.Is.
-func summarize(err error) error {
-	var werrs kafka.WriteErrors
-	if !errors.As(err, &werrs) {
-		return err
-	}
-	var causes []error
-	seen := make(map[string]bool)
-	for _, e := range werrs {
-		if e != nil && !seen[e.Error()] {
-			seen[e.Error()] = true
-			causes = append(causes, e)
-		}
-	}
-	return fmt.Errorf("kafka write failed for %d of %d records: %w", werrs.Count(), len(werrs), errors.Join(causes...))
-}
-
-// write hands one round to the writer and waits for it. If ctx ends first
-// it returns at once, and the round, which the writer cannot take back,
-// goes on in the background: settle waits for it before anything else
-// touches the partitions.
-func (s *Sink) write(ctx context.Context, round []kafka.Message) error {
-	// The writer's own timeouts bound each produce request; this only
-	// guards its metadata lookups, which use the context we pass.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*s.cfg.WriteTimeout+s.cfg.BatchTimeout)
-	done := make(chan struct{})
-	var err error
-	go func() {
-		defer close(done)
-		defer cancel()
-		err = s.writer.WriteMessages(wctx, round...)
-	}()
-	select {
-	case <-done:
-		if errors.Is(err, io.ErrClosedPipe) {
-			return ErrClosed
-		}
-		return err
-	case <-ctx.Done():
-		s.mu.Lock()
-		s.inflight = done
-		s.mu.Unlock()
-		return ctx.Err()
-	}
-}
-
-// settle waits for the write a cancelled Publish left in flight, so that a
-// read-back sees whatever it stored.
+// settle waits for the produce requests a cancelled Publish left in
+// flight, so that a read-back sees whatever they stored.
 func (s *Sink) settle(ctx context.Context) error {
 	s.mu.Lock()
 	inflight := s.inflight
@@ -353,24 +241,22 @@ func (s *Sink) floorsOf(msgs []*mapping.Message) map[partition]int64 {
 	return out
 }
 
-// markDirty records that the topics of round may hold records of a failed
-// write, from the floors taken before it on. It also forgets that the
-// topics exist: the failure may be their deletion.
-func (s *Sink) markDirty(round []kafka.Message, before map[partition]int64) {
+// markDirty records that topics may hold records of a failed write, from
+// the floors taken before it on.
+func (s *Sink) markDirty(topics map[string]struct{}, before map[partition]int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, r := range round {
-		delete(s.ready, r.Topic)
-		if _, ok := s.dirty[r.Topic]; ok {
+	for topic := range topics {
+		if _, ok := s.dirty[topic]; ok {
 			continue
 		}
 		from := make(map[int32]int64)
 		for p, off := range before {
-			if p.topic == r.Topic {
+			if p.topic == topic {
 				from[p.id] = off
 			}
 		}
-		s.dirty[r.Topic] = from
+		s.dirty[topic] = from
 	}
 }
 
@@ -382,42 +268,8 @@ func topicsOf(msgs []*mapping.Message) map[string]struct{} {
 	return topics
 }
 
-// records turns the messages at idx into Kafka records (docs/names.md).
-// Header values share one buffer and headers one array: a record holds
-// about ten headers, and an allocation each would double the sink's cost
-// over a bare writer.
-func records(msgs []*mapping.Message, idx []int, now time.Time) []kafka.Message {
-	nh, nb := 0, 0
-	for _, i := range idx {
-		nh += len(msgs[i].Headers)
-		for _, h := range msgs[i].Headers {
-			nb += len(h.Value)
-		}
-	}
-	headers := make([]kafka.Header, 0, nh)
-	buf := make([]byte, 0, nb)
-	out := make([]kafka.Message, len(idx))
-	for j, i := range idx {
-		m := msgs[i]
-		first := len(headers)
-		for _, h := range m.Headers {
-			start := len(buf)
-			buf = append(buf, h.Value...)
-			headers = append(headers, kafka.Header{Key: h.Key, Value: buf[start:len(buf):len(buf)]})
-		}
-		out[j] = kafka.Message{
-			Topic:   m.Topic,
-			Key:     m.Key,
-			Value:   m.Payload,
-			Headers: headers[first:len(headers):len(headers)],
-			Time:    now,
-		}
-	}
-	return out
-}
-
-// recordSize is an upper bound of the size kafka-go counts for m against
-// BatchBytes: varints counted at their widest.
+// recordSize is an upper bound of the size of m's record in a produce
+// request, checked against BatchBytes: varints counted at their widest.
 func recordSize(m *mapping.Message) int64 {
 	n := int64(4 + 1 + 1 + 4 + len(m.Key) + 4 + len(m.Payload) + 8 + 5)
 	for _, h := range m.Headers {
@@ -456,9 +308,9 @@ func (s *Sink) checkOpen() error {
 	return nil
 }
 
-// Close waits for writes in flight, then closes the writer and its
-// connections. When ctx ends first it returns ctx's error and the writer
-// finishes closing in the background, bounded by the write timeout.
+// Close waits for produce requests in flight, then closes the idle
+// connections. When ctx ends first it returns ctx's error and the requests,
+// each bounded by the write timeout, finish in the background.
 func (s *Sink) Close(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -469,20 +321,16 @@ func (s *Sink) Close(ctx context.Context) error {
 	inflight := s.inflight
 	s.mu.Unlock()
 
-	done := make(chan error, 1)
+	done := make(chan struct{})
 	go func() {
 		if inflight != nil {
 			<-inflight
 		}
-		err := s.writer.Close()
 		s.transport.CloseIdleConnections()
-		done <- err
+		close(done)
 	}()
 	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("close kafka writer: %w", err)
-		}
+	case <-done:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("close kafka sink: %w", ctx.Err())
