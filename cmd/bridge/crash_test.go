@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
-	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
+	"encoding/json"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
 )
 
@@ -161,6 +164,139 @@ func TestCrashKafkaExactlyOnce(t *testing.T) {
 			"BRIDGE_KAFKA_BROKERS=" + kb.brokers(),
 			"BRIDGE_KAFKA_CREATE_TOPICS=true",
 			"BRIDGE_CHECKPOINT=kafka",
+		},
+		check: func(w *world, queueID string) {
+			checkExactlyOnce(t, readTopics(t, kb, "zulip."), w.expected(queueID))
+		},
+	}.run(t)
+}
+
+// midResponseRun is the crash test of the streamed loop: one GET /events
+// response holds a backlog of thousands of events, read in chunks of
+// BRIDGE_PUBLISH_BATCH, and the bridge is killed again and again in the
+// middle of it: while the response is half consumed, chunks are in flight
+// and a confirmed chunk may not be checkpointed yet. Each restart resumes
+// after the last durable chunk; in the end every event is in the broker
+// exactly once.
+type midResponseRun struct {
+	extra []string
+	down  time.Duration
+	check func(w *world, queueID string)
+}
+
+func (c midResponseRun) run(t *testing.T) {
+	w := newWorld(t, zuliptest.Config{})
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 2))
+	t.Logf("seed %d", seed)
+	extra := append([]string{"BRIDGE_PUBLISH_BATCH=20"}, c.extra...)
+
+	p := w.start(extra...)
+	queueID := w.queueID(30 * time.Second)
+	testutil.WaitFor(t, 30*time.Second, "the bridge to poll its queue", func() bool {
+		qs := w.sim.Queues()
+		return len(qs) == 1 && qs[0].Waiting
+	})
+	p.kill()
+	// The backlog piles up while no bridge runs: the next GET returns it
+	// all in one response.
+	gen, err := zuliptest.NewGenerator(w.sim, zuliptest.GeneratorConfig{Seed: rng.Uint64()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const backlog = 6000
+	for range backlog {
+		if _, err := gen.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, last := w.sim.Acked(queueID), w.lastEventID(queueID)
+
+	// Each round kills the bridge once its checkpoint passed the next
+	// mark: then the response is half read, the next chunks are being
+	// published, and the broker may hold more than the checkpoint says.
+	const rounds = 8
+	midResponse, ahead := 0, 0
+	for i := range rounds {
+		mark := first + (last-first)*int64(i+1)/(rounds+2) + int64(rng.IntN(40))
+		p = w.start(extra...)
+		testutil.WaitFor(t, time.Minute, "the checkpoint to pass the next mark", func() bool {
+			if p.exited() {
+				t.Fatalf("bridge exited (code %d); output:\n%s", p.cmd.ProcessState.ExitCode(), tail(p.out.String()))
+			}
+			return checkpointEventID(w.dir) >= mark
+		})
+		p.kill()
+		cp := checkpointEventID(w.dir)
+		if cp > first && cp < last {
+			midResponse++
+		}
+		if w.sim.Acked(queueID) < cp {
+			ahead++ // the checkpoint is ahead of what Zulip was told: the response was not finished
+		}
+		time.Sleep(c.down)
+	}
+	if midResponse < rounds/2 {
+		t.Errorf("only %d of %d kills came with the checkpoint inside the response", midResponse, rounds)
+	}
+	p = w.start(extra...)
+	w.caughtUp(queueID, last, 3*time.Minute, p)
+	if code := p.stop(t, 15, 30*time.Second); code != 0 {
+		t.Errorf("last bridge exited %d on SIGTERM; output:\n%s", code, tail(p.out.String()))
+	}
+	if qs := w.sim.Queues(); len(qs) != 1 || qs[0].ID != queueID {
+		t.Errorf("queues after the run: %+v; want only %s (a backlog in one response is no queue loss)", qs, queueID)
+	}
+	t.Logf("backlog of %d events (ids %d..%d), %d kills, %d inside the response, %d with the checkpoint ahead of Zulip's acknowledgement",
+		backlog, first+1, last, rounds, midResponse, ahead)
+	c.check(w, queueID)
+}
+
+// checkpointEventID is the last_event_id of the file checkpoint in dir, -2
+// when there is none (yet) or it is being replaced.
+func checkpointEventID(dir string) int64 {
+	b, err := os.ReadFile(filepath.Join(dir, "checkpoint.json"))
+	if err != nil {
+		return -2
+	}
+	var cp struct {
+		LastEventID *int64 `json:"last_event_id"`
+	}
+	if json.Unmarshal(b, &cp) != nil || cp.LastEventID == nil {
+		return -2
+	}
+	return *cp.LastEventID
+}
+
+func TestCrashMidResponseJetStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test")
+	}
+	nb := testutil.StartNATS(t)
+	midResponseRun{
+		down: 150 * time.Millisecond, // longer than the duplicate window
+		extra: []string{
+			"BRIDGE_SINK=nats",
+			"BRIDGE_NATS_URL=" + nb.URL(),
+			"BRIDGE_NATS_DUPLICATE_WINDOW=100ms",
+			"BRIDGE_NATS_MAX_AGE=1h",
+		},
+		check: func(w *world, queueID string) {
+			checkExactlyOnce(t, readStream(t, nb.URL(), "ZULIP"), w.expected(queueID))
+		},
+	}.run(t)
+}
+
+func TestCrashMidResponseKafka(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test")
+	}
+	kb := newKafka(t)
+	midResponseRun{
+		extra: []string{
+			"BRIDGE_SINK=kafka",
+			"BRIDGE_KAFKA_BROKERS=" + kb.brokers(),
+			"BRIDGE_KAFKA_CREATE_TOPICS=true",
 		},
 		check: func(w *world, queueID string) {
 			checkExactlyOnce(t, readTopics(t, kb, "zulip."), w.expected(queueID))
