@@ -31,7 +31,7 @@ func TestBackfillMatchesLive(t *testing.T) {
 			t.Errorf("backfilled %q %q %q %q, live %q %q %q %q",
 				back.Subject, back.Topic, back.Key, back.DedupKey, live.Subject, live.Topic, live.Key, live.DedupKey)
 		}
-		if back.Event != (EventInfo{ID: -1, Type: "message", MessageID: 31}) {
+		if back.Event != (EventInfo{ID: -1, Type: "message", MessageID: 31, Timestamp: 1594825416}) {
 			t.Errorf("event info %+v", back.Event)
 		}
 		if v, ok := back.Get(HeaderBackfill); v != "true" || !ok {

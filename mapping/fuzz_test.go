@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strconv"
 	"testing"
 )
 
@@ -120,5 +121,19 @@ func agreeWithEncodingJSON(t *testing.T, raw []byte, msg *Message) {
 		if err := json.Unmarshal(ev["message"], &m); err != nil || m.ID != msg.Event.MessageID {
 			t.Fatalf("encoding/json reads message id %d (%v), Map %d", m.ID, err, msg.Event.MessageID)
 		}
+		// The timestamp: a non-negative integer literal, else 0.
+		var members map[string]json.RawMessage
+		if err := json.Unmarshal(ev["message"], &members); err != nil {
+			t.Fatalf("encoding/json: message: %v", err)
+		}
+		var want int64
+		if n, err := strconv.ParseInt(string(members["timestamp"]), 10, 64); err == nil && n >= 0 {
+			want = n
+		}
+		if msg.Event.Timestamp != want {
+			t.Fatalf("encoding/json reads message timestamp %s (%d), Map %d", members["timestamp"], want, msg.Event.Timestamp)
+		}
+	} else if msg.Event.Timestamp != 0 {
+		t.Fatalf("%s event with timestamp %d", msg.Event.Type, msg.Event.Timestamp)
 	}
 }

@@ -30,6 +30,7 @@ type goldenEvent struct {
 	Type      string `json:"type"`
 	Op        string `json:"op,omitempty"`
 	MessageID int64  `json:"message_id,omitempty"`
+	Timestamp int64  `json:"timestamp,omitempty"`
 }
 
 func toGolden(msg *Message, withPayload bool) golden {

@@ -60,9 +60,11 @@ func (m *Mapper) Prefix() string { return m.prefix }
 // keys, e.g. "chat.example.com".
 func (m *Mapper) Site() string { return m.host }
 
-// EventInfo is what the mapper read from an event: its id, type, op and new
-// message id. The bridge's pipeline takes event and message ids from the
-// source's parse of the batch instead; EventInfo is for library users.
+// EventInfo is what the mapper read from an event: its id, type, op, and
+// the id and time of the new message of a message event. The bridge's
+// pipeline takes event and message ids from the source's parse of the
+// batch instead; its telemetry reads Timestamp, so that it does not parse
+// the payload again. EventInfo is the same whatever the CloudEvents mode.
 type EventInfo struct {
 	// ID is the event id to acknowledge; -1 for backfilled messages and
 	// control events, which come from no queue.
@@ -74,11 +76,18 @@ type EventInfo struct {
 	// other event, including those that refer to a message (reaction,
 	// update_message), whose id is in the Zulip-Message-Id header.
 	MessageID int64
+	// Timestamp is the new message's "timestamp" (Unix seconds, when the
+	// server received it) for a message event, live or backfilled: the
+	// message.timestamp member of the event. 0 for every other event, and
+	// when the message has no timestamp or one that is not a non-negative
+	// integer; it is not range-checked (a timestamp beyond year 9999 is
+	// kept, though no CloudEvents time is made of it).
+	Timestamp int64
 }
 
-// Peek reads an event's id, type, op and message id without mapping it.
-// It validates the event as Map does, so an event Peek accepts Map
-// accepts too, unless a rendered name is invalid.
+// Peek reads an event's id, type, op, message id and timestamp without
+// mapping it. It validates the event as Map does, so an event Peek accepts
+// Map accepts too, unless a rendered name is invalid.
 func Peek(raw []byte) (EventInfo, error) {
 	var ev event
 	if err := parseEvent(raw, &ev); err != nil {
@@ -94,6 +103,7 @@ func Peek(raw []byte) (EventInfo, error) {
 	}
 	if info.Type == "message" {
 		info.MessageID = ev.msg.id.v
+		info.Timestamp = ev.msg.timestamp.orZero()
 	}
 	return info, nil
 }
@@ -365,6 +375,7 @@ type parts struct {
 	messageID      string
 	backfill       bool
 	newMessageID   int64
+	timestamp      int64 // the new message's, Unix seconds; 0: none
 	ceType         string
 	ceTime         string
 	payload        []byte
@@ -478,6 +489,7 @@ func (m *Mapper) build(raw []byte, ev *event, queueID string, backfill bool) (*M
 	}
 	if typ == "message" {
 		p.newMessageID = ev.msg.id.v
+		p.timestamp = ev.msg.timestamp.orZero()
 	}
 	return m.assemble(p), nil
 }
@@ -567,7 +579,7 @@ func (m *Mapper) assemble(p *parts) *Message {
 		Headers:  h[:len(h):len(h)],
 		Payload:  payload,
 		DedupKey: p.dedupKey,
-		Event:    EventInfo{ID: p.eventID, Type: p.typ, Op: p.op, MessageID: p.newMessageID},
+		Event:    EventInfo{ID: p.eventID, Type: p.typ, Op: p.op, MessageID: p.newMessageID, Timestamp: p.timestamp},
 	}
 	return &blk.msg
 }

@@ -23,7 +23,8 @@ type Message struct {
 	// <site host>/<queue id>/bridge.<kind> for control events.
 	DedupKey string
 	// Event is what the mapper read from the event (id, type, op, message
-	// id), for library users; the pipeline and the sinks do not use it.
+	// id and timestamp); the pipeline and the sinks do not use it, the
+	// bridge's telemetry takes the message timestamp from it.
 	Event EventInfo
 }
 

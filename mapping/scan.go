@@ -59,6 +59,15 @@ type num struct {
 	ok bool
 }
 
+// orZero returns the number, or 0 when the member is absent or not a
+// non-negative integer (v is then meaningless).
+func (n num) orZero() int64 {
+	if !n.ok {
+		return 0
+	}
+	return n.v
+}
+
 // plain marks the bytes that may appear unescaped inside a JSON string
 // without ending it. Bytes >= 0x80 pass: like encoding/json, the reader
 // does not reject invalid UTF-8, it is dealt with where a value is used.

@@ -266,6 +266,7 @@ func messageEvent(eventID, messageID int, ts int64) *mapping.Message {
 		Payload: fmt.Appendf(nil, `{"type":"message","id":%d,"flags":[],"message":{"id":%d,"type":"stream","stream_id":12,"display_recipient":"Denmark","subject":"greetings","timestamp":%d,"content":"<p>hi</p>"}}`,
 			eventID, messageID, ts),
 		DedupKey: key,
+		Event:    mapping.EventInfo{ID: int64(eventID), Type: "message", MessageID: int64(messageID), Timestamp: ts},
 	}
 }
 
@@ -284,6 +285,7 @@ func otherEvent(eventID int, eventType, op string) *mapping.Message {
 		},
 		Payload:  fmt.Appendf(nil, `{"type":%q,"op":%q,"id":%d,"timestamp":1}`, eventType, op, eventID),
 		DedupKey: key,
+		Event:    mapping.EventInfo{ID: int64(eventID), Type: eventType, Op: op},
 	}
 }
 

@@ -3,7 +3,6 @@ package telemetry
 import (
 	"context"
 	"errors"
-	"math"
 	"slices"
 	"time"
 
@@ -77,6 +76,10 @@ func (t *Telemetry) batch(ctx context.Context, queueID string, events int) (cont
 	}
 }
 
+// maxTimestamp is the end of year 9999: a later message timestamp is not a
+// time, and gives no lag.
+const maxTimestamp = 253402300799
+
 // published counts the messages of a Publish call that the broker
 // confirmed, and the lag of the message events among them.
 func (t *Telemetry) published(msgs []*mapping.Message, err error) {
@@ -103,9 +106,11 @@ func (t *Telemetry) published(msgs []*mapping.Message, err error) {
 		if eventType != "message" {
 			continue
 		}
-		if ts, ok := messageTimestamp(msg.Payload); ok {
-			sec, frac := math.Modf(ts)
-			lag := now.Sub(time.Unix(int64(sec), int64(frac*1e9))).Seconds()
+		// The mapper read the message's timestamp when it parsed the
+		// event (also inside a structured CloudEvent, and for backfilled
+		// messages): no second pass over the payload. 0: none.
+		if ts := msg.Event.Timestamp; ts > 0 && ts <= maxTimestamp {
+			lag := now.Sub(time.Unix(ts, 0)).Seconds()
 			// A server clock ahead of ours would make the lag negative.
 			m.lag.Record(bg, max(0, lag))
 		}
