@@ -25,9 +25,11 @@ func (s *Server) ExpireQueue(queueID string) bool {
 }
 
 // Crash drops every queue, as a Zulip server crash does (a graceful
-// restart would keep them): waiting GETs lose their connections, and
-// every later GET gets BAD_EVENT_QUEUE_ID. Messages survive, as they do in
-// Zulip's database.
+// restart would keep them): waiting GETs lose their connections, so do
+// GET /events responses still being streamed (at their next buffer
+// flush; what reached the client before stays there, and is not counted
+// as delivered), and every later GET gets BAD_EVENT_QUEUE_ID. Messages
+// survive, as they do in Zulip's database.
 func (s *Server) Crash() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -35,6 +37,8 @@ func (s *Server) Crash() {
 	for _, q := range s.queues {
 		s.removeLocked(q, EndCrashed)
 	}
+	close(s.crashed)
+	s.crashed = make(chan struct{})
 }
 
 // ErrNotEvent is returned by InjectEvent for input that is not a JSON
@@ -49,7 +53,7 @@ var ErrNotEvent = errors.New("zuliptest: not an event: want a JSON object with a
 // injected this way do not enter the message store: use SendMessage for
 // messages GET /messages should return.
 func (s *Server) InjectEvent(raw json.RawMessage) (map[string]int64, error) {
-	compact, head, err := parseEvent(raw)
+	compact, head, hasID, err := parseEvent(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -59,27 +63,30 @@ func (s *Server) InjectEvent(raw json.RawMessage) (map[string]int64, error) {
 	ids := map[string]int64{}
 	for _, q := range s.queues {
 		if q.accepts(head) {
-			ids[q.id] = s.pushLocked(q, head.Type, compact)
+			ids[q.id] = s.pushLocked(q, head.Type, compact, hasID)
 		}
 	}
 	return ids, nil
 }
 
-func parseEvent(raw json.RawMessage) (json.RawMessage, *eventHead, error) {
+// parseEvent checks an event, compacts it and reports whether it has an
+// "id" member.
+func parseEvent(raw json.RawMessage) (json.RawMessage, *eventHead, bool, error) {
 	var head eventHead
 	if err := json.Unmarshal(raw, &head); err != nil || head.Type == "" {
-		return nil, nil, ErrNotEvent
+		return nil, nil, false, ErrNotEvent
 	}
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &members); err != nil {
-		return nil, nil, ErrNotEvent
+		return nil, nil, false, ErrNotEvent
 	}
 	if _, ok := members["type"]; !ok {
-		return nil, nil, ErrNotEvent
+		return nil, nil, false, ErrNotEvent
 	}
+	_, hasID := members["id"]
 	compact, err := compactJSON(raw)
 	if err != nil {
-		return nil, nil, fmt.Errorf("zuliptest: compact event: %w", err)
+		return nil, nil, false, fmt.Errorf("zuliptest: compact event: %w", err)
 	}
-	return compact, &head, nil
+	return compact, &head, hasID, nil
 }

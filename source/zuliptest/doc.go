@@ -38,15 +38,25 @@
 //     Config.HeartbeatInterval, gets a heartbeat event that takes an id; a
 //     newer GET ends the waiting one, which returns
 //     {"result":"success","msg":"","events":[],"queue_id":...};
-//     dont_block=true answers at once. A queue expires when no GET has
-//     waited on it for its lifespan (a GET answered at once does not
-//     count, as upstream), then every call on it gets
+//     dont_block=true answers at once. The body is streamed: written
+//     through a 64 KiB buffer flushed to the connection as it fills, from
+//     the events' bytes encoded once when they were queued, so a GET
+//     holds no more than that buffer whatever the backlog (a million
+//     events is an 800 MB body) and the client reads the first events
+//     while the rest is written; it still carries a Content-Length. A
+//     queue expires when no GET has waited on it for its lifespan (a GET
+//     answered at once does not count, as upstream), then every call on
+//     it gets
 //     {"result":"error","msg":"Bad event queue ID: Q","queue_id":"Q","code":"BAD_EVENT_QUEUE_ID"}.
 //   - DELETE /events: queue_id in the query, a urlencoded or a multipart
 //     body.
 //   - GET /messages: anchor (id, newest, oldest, first_unread), num_before,
 //     num_after, include_anchor, narrow, apply_markdown, client_gravatar;
 //     found_anchor, found_oldest, found_newest and anchor as upstream.
+//     A page is found by binary search on the id-ordered store, walked
+//     from the anchor until num_before and num_after matches: O(log n +
+//     page) whatever the store's size; a stream, sender or direct-message
+//     narrow walks that index only.
 //   - POST /messages: type stream/channel or private/direct; to as a
 //     stream name or id, JSON, a JSON list of emails or ids, or
 //     comma-separated emails; topic or the legacy subject. Message ids
@@ -81,16 +91,31 @@
 // page) for the next StatusCount requests or all of them, Latency before
 // handling, ResetConnections (the TCP connection is closed), TruncateJSON
 // and MalformedJSON bodies, RateLimitBurst forced 429s with RetryAfter,
-// EventIDGap (ids skip values), and Hold (a GET /events answer is held
-// back). Durations run on Config.Clock. Crash drops every queue as a
-// server crash does; ExpireQueue collects one queue now.
+// EventIDGap (ids skip values), Hold (a GET /events answer is held
+// back), and CutResponses (a GET /events answer's connection drops
+// mid-body, after CutAfterEvents events or CutAfterBytes bytes: the
+// client has that much of a body whose Content-Length promised more).
+// Durations run on Config.Clock. The body faults act on the stream:
+// TruncateJSON ends a complete response at half the body, whatever its
+// size. Crash drops every queue as a server crash does, cutting the
+// GET /events answers still being streamed; ExpireQueue collects one
+// queue now.
+//
+// PauseEvents holds the next GET /events answer (on one queue or any)
+// after its first N events, flushed to the connection, until Release:
+// what a test needs to act while a streamed response is half consumed
+// (kill the client, Crash, read what arrived). Pause.Reached says when it
+// is held; it is a channel, not a clock waiter.
 //
 // # Inspection
 //
 // Queues lists live queues. History, Delivered and Acked keep working after
 // a queue is gone: Delivered lists every event the queue handed out in an
 // intact response, in id order, with the exact bytes the client received
-// (a faulted response does not count). Messages is the message store.
+// (a faulted, cut or crashed response does not count). A delivery is
+// recorded just before the body's closing bytes are sent, so a client
+// that has read a whole body finds its events there. Messages is the
+// message store.
 //
 // # Traffic
 //
@@ -106,7 +131,8 @@
 // As kfake is laid out by API, the simulator is laid out by endpoint:
 // events.go (POST /register, GET and DELETE /events), messages.go (the
 // message store and GET /messages), send.go (POST /messages: recipients,
-// fan-out), server_settings.go (GET /server_settings); actions.go holds
+// fan-out), server_settings.go (GET /server_settings), stream.go (the
+// streamed GET /events body, CutResponses and PauseEvents); actions.go holds
 // what a test does to the server (ExpireQueue, Crash, InjectEvent) and
 // inspect.go what it observes (Queues, History, Delivered, Acked).
 //

@@ -99,7 +99,7 @@ func (s *Server) handleRegister(c *call) {
 		newestPruned:     -1,
 		lastConnection:   now,
 	}
-	q.hist = &history{index: map[int64]int{}, acked: -1}
+	q.hist = &history{acked: -1}
 
 	s.mu.Lock()
 	s.gcLocked()
@@ -168,11 +168,13 @@ func (s *Server) handleGetEvents(c *call) {
 	// A newer GET ends the one waiting: it returns what the queue holds
 	// now, normally nothing, as {"events":[],"queue_id":...}.
 	q.finishWaiter(false)
+	// A crash from here on cuts the response, however far it got.
+	crashed := s.crashed
 	if len(q.pending) > 0 || dontBlock {
-		events := slices.Clone(q.pending)
+		events := q.snapshot()
 		hist := q.hist
 		s.mu.Unlock()
-		c.writeEvents(hist, "", events)
+		c.writeEvents(hist, queueID, false, events, crashed)
 		return
 	}
 	w := s.connectLocked(q)
@@ -184,7 +186,7 @@ func (s *Server) handleGetEvents(c *call) {
 		if res.aborted {
 			c.abort()
 		}
-		c.writeEvents(hist, queueID, res.events)
+		c.writeEvents(hist, queueID, true, res.events, crashed)
 	case <-c.r.Context().Done():
 		s.mu.Lock()
 		if q.waiter == w {
@@ -194,34 +196,6 @@ func (s *Server) handleGetEvents(c *call) {
 	case <-s.closing:
 		c.abort()
 	}
-}
-
-// writeEvents answers a GET /events and records what reached the client.
-// Responses to a GET that waited carry queue_id, as upstream's
-// finish_handler adds it; immediate ones do not.
-func (c *call) writeEvents(hist *history, queueID string, events []queuedEvent) {
-	if len(events) > 0 && c.fault.hold > 0 && !c.s.sleep(c.r.Context(), c.fault.hold) {
-		select {
-		case <-c.s.closing:
-			c.abort()
-		default: // the client left
-		}
-		return
-	}
-	list := make(rawList, len(events))
-	for i, e := range events {
-		list[i] = e.raw
-	}
-	body := object{{"events", list}}
-	if queueID != "" {
-		body = body.with("queue_id", queueID)
-	}
-	if !c.ok(body) {
-		return
-	}
-	c.s.mu.Lock()
-	hist.record(events, c.s.clock.Now())
-	c.s.mu.Unlock()
 }
 
 // handleDeleteQueue is DELETE /api/v1/events.

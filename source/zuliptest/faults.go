@@ -55,6 +55,21 @@ type Faults struct {
 	// by a slow proxy. The events are those the queue had when the server
 	// answered.
 	Hold time.Duration
+
+	// CutResponses drops the connection of the next N matching
+	// GET /events responses that carry events, mid-body: the status, the
+	// headers (with the Content-Length of the whole body) and the body up
+	// to the cut reach the client, then the connection closes, so the
+	// client reads an unexpected EOF. The cut comes right after the
+	// CutAfterEvents-th event (0: right after `"events":[`), or after
+	// CutAfterBytes bytes of body when that is positive and comes first
+	// (with CutAfterEvents 0, CutAfterBytes alone decides). A response
+	// shorter than the cut is cut before its closing bracket. A cut
+	// response is not counted as delivered. A response already truncated
+	// or malformed by this request's faults is not cut.
+	CutResponses   int
+	CutAfterEvents int
+	CutAfterBytes  int
 }
 
 // faultState is the live copy of Faults, counts decremented as consumed.

@@ -69,21 +69,28 @@ type QueueHistory struct {
 
 type history struct {
 	info      QueueInfo
-	delivered []DeliveredEvent
-	index     map[int64]int
+	delivered []DeliveredEvent // in id order
 	acked     int64
 	ended     string
 	endedAt   time.Time
 }
 
+// record counts a delivery of events (ascending ids, as a queue holds
+// them). A response normally repeats a prefix of what was delivered and
+// adds newer events, which are appended; the rest is found by binary
+// search (two GETs on one queue can record out of order).
 func (h *history) record(events []queuedEvent, now time.Time) {
 	for _, e := range events {
-		if i, ok := h.index[e.id]; ok {
+		if n := len(h.delivered); n == 0 || h.delivered[n-1].ID < e.id {
+			h.delivered = append(h.delivered, DeliveredEvent{ID: e.id, Type: e.typ, Raw: e.raw, Deliveries: 1, FirstDelivered: now})
+			continue
+		}
+		i, found := slices.BinarySearchFunc(h.delivered, e.id, func(d DeliveredEvent, id int64) int { return cmp.Compare(d.ID, id) })
+		if found {
 			h.delivered[i].Deliveries++
 			continue
 		}
-		h.index[e.id] = len(h.delivered)
-		h.delivered = append(h.delivered, DeliveredEvent{ID: e.id, Type: e.typ, Raw: e.raw, Deliveries: 1, FirstDelivered: now})
+		h.delivered = slices.Insert(h.delivered, i, DeliveredEvent{ID: e.id, Type: e.typ, Raw: e.raw, Deliveries: 1, FirstDelivered: now})
 	}
 }
 
@@ -143,7 +150,6 @@ func (s *Server) History(queueID string) (QueueHistory, bool) {
 	}
 	out := QueueHistory{Info: h.info, Acked: h.acked, Ended: h.ended, EndedAt: h.endedAt}
 	out.Delivered = slices.Clone(h.delivered)
-	slices.SortFunc(out.Delivered, func(a, b DeliveredEvent) int { return cmp.Compare(a.ID, b.ID) })
 	return out, true
 }
 

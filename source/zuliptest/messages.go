@@ -1,6 +1,7 @@
 package zuliptest
 
 import (
+	"cmp"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
@@ -43,6 +44,38 @@ type storedMessage struct {
 	client      string
 }
 
+// messageStore holds the messages in id order (ids only grow, so appending
+// keeps every list sorted) with the indexes GET /messages narrows walk:
+// per stream, per sender, and the direct messages.
+type messageStore struct {
+	all      []*storedMessage
+	byStream map[int64][]*storedMessage
+	bySender map[int64][]*storedMessage
+	direct   []*storedMessage
+}
+
+// add appends m, whose id is above every stored one.
+func (ms *messageStore) add(m *storedMessage) {
+	if ms.byStream == nil {
+		ms.byStream = map[int64][]*storedMessage{}
+		ms.bySender = map[int64][]*storedMessage{}
+	}
+	ms.all = append(ms.all, m)
+	if m.streamID != 0 {
+		ms.byStream[m.streamID] = append(ms.byStream[m.streamID], m)
+	} else {
+		ms.direct = append(ms.direct, m)
+	}
+	ms.bySender[m.senderID] = append(ms.bySender[m.senderID], m)
+}
+
+// searchID is the index of the first message of the id-ordered list whose
+// id is at least id (len(list) when none is).
+func searchID(list []*storedMessage, id int64) int {
+	i, _ := slices.BinarySearchFunc(list, id, func(m *storedMessage, id int64) int { return cmp.Compare(m.id, id) })
+	return i
+}
+
 // maxMessagesPerFetch is upstream's MAX_MESSAGES_PER_FETCH.
 const maxMessagesPerFetch = 5000
 
@@ -62,8 +95,8 @@ const (
 func (s *Server) Messages() []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Message, 0, len(s.messages))
-	for _, m := range s.messages {
+	out := make([]Message, 0, len(s.messages.all))
+	for _, m := range s.messages.all {
 		out = append(out, s.exportMessage(m))
 	}
 	return out
@@ -237,70 +270,80 @@ func (s *Server) handleGetMessages(c *call) {
 		}
 		terms = t
 	}
-	filter, aerr := s.compileMessagesNarrow(terms, c.user)
+	filter, index, aerr := s.compileMessagesNarrow(terms, c.user)
 	if aerr != nil {
 		c.fail(aerr)
 		return
 	}
-
-	s.mu.Lock()
-	var visible []*storedMessage
-	for _, m := range s.messages {
-		if s.canSee(c.user.ID, m) && filter(m) {
-			visible = append(visible, m)
-		}
-	}
 	var anchor int64
-	var toLeft, toRight bool
+	var toLeft, toRight, firstUnread bool
 	switch strings.Trim(anchorRaw, `"`) {
 	case "newest":
 		anchor, toRight = largerThanMaxMessageID, true
 	case "oldest":
 		anchor, toLeft = 0, true
 	case "first_unread":
-		anchor, toRight = largerThanMaxMessageID, true
-		for _, m := range visible {
-			if m.senderID != c.user.ID {
-				anchor, toRight = m.id, false
-				break
-			}
-		}
+		firstUnread = true
 	default:
 		n, perr := strconv.ParseInt(anchorRaw, 10, 64)
 		if perr != nil {
-			s.mu.Unlock()
 			c.fail(badRequest("Invalid anchor"))
 			return
 		}
 		anchor = n
 	}
-	var before, anchorRows, after []*storedMessage
-	if toRight {
-		before = visible
-		numAfter = 0
-	} else {
-		for _, m := range visible {
-			switch {
-			case m.id < anchor:
-				before = append(before, m)
-			case m.id == anchor && includeAnchor:
-				anchorRows = append(anchorRows, m)
-			case m.id > anchor:
-				after = append(after, m)
+
+	// A page walks the narrow's index (an id-ordered list holding every
+	// message the narrow can accept) from the anchor outwards, found by
+	// binary search, and stops as soon as it has num_before and num_after
+	// matches: O(log n + page) for the store and indexed narrows, plus the
+	// messages skipped for the others.
+	s.mu.Lock()
+	list := index(&s.messages)
+	visible := func(m *storedMessage) bool { return s.canSee(c.user.ID, m) && filter(m) }
+	if firstUnread {
+		// "Unread" is "not sent by the viewer": the first such message in
+		// the narrow, or newest when there is none.
+		anchor, toRight = largerThanMaxMessageID, true
+		for _, m := range list {
+			if m.senderID != c.user.ID && visible(m) {
+				anchor, toRight = m.id, false
+				break
 			}
 		}
 	}
-	before = before[max(len(before)-int(numBefore), 0):]
-	after = after[:min(len(after), int(numAfter))]
-	rows := append(append(append([]*storedMessage{}, before...), anchorRows...), after...)
-	list := make([]object, 0, len(rows))
+	if toRight {
+		numAfter = 0
+	}
+	at := searchID(list, anchor)
+	var before, anchorRows, after []*storedMessage
+	for i := at - 1; i >= 0 && int64(len(before)) < numBefore; i-- {
+		if visible(list[i]) {
+			before = append(before, list[i])
+		}
+	}
+	slices.Reverse(before)
+	next := at
+	if at < len(list) && list[at].id == anchor {
+		if includeAnchor && visible(list[at]) {
+			anchorRows = list[at : at+1]
+		}
+		next = at + 1
+	}
+	for i := next; i < len(list) && int64(len(after)) < numAfter; i++ {
+		if visible(list[i]) {
+			after = append(after, list[i])
+		}
+	}
+	rows := append(append(append(make([]*storedMessage, 0, len(before)+len(anchorRows)+len(after)), before...), anchorRows...), after...)
+	msgs := make([]object, 0, len(rows))
 	for _, m := range rows {
-		list = append(list, s.messageObject(m, applyMarkdown, clientGravatar).with("flags", s.flagsFor(c.user.ID, m)))
+		msgs = append(msgs, s.messageObject(m, applyMarkdown, clientGravatar).with("flags", s.flagsFor(c.user.ID, m)))
 	}
 	s.mu.Unlock()
 
 	c.ok(object{
-		{"messages", list},
+		{"messages", msgs},
 		{"found_anchor", len(anchorRows) == 1},
 		{"found_oldest", toLeft || int64(len(before)) < numBefore},
 		{"found_newest", toRight || int64(len(after)) < numAfter},

@@ -184,33 +184,56 @@ func matchEventsTerm(t NarrowTerm, m eventMessage, streamName, topic string, fla
 // messageFilter is a narrow compiled for GET /messages.
 type messageFilter func(m *storedMessage) bool
 
+// messageIndex picks, from the message store, an id-ordered list that
+// holds every message a narrow term accepts (the term's stream, sender,
+// direct messages...), so that a page walks that list instead of the whole
+// store. It is called under s.mu.
+type messageIndex func(st *messageStore) []*storedMessage
+
 // compileMessagesNarrow builds the GET /messages filter, resolving names
-// and ids against the realm. Unknown operators are BAD_NARROW, as
-// upstream's NarrowBuilder reports them.
-func (s *Server) compileMessagesNarrow(terms []NarrowTerm, viewer *User) (messageFilter, *apiError) {
+// and ids against the realm, and the index a page walks: the shortest
+// list among those of the narrow's (not negated) indexed terms, the whole
+// store when it has none. Unknown operators are BAD_NARROW, as upstream's
+// NarrowBuilder reports them.
+func (s *Server) compileMessagesNarrow(terms []NarrowTerm, viewer *User) (messageFilter, messageIndex, *apiError) {
 	preds := make([]messageFilter, 0, len(terms))
+	var indexes []messageIndex
 	for _, t := range terms {
-		p, err := s.messagesTerm(t, viewer)
+		p, idx, err := s.messagesTerm(t, viewer)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if t.Negated {
 			inner := p
 			p = func(m *storedMessage) bool { return !inner(m) }
+		} else if idx != nil {
+			indexes = append(indexes, idx)
 		}
 		preds = append(preds, p)
 	}
-	return func(m *storedMessage) bool {
+	filter := func(m *storedMessage) bool {
 		for _, p := range preds {
 			if !p(m) {
 				return false
 			}
 		}
 		return true
-	}, nil
+	}
+	index := func(st *messageStore) []*storedMessage {
+		best := st.all
+		for _, idx := range indexes {
+			if l := idx(st); len(l) < len(best) {
+				best = l
+			}
+		}
+		return best
+	}
+	return filter, index, nil
 }
 
-func (s *Server) messagesTerm(t NarrowTerm, viewer *User) (messageFilter, *apiError) {
+// messagesTerm compiles one term: its filter and, when the store keeps
+// one, the index of the messages it can accept (nil: none).
+func (s *Server) messagesTerm(t NarrowTerm, viewer *User) (messageFilter, messageIndex, *apiError) {
 	switch t.Operator {
 	case "stream", "channel":
 		st := s.realm.streamByName(t.Operand)
@@ -218,50 +241,62 @@ func (s *Server) messagesTerm(t NarrowTerm, viewer *User) (messageFilter, *apiEr
 			st = s.realm.streamsByID[id]
 		}
 		if st == nil {
-			return nil, badNarrow("Invalid narrow operator: unknown channel")
+			return nil, nil, badNarrow("Invalid narrow operator: unknown channel")
 		}
 		id := st.ID
-		return func(m *storedMessage) bool { return m.streamID == id }, nil
+		return func(m *storedMessage) bool { return m.streamID == id },
+			func(ms *messageStore) []*storedMessage { return ms.byStream[id] }, nil
 	case "topic":
-		return func(m *storedMessage) bool { return m.streamID != 0 && strings.EqualFold(m.topic, t.Operand) }, nil
+		return func(m *storedMessage) bool { return m.streamID != 0 && strings.EqualFold(m.topic, t.Operand) }, nil, nil
 	case "sender":
 		u := s.userByOperand(t.Operand)
 		if u == nil {
-			return nil, badNarrow("Invalid narrow operator: unknown user")
+			return nil, nil, badNarrow("Invalid narrow operator: unknown user")
 		}
 		id := u.ID
-		return func(m *storedMessage) bool { return m.senderID == id }, nil
+		return func(m *storedMessage) bool { return m.senderID == id },
+			func(ms *messageStore) []*storedMessage { return ms.bySender[id] }, nil
 	case "is":
 		switch t.Operand {
 		case "dm", "private":
-			return func(m *storedMessage) bool { return m.streamID == 0 }, nil
+			return func(m *storedMessage) bool { return m.streamID == 0 }, directIndex, nil
 		case "unread":
-			return func(m *storedMessage) bool { return m.senderID != viewer.ID }, nil
+			return func(m *storedMessage) bool { return m.senderID != viewer.ID }, nil, nil
 		case "starred", "mentioned", "alerted":
-			return func(*storedMessage) bool { return false }, nil
+			return func(*storedMessage) bool { return false }, func(*messageStore) []*storedMessage { return nil }, nil
 		}
-		return nil, badNarrow("Invalid narrow operator: unknown 'is' operand")
+		return nil, nil, badNarrow("Invalid narrow operator: unknown 'is' operand")
 	case "dm", "pm-with":
 		ids := []int64{viewer.ID}
 		for _, part := range strings.Split(t.Operand, ",") {
 			u := s.userByOperand(strings.TrimSpace(part))
 			if u == nil {
-				return nil, badNarrow("Invalid narrow operator: unknown user in %s", t.Operand)
+				return nil, nil, badNarrow("Invalid narrow operator: unknown user in %s", t.Operand)
 			}
 			ids = append(ids, u.ID)
 		}
 		slices.Sort(ids)
 		ids = slices.Compact(ids)
-		return func(m *storedMessage) bool { return m.streamID == 0 && slices.Equal(m.recipients, ids) }, nil
+		return func(m *storedMessage) bool { return m.streamID == 0 && slices.Equal(m.recipients, ids) }, directIndex, nil
 	case "id":
 		id, err := strconv.ParseInt(t.Operand, 10, 64)
 		if err != nil {
-			return nil, badNarrow("Invalid narrow operator: invalid message ID")
+			return nil, nil, badNarrow("Invalid narrow operator: invalid message ID")
 		}
-		return func(m *storedMessage) bool { return m.id == id }, nil
+		return func(m *storedMessage) bool { return m.id == id },
+			func(ms *messageStore) []*storedMessage {
+				list := ms.all
+				i := searchID(list, id)
+				if i < len(list) && list[i].id == id {
+					return list[i : i+1]
+				}
+				return nil
+			}, nil
 	}
-	return nil, badNarrow("Invalid narrow operator: unknown operator")
+	return nil, nil, badNarrow("Invalid narrow operator: unknown operator")
 }
+
+func directIndex(ms *messageStore) []*storedMessage { return ms.direct }
 
 func (s *Server) userByOperand(operand string) *User {
 	if u := s.realm.userByEmail(operand); u != nil {

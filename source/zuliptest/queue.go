@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -83,8 +83,17 @@ func (q *queue) finishWaiter(aborted bool) bool {
 		return false
 	}
 	q.disconnect()
-	w.done <- waitResult{events: slices.Clone(q.pending), aborted: aborted}
+	w.done <- waitResult{events: q.snapshot(), aborted: aborted}
 	return true
+}
+
+// snapshot is the pending events as a response sends them. It shares the
+// queue's backing array instead of copying it (a backlog of a million
+// events is a million entries): pending events are never modified, prune
+// only reslices, and the capacity is capped so that a later append cannot
+// write where the snapshot reads.
+func (q *queue) snapshot() []queuedEvent {
+	return q.pending[:len(q.pending):len(q.pending)]
 }
 
 // disconnect forgets the waiting GET and stops its heartbeat, so the
@@ -114,19 +123,21 @@ func (s *Server) connectLocked(q *queue) *waiter {
 			return
 		}
 		w.timer = nil
-		s.pushLocked(q, "heartbeat", json.RawMessage(`{"type":"heartbeat"}`))
+		s.pushLocked(q, "heartbeat", json.RawMessage(`{"type":"heartbeat"}`), false)
 	})
 	return w
 }
 
 // pushLocked appends an event to the queue, assigning the next id (after
 // any configured gap), and wakes the waiting GET. raw is a compact JSON
-// object; its "id" is set or replaced.
-func (s *Server) pushLocked(q *queue, typ string, raw json.RawMessage) int64 {
+// object; its "id" is replaced when hasID says it has one, appended
+// otherwise. The event is encoded here, once: every GET that returns it
+// writes these bytes.
+func (s *Server) pushLocked(q *queue, typ string, raw json.RawMessage, hasID bool) int64 {
 	q.nextID += s.eventIDGap()
 	id := q.nextID
 	q.nextID++
-	withID, err := setEventID(raw, id)
+	withID, err := setEventID(raw, id, hasID)
 	if err != nil {
 		// Events are validated before they reach a queue.
 		panic(fmt.Sprintf("zuliptest: set event id: %v", err))
@@ -162,9 +173,23 @@ func (s *Server) removeLocked(q *queue, end string) {
 
 // setEventID returns raw with its top-level "id" set to id: the value
 // replaced in place if the key exists, appended otherwise. The other bytes
-// are kept as they are.
-func setEventID(raw json.RawMessage, id int64) (json.RawMessage, error) {
-	idText := fmt.Sprint(id)
+// are kept as they are. hasID false says raw, a compact object, has no
+// "id": the id is appended without reading raw.
+func setEventID(raw json.RawMessage, id int64, hasID bool) (json.RawMessage, error) {
+	idText := strconv.FormatInt(id, 10)
+	if !hasID {
+		if len(raw) < 2 || raw[0] != '{' || raw[len(raw)-1] != '}' {
+			return nil, errors.New("event is not a compact JSON object")
+		}
+		out := make([]byte, 0, len(raw)+len(idText)+6)
+		out = append(out, raw[:len(raw)-1]...)
+		if len(raw) > 2 {
+			out = append(out, ',')
+		}
+		out = append(out, `"id":`...)
+		out = append(out, idText...)
+		return append(out, '}'), nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	tok, err := dec.Token()
 	if err != nil {

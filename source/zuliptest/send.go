@@ -123,11 +123,11 @@ func (s *Server) sendMessage(sender *User, req SendRequest, client string) (int6
 		m.recipientID = s.directRecipientIDLocked(sender.ID, m.recipients)
 	}
 	m.id = 1
-	if n := len(s.messages); n > 0 {
-		m.id = s.messages[n-1].id + 1
+	if n := len(s.messages.all); n > 0 {
+		m.id = s.messages.all[n-1].id + 1
 	}
 	m.timestamp = s.clock.Now().Unix()
-	s.messages = append(s.messages, m)
+	s.messages.add(m)
 	s.fanOutLocked(m)
 	return m.id, nil
 }
@@ -250,15 +250,17 @@ func (s *Server) fanOutLocked(m *storedMessage) {
 		if err != nil {
 			panic(fmt.Sprintf("zuliptest: encode message: %v", err))
 		}
-		var head eventMessage
-		_ = json.Unmarshal(msgRaw, &head)
-		if !matchEventsNarrow(q.narrow, head, flags) {
-			continue
+		if len(q.narrow) > 0 {
+			var head eventMessage
+			_ = json.Unmarshal(msgRaw, &head)
+			if !matchEventsNarrow(q.narrow, head, flags) {
+				continue
+			}
 		}
 		ev, err := marshal(object{{"type", "message"}, {"message", json.RawMessage(msgRaw)}, {"flags", flags}})
 		if err != nil {
 			panic(fmt.Sprintf("zuliptest: encode message event: %v", err))
 		}
-		s.pushLocked(q, "message", ev)
+		s.pushLocked(q, "message", ev, false)
 	}
 }

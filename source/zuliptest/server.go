@@ -173,10 +173,14 @@ type Server struct {
 	mu        sync.Mutex
 	queues    map[string]*queue
 	histories map[string]*history
-	messages  []*storedMessage
+	messages  messageStore
 	huddles   map[string]int64
 	rate      map[string][]time.Time
 	faults    faultState
+	// crashed is closed by Crash (and replaced): a GET /events response
+	// streaming events taken before the crash drops its connection.
+	crashed chan struct{}
+	pauses  []*Pause // armed by PauseEvents
 }
 
 // NewServer starts a Server on 127.0.0.1 with a random port, like
@@ -220,6 +224,7 @@ func New(cfg Config) (*Server, error) {
 		histories: map[string]*history{},
 		huddles:   map[string]int64{},
 		rate:      map[string][]time.Time{},
+		crashed:   make(chan struct{}),
 	}
 	s.handler = s.routes()
 	return s, nil

@@ -18,9 +18,10 @@ func (s *Server) initialStateLocked(c *call, q *queue, want func(string) bool, i
 	user := c.user
 	if want("message") {
 		var maxID int64 = -1
-		for _, m := range s.messages {
-			if s.canSee(user.ID, m) {
+		for i := len(s.messages.all) - 1; i >= 0; i-- {
+			if m := s.messages.all[i]; s.canSee(user.ID, m) {
 				maxID = m.id
+				break
 			}
 		}
 		st = st.with("max_message_id", maxID)
@@ -148,10 +149,8 @@ func (s *Server) streamObject(st *Stream) object {
 }
 
 func (s *Server) firstMessageIDLocked(streamID int64) any {
-	for _, m := range s.messages {
-		if m.streamID == streamID {
-			return m.id
-		}
+	if list := s.messages.byStream[streamID]; len(list) > 0 {
+		return list[0].id
 	}
 	return nil
 }
