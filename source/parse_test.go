@@ -2,6 +2,7 @@ package source
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -242,4 +243,21 @@ func FuzzEventStream(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSpecial8 checks the eight-bytes-at-a-time test against the byte
+// table: every byte value at every position of an otherwise plain word.
+func TestSpecial8(t *testing.T) {
+	for pos := range 8 {
+		for c := range 256 {
+			w := []byte("abcdefgh")
+			w[pos] = byte(c)
+			if got := special8(binary.LittleEndian.Uint64(w)); got != !strSafe[c] {
+				t.Fatalf("byte %#x at %d: special8 = %v", c, pos, got)
+			}
+		}
+	}
+	if special8(binary.LittleEndian.Uint64([]byte("é日本語ab"[:8]))) {
+		t.Error("UTF-8 bytes taken for special ones")
+	}
 }

@@ -2,6 +2,7 @@ package source
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -586,12 +587,26 @@ var strSafe = func() (t [256]bool) {
 	return t
 }()
 
+// special8 reports whether one of the eight bytes of x is a quote, a
+// backslash or a control character (the bit tricks of "Bit Twiddling
+// Hacks": haszero and hasless).
+func special8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	zero := func(v uint64) bool { return (v-ones)&^v&highs != 0 }
+	return zero(x^(ones*'"')) || zero(x^(ones*'\\')) || (x-ones*0x20)&^x&highs != 0
+}
+
 // str scans the string whose opening quote is at s.i and says whether it
 // holds escapes.
 func (s *eventStream) str() (escaped bool, err error) {
 	s.i++
 	for {
 		buf, i := s.buf[:s.w], s.i
+		// Eight bytes at a time while none of them is special, then
+		// byte by byte up to the one that is.
+		for i+8 <= len(buf) && !special8(binary.LittleEndian.Uint64(buf[i:])) {
+			i += 8
+		}
 		for i < len(buf) && strSafe[buf[i]] {
 			i++
 		}
