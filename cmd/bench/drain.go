@@ -131,6 +131,9 @@ type outcome struct {
 	lost     bool // the bridge registered a new queue
 	mem      memory
 	log      string // the end of the bridge's output when the queue was lost
+	// bridgeCPU is the CPU time the bridge used (start-up included),
+	// benchCPU what this process (simulator, broker) used meanwhile.
+	bridgeCPU, benchCPU time.Duration
 }
 
 // describe tells, for a progress line, what went wrong with a backlog of
@@ -153,6 +156,7 @@ func (b *bench) drain(ctx context.Context, sim *zuliptest.Server, l *lane, want 
 	if err != nil {
 		return outcome{}, err
 	}
+	benchStart := selfCPU()
 	p, err := l.spec.start(b.profilePath(l.sink + "-" + what))
 	if err != nil {
 		return outcome{}, err
@@ -193,6 +197,10 @@ func (b *bench) drain(ctx context.Context, sim *zuliptest.Server, l *lane, want 
 		}
 	}
 	o.took, o.inBroker = lastAt.Sub(p.started), last-start
+	o.benchCPU = selfCPU() - benchStart
+	if o.bridgeCPU, err = p.cpu(); err != nil {
+		return outcome{}, err
+	}
 	o.lost = o.lost || l.queueLost(sim)
 	if o.lost {
 		o.log = tail(p.out.String(), 5)
@@ -250,7 +258,7 @@ func (b *bench) drainRun(ctx context.Context, run int) (map[string]drainRun, err
 		prev := b.prev[l.sink]
 		rawFirst := run%2 == 1 && prev != nil
 		if rawFirst {
-			if r.RawSeconds, err = b.rawRun(ctx, l, prev); err != nil {
+			if r.RawSeconds, r.RawCPUMicros, err = b.rawRun(ctx, l, prev); err != nil {
 				return nil, err
 			}
 			r.RawFirst, r.RawEvents = true, int64(prev.len())
@@ -261,6 +269,7 @@ func (b *bench) drainRun(ctx context.Context, run int) (map[string]drainRun, err
 		}
 		r.Finished, r.QueueLost, r.InBroker = o.finished && !o.lost, o.lost, o.inBroker
 		r.BridgeSeconds, r.PeakRSSMiB = o.took.Seconds(), o.mem.PeakMiB
+		r.cpu(o)
 		// With the queue lost, what reached the broker (the backfilled
 		// messages and the resync event) is what the raw client gets.
 		stored, err := l.broker.readBack(ctx)
@@ -272,7 +281,7 @@ func (b *bench) drainRun(ctx context.Context, run int) (map[string]drainRun, err
 		}
 		b.prev[l.sink] = stored
 		if !rawFirst {
-			if r.RawSeconds, err = b.rawRun(ctx, l, stored); err != nil {
+			if r.RawSeconds, r.RawCPUMicros, err = b.rawRun(ctx, l, stored); err != nil {
 				return nil, err
 			}
 			r.RawEvents = int64(stored.len())
@@ -285,16 +294,28 @@ func (b *bench) drainRun(ctx context.Context, run int) (map[string]drainRun, err
 	return out, nil
 }
 
-func (b *bench) rawRun(ctx context.Context, l *lane, stored backlog) (float64, error) {
+// rawRun publishes stored with the raw client and returns how long it
+// took and the CPU time per message this process (broker and client)
+// spent on it.
+func (b *bench) rawRun(ctx context.Context, l *lane, stored backlog) (seconds, cpuMicros float64, _ error) {
 	dir, err := tempDir(l.dir, "raw-")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	began := selfCPU()
 	took, err := l.broker.raw(ctx, stored, dir)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", l.sink, err)
+		return 0, 0, fmt.Errorf("%s: %w", l.sink, err)
 	}
-	return took.Seconds(), nil
+	return took.Seconds(), micros(selfCPU()-began, stored.len()), nil
+}
+
+// micros is d per event, in microseconds.
+func micros(d time.Duration, events int) float64 {
+	if events == 0 {
+		return 0
+	}
+	return float64(d.Microseconds()) / float64(events)
 }
 
 // bigBacklog drains -big events per sink, with a wait capped at -timeout.

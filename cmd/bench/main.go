@@ -40,6 +40,7 @@ type config struct {
 	seed        uint64
 	mix         string
 	maxResponse int64
+	checkpoint  string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -57,7 +58,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.bridge, "bridge", "", "bridge binary to measure; default: go build ./cmd/bridge of this module")
 	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "directory for CPU profiles of every measured bridge process (builds the bridge with a profiling overlay; not with -bridge)")
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "longest wait for one backlog to drain; a backlog not drained by then is reported as did not finish")
-	fs.Int64Var(&cfg.maxResponse, "max-response", 0, "BRIDGE_ZULIP_MAX_RESPONSE_BYTES of every bridge; 0 leaves the bridge's default (a backlog whose response is larger is a queue loss)")
+	fs.Int64Var(&cfg.maxResponse, "max-response", 0, "BRIDGE_ZULIP_MAX_RESPONSE_BYTES of every bridge (the largest single event); 0 leaves the bridge's default")
+	fs.StringVar(&cfg.checkpoint, "checkpoint", "file", "checkpoint store of every bridge: file (fsynced in the state dir, the default) or broker (nats-kv with JetStream, kafka with Kafka)")
 	fs.Uint64Var(&cfg.seed, "seed", 1, "traffic generator seed")
 	fs.StringVar(&cfg.mix, "mix", mixIssue, "traffic: issue (issue 13's: 55% stream messages of about 1 KB, 15% direct messages, typing, reactions, edits) or default (zuliptest.DefaultMix: every kind of event, short messages)")
 	if err := fs.Parse(args); err != nil {
@@ -87,6 +89,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if cfg.maxResponse < 0 {
 		problems = append(problems, fmt.Sprintf("-max-response %d: want 0 (the bridge's default) or a size in bytes (example: -max-response 1073741824)", cfg.maxResponse))
+	}
+	if cfg.checkpoint != "file" && cfg.checkpoint != "broker" {
+		problems = append(problems, fmt.Sprintf("-checkpoint %q: want file or broker (example: -checkpoint broker)", cfg.checkpoint))
 	}
 	if cfg.cpuprofile != "" && cfg.bridge != "" {
 		problems = append(problems, "-cpuprofile needs the bridge the bench builds; drop -bridge")
@@ -168,8 +173,8 @@ func (b *bench) measure(ctx context.Context) (*result, error) {
 	res := &result{
 		GoVersion: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(),
 		Runs: b.cfg.runs, Events: b.cfg.events, Big: b.cfg.big, Rate: b.cfg.rate, Mix: b.cfg.mix,
-		MaxResponseBytes: b.cfg.maxResponse,
-		DurationSeconds:  b.cfg.duration.Seconds(), Load1Start: load1(),
+		MaxResponseBytes: b.cfg.maxResponse, Checkpoint: b.cfg.checkpoint,
+		DurationSeconds: b.cfg.duration.Seconds(), Load1Start: load1(),
 		Sinks: map[string]*sinkResult{},
 	}
 	for _, s := range b.cfg.sinks {
@@ -263,6 +268,13 @@ func (b *bench) newSpec(sim *zuliptest.Server, stateDir string, br broker) (*bri
 	env := br.env()
 	if b.cfg.maxResponse > 0 {
 		env = append(env, fmt.Sprintf("BRIDGE_ZULIP_MAX_RESPONSE_BYTES=%d", b.cfg.maxResponse))
+	}
+	if b.cfg.checkpoint == "broker" {
+		store := "kafka"
+		if _, ok := br.(*natsBroker); ok {
+			store = "nats-kv"
+		}
+		env = append(env, "BRIDGE_CHECKPOINT="+store)
 	}
 	return newBridgeSpec(b.bin, sim.URL, stateDir, env)
 }

@@ -36,11 +36,13 @@ type result struct {
 	DurationSeconds float64 `json:"duration_seconds"`
 	Mix             string  `json:"mix"`
 	// MaxResponseBytes is -max-response: 0, the bridge's default.
-	MaxResponseBytes int64                  `json:"max_response_bytes"`
-	AvgEventBytes    float64                `json:"avg_event_bytes"`
-	Sinks            map[string]*sinkResult `json:"sinks"`
-	Targets          []target               `json:"targets"`
-	Seconds          float64                `json:"seconds"`
+	MaxResponseBytes int64 `json:"max_response_bytes"`
+	// Checkpoint is -checkpoint: file or broker.
+	Checkpoint    string                 `json:"checkpoint"`
+	AvgEventBytes float64                `json:"avg_event_bytes"`
+	Sinks         map[string]*sinkResult `json:"sinks"`
+	Targets       []target               `json:"targets"`
+	Seconds       float64                `json:"seconds"`
 }
 
 type sinkResult struct {
@@ -86,6 +88,21 @@ type drainRun struct {
 	// ReadySeconds is how long the bridge took, from a fresh state
 	// directory, to register its queue and poll it.
 	ReadySeconds float64 `json:"ready_seconds"`
+	// CPU time per event, in microseconds: of the bridge process
+	// (start-up included); of this process while the bridge drained
+	// (the broker, and the simulator serving the backlog); of this
+	// process during the raw run (the broker and the raw client). On a
+	// machine whose cores are all busy, the ratio cannot exceed
+	// RawCPUMicros / (BridgeCPUMicros + ServerCPUMicros).
+	BridgeCPUMicros float64 `json:"bridge_cpu_us_per_event"`
+	ServerCPUMicros float64 `json:"server_cpu_us_per_event"`
+	RawCPUMicros    float64 `json:"raw_cpu_us_per_event"`
+}
+
+// cpu records the CPU times of the bridge's drain o.
+func (r *drainRun) cpu(o outcome) {
+	n := int(o.inBroker)
+	r.BridgeCPUMicros, r.ServerCPUMicros = micros(o.bridgeCPU, n), micros(o.benchCPU, n)
 }
 
 func (r *drainRun) rates() {
@@ -206,9 +223,10 @@ func printTable(w io.Writer, r *result) {
 	if r.MaxResponseBytes > 0 {
 		fmt.Fprintf(w, "; BRIDGE_ZULIP_MAX_RESPONSE_BYTES=%d", r.MaxResponseBytes)
 	}
+	fmt.Fprintf(w, "; checkpoint store: %s", r.Checkpoint)
 	fmt.Fprint(w, "\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "drain %d-event backlog\tbridge\traw client\tratio\tpeak RSS\t\n", r.Events)
+	fmt.Fprintf(tw, "drain %d-event backlog\tbridge\traw client\tratio\tpeak RSS\tCPU µs/event: bridge + broker,simulator | raw\t\n", r.Events)
 	for _, s := range sortedSinks(r) {
 		d := r.Sinks[s].Drain
 		for i, run := range d.Runs {
@@ -221,9 +239,10 @@ func printTable(w io.Writer, r *result) {
 			} else if !run.Finished {
 				first += fmt.Sprintf(" DID NOT FINISH, %d of %d in broker", run.InBroker, run.Events)
 			}
-			fmt.Fprintf(tw, "  %s run %d%s\t%s/s\t%s/s\t%.3f\t%.1f MiB\t\n", name[s], i+1, first, si(run.BridgeEPS), si(run.RawEPS), run.Ratio, run.PeakRSSMiB)
+			fmt.Fprintf(tw, "  %s run %d%s\t%s/s\t%s/s\t%.3f\t%.1f MiB\t%.1f + %.1f | %.1f\t\n", name[s], i+1, first, si(run.BridgeEPS), si(run.RawEPS), run.Ratio, run.PeakRSSMiB,
+				run.BridgeCPUMicros, run.ServerCPUMicros, run.RawCPUMicros)
 		}
-		fmt.Fprintf(tw, "  %s median of %d\t%s/s\t%s/s\t%.3f\t%.1f MiB\t%s\n", name[s], len(d.Runs), si(d.MedianBridgeEPS), si(d.MedianRawEPS), d.MedianRatio, d.PeakRSSMiB, verdict(r, s+" drain ratio"))
+		fmt.Fprintf(tw, "  %s median of %d\t%s/s\t%s/s\t%.3f\t%.1f MiB\t\t%s\n", name[s], len(d.Runs), si(d.MedianBridgeEPS), si(d.MedianRawEPS), d.MedianRatio, d.PeakRSSMiB, verdict(r, s+" drain ratio"))
 	}
 	tw.Flush()
 
@@ -344,6 +363,7 @@ func roundAll(r *result) {
 		for i := range d.Runs {
 			x := &d.Runs[i]
 			x.BridgeSeconds, x.BridgeEPS, x.RawSeconds, x.RawEPS, x.Ratio, x.PeakRSSMiB = round(x.BridgeSeconds), round(x.BridgeEPS), round(x.RawSeconds), round(x.RawEPS), round(x.Ratio), round(x.PeakRSSMiB)
+			x.BridgeCPUMicros, x.ServerCPUMicros, x.RawCPUMicros = round(x.BridgeCPUMicros), round(x.ServerCPUMicros), round(x.RawCPUMicros)
 			x.ReadySeconds = round(x.ReadySeconds)
 		}
 		d.MedianRatio, d.MedianBridgeEPS, d.MedianRawEPS, d.PeakRSSMiB = round(d.MedianRatio), round(d.MedianBridgeEPS), round(d.MedianRawEPS), round(d.PeakRSSMiB)
