@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/jonboulle/clockwork"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -357,4 +359,48 @@ func readCheckpoint(t *testing.T, dir string) checkpoint.Checkpoint {
 		t.Fatal(err)
 	}
 	return cp
+}
+
+// TestBackfillLogsProgress: a long backfill says how far it got, page by
+// page, at most every ten seconds.
+func TestBackfillLogsProgress(t *testing.T) {
+	w := newWorld(t)
+	b1 := w.start(options{})
+	q1 := b1.queueID()
+	w.send(1, "before")
+	w.waitAcked(q1)
+	if err := b1.stop(); err != nil {
+		t.Fatal(err)
+	}
+	w.sim.ExpireQueue(q1)
+	missed := w.send(12, "while down")
+
+	fc := clockwork.NewFakeClock()
+	b2 := w.start(options{
+		clock: fc,
+		cfg:   pipeline.Config{BackfillPageSize: 3},
+		publish: func(ctx context.Context, msgs []*mapping.Message, next func(context.Context, []*mapping.Message) error) error {
+			if backfilled(msgs) > 0 {
+				fc.Advance(6 * time.Second) // each page takes six seconds
+			}
+			return next(ctx, msgs)
+		},
+	})
+	w.newQueue(b2, q1)
+	testutil.WaitFor(t, waitLimit, "the backfill to end", func() bool {
+		return strings.Contains(w.logs.String(), "backfilled messages after queue loss")
+	})
+	if err := b2.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Pages at 6, 12, 18 and 24 s: a line after the second and the fourth.
+	var lines []string
+	for _, l := range strings.Split(w.logs.String(), "\n") {
+		if strings.Contains(l, "backfill in progress") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 2 || !strings.Contains(lines[0], "published=6") || !strings.Contains(lines[1], fmt.Sprintf("published=%d", len(missed))) {
+		t.Errorf("progress lines %q, want two, at 6 and %d messages", lines, len(missed))
+	}
 }
