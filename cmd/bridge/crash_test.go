@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,6 +104,9 @@ func (c crashRun) run(t *testing.T) {
 	}
 	last := w.lastEventID(queueID)
 	w.caughtUp(queueID, last, 3*time.Minute, p)
+	// The bridge killed last may have acknowledged everything already:
+	// SIGTERM only once this one is up (its signal handler installed).
+	waitResumed(t, p)
 	if code := p.stop(t, 15, 30*time.Second); code != 0 {
 		t.Errorf("last bridge exited %d on SIGTERM; output:\n%s", code, tail(p.out.String()))
 	}
@@ -111,6 +115,14 @@ func (c crashRun) run(t *testing.T) {
 	}
 	t.Logf("%d events generated, %d kills (%d with a batch in flight), last event id %d", produced.Load(), c.kills, midBatch, last)
 	c.check(w, queueID)
+}
+
+// waitResumed waits until p has resumed its queue, by its log.
+func waitResumed(t *testing.T, p *bridgeProc) {
+	t.Helper()
+	testutil.WaitFor(t, 30*time.Second, "the bridge to resume its queue", func() bool {
+		return strings.Contains(p.out.String(), "resuming event queue")
+	})
 }
 
 // inFlight waits until the queue has handed out events that are not
@@ -127,48 +139,63 @@ func (w *world) inFlight(queueID string, timeout time.Duration) bool {
 	return false
 }
 
+// crashSink is a broker for the crash tests: the bridge's environment for
+// it, and the check that it holds every delivered event exactly once.
+type crashSink struct {
+	env   []string
+	down  time.Duration // outage after a kill
+	check func(w *world, queueID string)
+}
+
+// jetStreamCrash runs JetStream with the shortest duplicate window it
+// allows, shorter than the outage after a kill: exactly-once must come
+// from the read-back, not from JetStream's dedup.
+func jetStreamCrash(t *testing.T) crashSink {
+	nb := testutil.StartNATS(t)
+	return crashSink{
+		env: []string{
+			"BRIDGE_SINK=nats",
+			"BRIDGE_NATS_URL=" + nb.URL(),
+			"BRIDGE_NATS_DUPLICATE_WINDOW=100ms",
+			"BRIDGE_NATS_MAX_AGE=1h",
+		},
+		down: 150 * time.Millisecond,
+		check: func(w *world, queueID string) {
+			checkExactlyOnce(t, readStream(t, nb.URL(), "ZULIP"), w.expected(queueID))
+		},
+	}
+}
+
+// kafkaCrash runs kfake, topics created by the bridge; extra adds to the
+// bridge's environment.
+func kafkaCrash(t *testing.T, extra ...string) crashSink {
+	kb := newKafka(t)
+	return crashSink{
+		env: append([]string{
+			"BRIDGE_SINK=kafka",
+			"BRIDGE_KAFKA_BROKERS=" + kb.brokers(),
+			"BRIDGE_KAFKA_CREATE_TOPICS=true",
+		}, extra...),
+		check: func(w *world, queueID string) {
+			checkExactlyOnce(t, readTopics(t, kb, "zulip."), w.expected(queueID))
+		},
+	}
+}
+
 func TestCrashJetStreamExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test takes about a minute")
 	}
-	nb := testutil.StartNATS(t)
-	crashRun{
-		events: 20000,
-		kills:  50,
-		down:   150 * time.Millisecond,
-		extra: []string{
-			"BRIDGE_SINK=nats",
-			"BRIDGE_NATS_URL=" + nb.URL(),
-			// The shortest duplicate window JetStream allows, shorter than
-			// the outage after a kill: exactly-once must come from the
-			// read-back, not from JetStream's dedup.
-			"BRIDGE_NATS_DUPLICATE_WINDOW=100ms",
-			"BRIDGE_NATS_MAX_AGE=1h",
-		},
-		check: func(w *world, queueID string) {
-			checkExactlyOnce(t, readStream(t, nb.URL(), "ZULIP"), w.expected(queueID))
-		},
-	}.run(t)
+	s := jetStreamCrash(t)
+	crashRun{events: 20000, kills: 50, down: s.down, extra: s.env, check: s.check}.run(t)
 }
 
 func TestCrashKafkaExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test takes about a minute")
 	}
-	kb := newKafka(t)
-	crashRun{
-		events: 20000,
-		kills:  50,
-		extra: []string{
-			"BRIDGE_SINK=kafka",
-			"BRIDGE_KAFKA_BROKERS=" + kb.brokers(),
-			"BRIDGE_KAFKA_CREATE_TOPICS=true",
-			"BRIDGE_CHECKPOINT=kafka",
-		},
-		check: func(w *world, queueID string) {
-			checkExactlyOnce(t, readTopics(t, kb, "zulip."), w.expected(queueID))
-		},
-	}.run(t)
+	s := kafkaCrash(t, "BRIDGE_CHECKPOINT=kafka")
+	crashRun{events: 20000, kills: 50, down: s.down, extra: s.env, check: s.check}.run(t)
 }
 
 // midResponseRun is the crash test of the streamed loop: one GET /events
@@ -241,6 +268,7 @@ func (c midResponseRun) run(t *testing.T) {
 	}
 	p = w.start(extra...)
 	w.caughtUp(queueID, last, 3*time.Minute, p)
+	waitResumed(t, p)
 	if code := p.stop(t, 15, 30*time.Second); code != 0 {
 		t.Errorf("last bridge exited %d on SIGTERM; output:\n%s", code, tail(p.out.String()))
 	}
@@ -272,34 +300,14 @@ func TestCrashMidResponseJetStream(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test")
 	}
-	nb := testutil.StartNATS(t)
-	midResponseRun{
-		down: 150 * time.Millisecond, // longer than the duplicate window
-		extra: []string{
-			"BRIDGE_SINK=nats",
-			"BRIDGE_NATS_URL=" + nb.URL(),
-			"BRIDGE_NATS_DUPLICATE_WINDOW=100ms",
-			"BRIDGE_NATS_MAX_AGE=1h",
-		},
-		check: func(w *world, queueID string) {
-			checkExactlyOnce(t, readStream(t, nb.URL(), "ZULIP"), w.expected(queueID))
-		},
-	}.run(t)
+	s := jetStreamCrash(t)
+	midResponseRun{down: s.down, extra: s.env, check: s.check}.run(t)
 }
 
 func TestCrashMidResponseKafka(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test")
 	}
-	kb := newKafka(t)
-	midResponseRun{
-		extra: []string{
-			"BRIDGE_SINK=kafka",
-			"BRIDGE_KAFKA_BROKERS=" + kb.brokers(),
-			"BRIDGE_KAFKA_CREATE_TOPICS=true",
-		},
-		check: func(w *world, queueID string) {
-			checkExactlyOnce(t, readTopics(t, kb, "zulip."), w.expected(queueID))
-		},
-	}.run(t)
+	s := kafkaCrash(t)
+	midResponseRun{down: s.down, extra: s.env, check: s.check}.run(t)
 }
