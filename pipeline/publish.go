@@ -192,8 +192,9 @@ func (p *Pipeline) publishControl(ctx context.Context, kind, queueID string, pay
 		// A register response (bridge.state) of a large realm can exceed
 		// the broker's limit: publish that fact under the same name.
 		p.log.Error("control event too large for the broker; publishing a notice in its place", "kind", kind, "bytes", sink.Size(m), "limit", p.maxBytes)
-		notice, _ := json.Marshal(tooLarge{Reason: "too large for the broker", Bytes: sink.Size(m), Limit: p.maxBytes, DedupKey: m.DedupKey})
-		if m, err = p.mapper.Control(kind, queueID, notice); err != nil {
+		m, err = tooLarge{Reason: "too large for the broker", Bytes: sink.Size(m), Limit: p.maxBytes, DedupKey: m.DedupKey}.
+			notice(func(payload []byte) (*mapping.Message, error) { return p.mapper.Control(kind, queueID, payload) })
+		if err != nil {
 			return fmt.Errorf("control event %s: %w", kind, err)
 		}
 	}

@@ -89,6 +89,17 @@ type tooLarge struct {
 	Limit    int    `json:"limit"`
 }
 
+// notice builds, with control, the control event that carries tl: the one
+// way the three notices (message too large for the broker, control event
+// too large, event over BRIDGE_ZULIP_MAX_RESPONSE_BYTES) are made.
+func (tl tooLarge) notice(control func(payload []byte) (*mapping.Message, error)) (*mapping.Message, error) {
+	payload, err := json.Marshal(tl)
+	if err != nil {
+		return nil, err
+	}
+	return control(payload)
+}
+
 // fit returns m if the broker can take it. A larger message could never be
 // published: retrying it would hold every later event back until the queue
 // is lost. It is set aside, loudly: a <prefix>.bridge.invalid notice takes
@@ -102,14 +113,12 @@ func (p *Pipeline) fit(m *mapping.Message, queueID, id string) (*mapping.Message
 	typ, _ := m.Get(mapping.HeaderEventType)
 	p.log.Error("message too large for the broker; publishing a bridge.invalid notice in its place",
 		"dedup_key", m.DedupKey, "type", typ, "bytes", n, "limit", p.maxBytes)
-	payload, err := json.Marshal(tooLarge{
+	notice, err := tooLarge{
 		Reason: fmt.Sprintf("message of %d bytes exceeds the broker's limit of %d bytes", n, p.maxBytes),
 		ID:     id, Type: typ, DedupKey: m.DedupKey, Subject: m.Subject, Topic: m.Topic, Bytes: n, Limit: p.maxBytes,
+	}.notice(func(payload []byte) (*mapping.Message, error) {
+		return p.mapper.ControlWithID("invalid", queueID, id, payload)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("too large message %s: %w", m.DedupKey, err)
-	}
-	notice, err := p.mapper.ControlWithID("invalid", queueID, id, payload)
 	if err != nil {
 		return nil, fmt.Errorf("too large message %s: %w", m.DedupKey, err)
 	}
@@ -141,14 +150,12 @@ func (p *Pipeline) oversized(queueID string, ev source.Event) (*mapping.Message,
 	if err != nil {
 		return nil, fmt.Errorf("oversized event %s: %w", ref, err)
 	}
-	payload, err := json.Marshal(tooLarge{
+	m, err := tooLarge{
 		Reason: fmt.Sprintf("event of %d bytes exceeds BRIDGE_ZULIP_MAX_RESPONSE_BYTES=%d", ev.Size, limit),
 		ID:     ref, Type: ev.Type, DedupKey: probe.DedupKey, Bytes: ev.Size, Limit: int(limit),
+	}.notice(func(payload []byte) (*mapping.Message, error) {
+		return p.mapper.ControlWithID("invalid", queueID, ref, payload)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("oversized event %s: %w", ref, err)
-	}
-	m, err := p.mapper.ControlWithID("invalid", queueID, ref, payload)
 	if err != nil {
 		return nil, fmt.Errorf("oversized event %s: %w", ref, err)
 	}
