@@ -100,7 +100,12 @@ func (r *batchReader) read(maxEvents, maxBytes int) ([]Event, error) {
 		} else {
 			var err error
 			if ev, err = r.ev.next(); err != nil {
-				r.q.ended(err)
+				if !r.closed.Swap(true) {
+					// Read to its end or broken: release the connection
+					// now, and count the outcome once.
+					r.ev.Close()
+					r.q.ended(err)
+				}
 				if len(out) > 0 {
 					return out, nil // the error comes again on the next call
 				}
