@@ -239,13 +239,30 @@ func (c midResponseRun) run(t *testing.T) {
 	}
 	first, last := w.sim.Acked(queueID), w.lastEventID(queueID)
 
-	// Each round kills the bridge once its checkpoint passed the next
-	// mark: then the response is half read, the next chunks are being
-	// published, and the broker may hold more than the checkpoint says.
+	// First, deterministically: the server holds the response after
+	// half the backlog; the bridge publishes and checkpoints what it got
+	// and is killed while the rest is still to come.
+	pause := w.sim.PauseEvents(queueID, backlog/2)
+	p = w.start(extra...)
+	<-pause.Reached()
+	testutil.WaitFor(t, time.Minute, "a checkpoint inside the held response", func() bool {
+		return checkpointEventID(w.dir) > first+int64(backlog/4)
+	})
+	p.kill()
+	pause.Release()
+	if cp := checkpointEventID(w.dir); cp >= first+int64(backlog/2) {
+		t.Fatalf("checkpoint at event %d, past the %d events the server had sent", cp, backlog/2)
+	}
+	time.Sleep(c.down)
+
+	// Then each round kills the bridge once its checkpoint passed the
+	// next mark: then the response is half read, the next chunks are
+	// being published, and the broker may hold more than the checkpoint
+	// says.
 	const rounds = 8
 	midResponse, ahead := 0, 0
 	for i := range rounds {
-		mark := first + (last-first)*int64(i+1)/(rounds+2) + int64(rng.IntN(40))
+		mark := first + (last-first)*int64(i+2)/(rounds+3) + int64(rng.IntN(40))
 		p = w.start(extra...)
 		testutil.WaitFor(t, time.Minute, "the checkpoint to pass the next mark", func() bool {
 			if p.exited() {

@@ -64,8 +64,9 @@ type Faults struct {
 	// CutAfterEvents-th event (0: right after `"events":[`), or after
 	// CutAfterBytes bytes of body when that is positive and comes first
 	// (with CutAfterEvents 0, CutAfterBytes alone decides). A response
-	// shorter than the cut is cut before its closing bracket. A cut
-	// response is not counted as delivered. A response already truncated
+	// shorter than the cut is cut before its closing bracket. The events
+	// of a cut response that reached the client whole count as
+	// delivered, the others not. A response already truncated
 	// or malformed by this request's faults is not cut.
 	CutResponses   int
 	CutAfterEvents int

@@ -37,8 +37,9 @@ type QueueInfo struct {
 	ExpiresAt time.Time
 }
 
-// DeliveredEvent is one event a queue handed out in a whole, intact
-// GET /events response.
+// DeliveredEvent is one event a queue handed out: its bytes reached the
+// client whole in a GET /events response (the rest of which may have
+// broken off: a client reads events as they arrive).
 type DeliveredEvent struct {
 	ID   int64
 	Type string

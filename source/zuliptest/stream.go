@@ -188,8 +188,10 @@ func (e *eventsWriter) flush() error {
 // faults apply to the stream: TruncateJSON stops at half of it,
 // MalformedJSON adds the comma, CutResponses drops the connection after N
 // events or bytes, PauseEvents holds it. A Crash after the events were
-// taken drops the connection at the next buffer flush. Only a whole,
-// intact body is recorded as delivered, just before its closing bytes.
+// taken drops the connection at the next buffer flush. An event is
+// recorded as delivered once its bytes reached the connection (a client
+// reading as the body arrives may hand it on before the body breaks); a
+// whole body's events are recorded just before its closing bytes.
 func (c *call) writeEvents(hist *history, queueID string, withQueueID bool, events []queuedEvent, crashed <-chan struct{}) {
 	s := c.s
 	if len(events) > 0 && c.fault.hold > 0 && !s.sleep(c.r.Context(), c.fault.hold) {
@@ -257,8 +259,25 @@ func (c *call) writeEvents(hist *history, queueID string, withQueueID bool, even
 
 	// stop ends the body early: what is written is flushed; a cut or a
 	// crash then drops the connection.
+	// An event whose bytes reached the connection is delivered, whatever
+	// happens to the rest of the body: a client that reads as it arrives
+	// may hand it on (a body that never starts right, MalformedJSON, is
+	// not read at all). recordUpTo records events[:k] once flushed.
+	recorded := 0
+	recordUpTo := func(k int) {
+		if c.fault.malformed || k <= recorded {
+			return
+		}
+		s.mu.Lock()
+		hist.record(events[recorded:k], s.clock.Now())
+		s.mu.Unlock()
+		recorded = k
+	}
+	whole := 0 // events written whole into the buffer
 	stop := func() {
-		_ = ew.flush()
+		if ew.flush() == nil {
+			recordUpTo(whole)
+		}
 		if ct != nil || errors.Is(ew.err, errStreamCrashed) {
 			c.abort()
 		}
@@ -270,6 +289,7 @@ func (c *call) writeEvents(hist *history, queueID string, withQueueID bool, even
 				stop()
 				return false
 			}
+			recordUpTo(n)
 			pause.written = sink.written
 			close(pause.reached)
 			select {
@@ -298,7 +318,12 @@ func (c *call) writeEvents(hist *history, queueID string, withQueueID bool, even
 			stop()
 			return
 		}
-		if !ew.write(e.raw) || !hold(i+1) {
+		if !ew.write(e.raw) {
+			stop()
+			return
+		}
+		whole = i + 1
+		if !hold(i + 1) {
 			stop()
 			return
 		}
@@ -321,8 +346,6 @@ func (c *call) writeEvents(hist *history, queueID string, withQueueID bool, even
 	// The delivery is recorded before the closing bytes go out (net/http
 	// sends them when the handler returns): a client that has read the
 	// whole body finds its events in Delivered.
-	s.mu.Lock()
-	hist.record(events, s.clock.Now())
-	s.mu.Unlock()
+	recordUpTo(len(events))
 	_, _ = c.w.Write(suffix)
 }

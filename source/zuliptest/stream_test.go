@@ -82,8 +82,8 @@ func TestEventsBodyIsStreamed(t *testing.T) {
 	if !strings.Contains(string(first[0]), `"id":0`) {
 		t.Fatalf("first event %s", first[0])
 	}
-	if d := srv.Delivered(q); len(d) != 0 {
-		t.Fatalf("%d events recorded as delivered before the body ended", len(d))
+	if d := srv.Delivered(q); len(d) != 1 {
+		t.Fatalf("%d events recorded as delivered with one sent, want 1", len(d))
 	}
 	pause.Release()
 	var rest []json.RawMessage
@@ -162,13 +162,14 @@ func TestCutResponses(t *testing.T) {
 		name   string
 		faults zuliptest.Faults
 		want   int // body bytes before the drop
+		sent   int // events whole in them: delivered
 	}{
-		{"after the prefix", zuliptest.Faults{CutResponses: 1}, prefix},
-		{"after two events", zuliptest.Faults{CutResponses: 1, CutAfterEvents: 2}, prefix + 2*evLen + 1},
-		{"after 100 bytes", zuliptest.Faults{CutResponses: 1, CutAfterBytes: 100}, 100},
-		{"events first", zuliptest.Faults{CutResponses: 1, CutAfterEvents: 1, CutAfterBytes: 10000}, prefix + evLen},
-		{"bytes first", zuliptest.Faults{CutResponses: 1, CutAfterEvents: 4, CutAfterBytes: prefix + 3}, prefix + 3},
-		{"past the end", zuliptest.Faults{CutResponses: 1, CutAfterEvents: 9}, len(whole) - len("]}")},
+		{"after the prefix", zuliptest.Faults{CutResponses: 1}, prefix, 0},
+		{"after two events", zuliptest.Faults{CutResponses: 1, CutAfterEvents: 2}, prefix + 2*evLen + 1, 2},
+		{"after 100 bytes", zuliptest.Faults{CutResponses: 1, CutAfterBytes: 100}, 100, 0},
+		{"events first", zuliptest.Faults{CutResponses: 1, CutAfterEvents: 1, CutAfterBytes: 10000}, prefix + evLen, 1},
+		{"bytes first", zuliptest.Faults{CutResponses: 1, CutAfterEvents: 4, CutAfterBytes: prefix + 3}, prefix + 3, 0},
+		{"past the end", zuliptest.Faults{CutResponses: 1, CutAfterEvents: 9}, len(whole) - len("]}"), 5},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.faults.Path = "/api/v1/events"
@@ -178,7 +179,10 @@ func TestCutResponses(t *testing.T) {
 			if r := a.getEvents(q2, -1, true); r.status != http.StatusOK || len(r.events(t)) != 0 {
 				t.Fatalf("empty answer: %s", r.raw)
 			}
-			deliveries := srv.Delivered(q)[0].Deliveries
+			var before []int
+			for _, d := range srv.Delivered(q) {
+				before = append(before, d.Deliveries)
+			}
 			resp, err := openEvents(t, a, q, -1)
 			if err != nil {
 				t.Fatal(err)
@@ -194,8 +198,12 @@ func TestCutResponses(t *testing.T) {
 			if f := srv.Faults(); f.CutResponses != 0 {
 				t.Fatalf("faults left: %+v", f)
 			}
-			if d := srv.Delivered(q); d[0].Deliveries != deliveries {
-				t.Fatalf("a cut response counted as delivered: %+v", d[0])
+			// The events that reached the client whole are delivered, the
+			// others not.
+			for i, d := range srv.Delivered(q) {
+				if want := before[i] + min(max(tt.sent-i, 0), 1); d.Deliveries != want {
+					t.Fatalf("event %d delivered %d times after the cut, want %d", d.ID, d.Deliveries, want)
+				}
 			}
 			if r := a.getEvents(q, -1, true); !bytes.Equal(r.raw, whole) {
 				t.Fatalf("after the cut: %s", r.raw)
@@ -229,7 +237,7 @@ func TestCrashMidStream(t *testing.T) {
 		t.Fatalf("after the crash: %v, want an unexpected EOF", err)
 	}
 	h, _ := srv.History(q)
-	if h.Ended != zuliptest.EndCrashed || len(h.Delivered) != 0 || len(got) != 100 {
+	if h.Ended != zuliptest.EndCrashed || len(h.Delivered) != 100 || len(got) != 100 {
 		t.Fatalf("history %+v after %d events read", h.Info, len(got))
 	}
 	pause.Release()
@@ -258,7 +266,9 @@ func TestBodyFaultsStreamed(t *testing.T) {
 	if !bytes.Equal(malformed.raw, append([]byte("{,"), whole.raw[1:]...)) {
 		t.Fatalf("malformed body %.40s", malformed.raw)
 	}
-	if d := srv.Delivered(q); len(d) != 1000 || d[0].Deliveries != 1 {
-		t.Fatalf("delivered %d, first %+v", len(d), d[0])
+	// The truncated body's whole events reached the client: delivered;
+	// nothing of the malformed one is readable.
+	if d := srv.Delivered(q); len(d) != 1000 || d[0].Deliveries != 2 || d[999].Deliveries != 1 {
+		t.Fatalf("delivered %d, first %d times, last %d", len(d), d[0].Deliveries, d[999].Deliveries)
 	}
 }
