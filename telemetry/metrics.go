@@ -19,7 +19,7 @@ var (
 	// lagBuckets start at half a second, since Zulip timestamps are whole
 	// seconds, and reach a day for messages backfilled after an outage.
 	lagBuckets = []float64{0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 7200, 21600, 86400}
-	// batchBuckets cover a batch from poll to checkpoint, including
+	// batchBuckets cover a chunk from receipt to confirmation, including
 	// publish retries while the broker is down.
 	batchBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
 	// zulipBuckets reach past the 90 s long-poll of GET /events.
@@ -62,7 +62,7 @@ var (
 	specLag = metricSpec{"zulip_bridge_message_lag", "histogram", "s", "",
 		"Time from a message's Zulip timestamp to the broker's confirmation of its message event."}
 	specBatchDuration = metricSpec{"zulip_bridge_batch_duration", "histogram", "s", "outcome",
-		"Duration of a polled batch from receipt to checkpoint, publish retries included, by outcome."}
+		"Duration of a chunk of a polled response (at most BRIDGE_PUBLISH_BATCH events) from receipt until the broker confirmed it, publish retries included, or of a registration until its checkpoint, by outcome."}
 	specRegistrations = metricSpec{"zulip_bridge_queue_registrations", "counter", "{registration}", "reason",
 		"Zulip event queue registrations, by reason (initial; queue_lost: the previous queue expired or the server lost it)."}
 	specBackfilled = metricSpec{"zulip_bridge_backfilled_messages", "counter", "{message}", "",
