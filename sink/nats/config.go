@@ -229,6 +229,26 @@ func (c Config) urls() ([]string, error) {
 	return out, nil
 }
 
+// RedactedURL is URL, for a log line or an error, with the userinfo of
+// each server (a user and password, or a token) replaced by "redacted".
+func (c Config) RedactedURL() string {
+	if strings.TrimSpace(c.URL) == "" {
+		return ""
+	}
+	parts := strings.Split(c.URL, ",")
+	for i, raw := range parts {
+		raw = strings.TrimSpace(raw)
+		if u, err := url.Parse(raw); err == nil {
+			parts[i] = redactURL(u)
+		} else if at := strings.LastIndex(raw, "@"); at >= 0 {
+			parts[i] = "redacted" + raw[at:]
+		} else {
+			parts[i] = raw
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
 // redactURL shows a URL without its userinfo, which holds credentials.
 func redactURL(u *url.URL) string {
 	c := *u

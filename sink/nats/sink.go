@@ -71,8 +71,10 @@ func applyOptions(opts []Option) (options, error) {
 // *Core. Both implement sink.ReadyChecker. cfg.SubjectPrefix is the first
 // token of every subject; a stream New creates captures prefix + ".>".
 //
-// New fails if the first connection fails (bad credentials, no server):
-// the caller decides whether to retry. After that the connection
+// New fails if the first connection fails: with ErrUnreachable when no
+// server answered, another error when one refused (credentials, TLS); the
+// error names the URLs, credentials redacted. The caller decides whether
+// to retry. After that the connection
 // reconnects forever with backoff. ctx bounds the first connection.
 func New(ctx context.Context, cfg Config, opts ...Option) (sink.Sink, error) {
 	if err := cfg.Validate(); err != nil {
@@ -207,7 +209,7 @@ func connect(ctx context.Context, cfg Config, o options) (*conn, error) {
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return nil, fmt.Errorf("nats sink: connect: %w", r.err)
+			return nil, connectErr(cfg, r.err)
 		}
 		c.nc = r.nc
 		return c, nil
@@ -217,8 +219,24 @@ func connect(ctx context.Context, cfg Config, o options) (*conn, error) {
 				r.nc.Close()
 			}
 		}()
-		return nil, fmt.Errorf("nats sink: connect: %w", ctx.Err())
+		return nil, connectErr(cfg, ctx.Err())
 	}
+}
+
+// connectErr says which servers (credentials redacted) and which variable
+// a failed connection was for, and marks with ErrUnreachable what another
+// attempt may cure.
+func connectErr(cfg Config, err error) error {
+	where := cfg.RedactedURL()
+	if where == "" {
+		where = "the in-process server"
+	} else {
+		where += " (BRIDGE_NATS_URL)"
+	}
+	if errors.Is(err, nats.ErrNoServers) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w %s: %w", ErrUnreachable, where, err)
+	}
+	return fmt.Errorf("nats sink: connect to %s: %w", where, err)
 }
 
 // backoff is the delay before another round of reconnect attempts:
