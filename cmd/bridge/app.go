@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/segmentio/kafka-go"
@@ -21,6 +22,7 @@ import (
 	"github.com/zulip-bridge/zulip-bridge/checkpoint/natskv"
 	"github.com/zulip-bridge/zulip-bridge/internal/health"
 	"github.com/zulip-bridge/zulip-bridge/internal/natsembed"
+	"github.com/zulip-bridge/zulip-bridge/internal/retry"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/pipeline"
 	"github.com/zulip-bridge/zulip-bridge/sink"
@@ -49,6 +51,11 @@ type app struct {
 	// or without an error: while the source retries a failing server the
 	// loop makes no progress of its own, yet it is alive, not wedged.
 	zulipSeen atomic.Int64
+	// up is set once every component has started; until then the probes
+	// answer "starting" (and waiting says why, when start is waiting for
+	// an unreachable NATS) instead of asking the components.
+	up      atomic.Bool
+	waiting atomic.Pointer[string]
 
 	stops []namedStop // in start order; run in reverse
 }
@@ -79,6 +86,14 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 		return a, fmt.Errorf("telemetry: %w", err)
 	}
 	a.onStop("telemetry", a.tel.Shutdown)
+
+	// The endpoints come first, so that /readyz can say what start waits
+	// for (an unreachable NATS) rather than refuse connections.
+	if cfg.Bridge.HTTPAddr != httpOff {
+		if err := a.serveHTTP(); err != nil {
+			return a, err
+		}
+	}
 
 	a.client, err = source.NewClient(cfg.Zulip,
 		source.WithLogger(log.With("component", "zulip")),
@@ -117,14 +132,23 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 		a.natsURL = natsCfg.URL
 		// natssink labels its own log lines component=nats.
 		natsCfg.SubjectPrefix = a.mapper.Prefix()
-		s, err := natssink.New(ctx, natsCfg, natssink.WithLogger(log))
-		if err != nil {
-			return a, err // natssink says "nats sink: ..." itself
+		redacted := natsCfg.RedactedURL()
+		if err := a.reachNATS(ctx, redacted, func(ctx context.Context) error {
+			s, err := natssink.New(ctx, natsCfg, natssink.WithLogger(log))
+			if err != nil {
+				return err // natssink says "nats sink: ..." itself
+			}
+			a.sink = s
+			a.onStop("nats sink", s.Close)
+			return nil
+		}); err != nil {
+			return a, err
 		}
-		a.sink = s
-		a.onStop("nats sink", s.Close)
 		if cfg.Checkpoint.Kind == checkpoint.KindNATSKV {
-			if nc, err = natssink.Connect(ctx, natsCfg, natssink.WithLogger(log)); err != nil {
+			if err := a.reachNATS(ctx, redacted, func(ctx context.Context) (err error) {
+				nc, err = natssink.Connect(ctx, natsCfg, natssink.WithLogger(log))
+				return err
+			}); err != nil {
 				return a, fmt.Errorf("nats checkpoint connection: %w", err)
 			}
 			a.onStop("nats checkpoint connection", func(context.Context) error { nc.Close(); return nil })
@@ -177,12 +201,52 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 		return a, err
 	}
 
-	if cfg.Bridge.HTTPAddr != httpOff {
-		if err := a.serveHTTP(); err != nil {
-			return a, err
+	a.up.Store(true)
+	return a, nil
+}
+
+// natsAttemptTimeout bounds one attempt to connect to NATS and look up (or
+// create) the stream.
+const natsAttemptTimeout = 10 * time.Second
+
+// reachNATS runs open (connect to BRIDGE_NATS_URL) until it succeeds. An
+// unreachable server (natssink.ErrUnreachable) is retried with backoff
+// while the endpoints are served, /readyz saying why, so that a bridge
+// started before NATS (Kubernetes starts them together) waits instead of
+// exiting into a crash loop; it logs once when NATS is unreachable and
+// once when it is reached. Any other error, or an unreachable server with
+// BRIDGE_HTTP_ADDR=off (bridge check), fails at once. url is redacted.
+func (a *app) reachNATS(ctx context.Context, url string, open func(context.Context) error) error {
+	backoff := source.ExponentialBackoff(100*time.Millisecond, 5*time.Second, nil)
+	clock := clockwork.NewRealClock()
+	var began time.Time
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, natsAttemptTimeout)
+		err := open(actx)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				a.waiting.Store(nil)
+				a.log.Info("nats reachable, starting", "url", url, "variable", "BRIDGE_NATS_URL",
+					"attempts", attempt, "waited", time.Since(began).Round(time.Millisecond).String())
+			}
+			return nil
+		}
+		if !errors.Is(err, natssink.ErrUnreachable) || a.http == nil || a.embedded != nil || ctx.Err() != nil {
+			return err
+		}
+		if attempt == 1 {
+			began = time.Now()
+			a.log.Warn("nats unreachable, retrying", "url", url, "variable", "BRIDGE_NATS_URL", "error", err)
+		} else {
+			a.log.Debug("nats still unreachable", "url", url, "attempt", attempt, "error", err)
+		}
+		reason := err.Error() + "; retrying"
+		a.waiting.Store(&reason)
+		if err := retry.Sleep(ctx, clock, backoff(attempt)); err != nil {
+			return fmt.Errorf("waiting for NATS at %s (BRIDGE_NATS_URL): %w", url, err)
 		}
 	}
-	return a, nil
 }
 
 // serveHTTP starts the health, readiness and metrics endpoints.
@@ -192,25 +256,43 @@ func (a *app) serveHTTP() error {
 		return fmt.Errorf("BRIDGE_HTTP_ADDR: %w", err)
 	}
 	a.httpAddr = ln.Addr()
-	status := a.pipeline.Status()
 	stall := a.cfg.Pipeline.StallTimeout
 	h := &health.Handler{
 		Live: func() error {
-			snap := status.Snapshot()
+			if !a.up.Load() {
+				return nil // waiting for a component at start is not being wedged
+			}
+			snap := a.pipeline.Status().Snapshot()
 			if seen := time.Unix(0, a.zulipSeen.Load()); seen.After(snap.LastProgress) {
 				snap.LastProgress = seen
 			}
 			return snap.Live(time.Now(), stall)
 		},
 		Ready: []health.Check{
-			{Name: "zulip queue", Fn: func(context.Context) error { return status.Snapshot().Ready() }},
+			{Name: "zulip queue", Fn: func(context.Context) error {
+				if !a.up.Load() {
+					return errStarting
+				}
+				return a.pipeline.Status().Snapshot().Ready()
+			}},
 			{Name: "broker", Fn: func(ctx context.Context) error {
+				if !a.up.Load() {
+					if w := a.waiting.Load(); w != nil {
+						return errors.New(*w)
+					}
+					return errStarting
+				}
 				if rc, ok := a.sink.(sink.ReadyChecker); ok {
 					return rc.Ready(ctx)
 				}
 				return nil
 			}},
-			{Name: "checkpoint store", Fn: a.store.Check},
+			{Name: "checkpoint store", Fn: func(ctx context.Context) error {
+				if !a.up.Load() {
+					return errStarting
+				}
+				return a.store.Check(ctx)
+			}},
 		},
 		Metrics: a.tel.MetricsHandler(),
 	}
@@ -228,6 +310,9 @@ func (a *app) serveHTTP() error {
 	a.onStop("http server", a.http.Shutdown)
 	return nil
 }
+
+// errStarting is what the readiness checks say before start has finished.
+var errStarting = errors.New("starting")
 
 // withPProf serves net/http/pprof's handlers under /debug/pprof/ and
 // everything else with h (BRIDGE_PPROF=true). They are registered on a mux

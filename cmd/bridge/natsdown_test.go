@@ -1,0 +1,87 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
+	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
+)
+
+// TestNATSDownAtStart: a bridge started before its NATS server keeps
+// running, not ready on /readyz with the reason, logs once that NATS is
+// unreachable (URL redacted, variable named) and once that it was reached,
+// and delivers without a restart once the server listens.
+func TestNATSDownAtStart(t *testing.T) {
+	nb := testutil.StartNATS(t)
+	nb.Stop() // its port is free now: nothing listens there
+	addr := strings.TrimPrefix(nb.URL(), "nats://")
+	w := newWorld(t, zuliptest.Config{})
+	// The test server has no authorization, so it accepts any password:
+	// the URL's must never show.
+	p := w.start("BRIDGE_SINK=nats", "BRIDGE_NATS_URL=nats://bridge:pa55-s3cret@"+addr, "BRIDGE_LOG_LEVEL=debug")
+
+	testutil.WaitFor(t, 30*time.Second, "the bridge to retry NATS", func() bool {
+		return strings.Contains(p.out.String(), "nats still unreachable") || p.exited()
+	})
+	if p.exited() {
+		t.Fatalf("the bridge exited while NATS was down:\n%s", tail(p.out.String()))
+	}
+	out := p.out.String()
+	warn := regexp.MustCompile(`level=WARN msg="nats unreachable, retrying" url=nats://redacted@` + regexp.QuoteMeta(addr) + ` variable=BRIDGE_NATS_URL error=`)
+	if n := len(warn.FindAllString(out, -1)); n != 1 {
+		t.Errorf("%d 'nats unreachable, retrying' warnings with the redacted URL and the variable, want 1:\n%s", n, tail(out))
+	}
+	m := regexp.MustCompile(`msg="serving health, readiness and metrics" addr=(\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no HTTP address in the log:\n%s", tail(out))
+	}
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + m[1] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable ||
+		!strings.Contains(body, "broker: not ready: nats sink: cannot reach nats://redacted@"+addr+" (BRIDGE_NATS_URL)") ||
+		!strings.Contains(body, "retrying") {
+		t.Errorf("/readyz while NATS is down: %d\n%s", code, body)
+	}
+	if code, body := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz while NATS is down: %d %s", code, body)
+	}
+	if len(w.sim.Queues()) != 0 {
+		t.Error("registered a Zulip queue before the broker was reachable")
+	}
+
+	nb.Start()
+	q := w.queueID(time.Minute)
+	sendMessages(t, w.sim, 20, "after")
+	w.caughtUp(q, w.lastEventID(q), time.Minute, p)
+	if code, body := get("/readyz"); code != http.StatusOK || !strings.Contains(body, "broker: ok") {
+		t.Errorf("/readyz once NATS is up: %d\n%s", code, body)
+	}
+	out = p.out.String()
+	if n := strings.Count(out, `msg="nats reachable, starting" url=nats://redacted@`+addr+" variable=BRIDGE_NATS_URL"); n != 1 {
+		t.Errorf("%d 'nats reachable' lines, want 1:\n%s", n, tail(out))
+	}
+	if n := strings.Count(out, `msg="nats unreachable, retrying"`); n != 1 {
+		t.Errorf("%d 'nats unreachable, retrying' lines in all, want 1", n)
+	}
+	if strings.Contains(out, "pa55-s3cret") {
+		t.Error("the log shows the password of BRIDGE_NATS_URL")
+	}
+	if code := p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	checkExactlyOnce(t, readStream(t, nb.URL(), "ZULIP"), w.expected(q))
+}
