@@ -68,6 +68,12 @@ var eventTypes = []string{
 // Skip reasons the pipeline reports (pipeline.Observer.OnSkipped).
 var skipReasons = []string{"heartbeat", "duplicate"}
 
+// initialSkips are the {type, reason} series of
+// zulip_bridge_events_skipped_total that exist at 0 from the start, one per
+// skip reason, so that rate(...{reason="duplicate"}[5m]) is 0, not empty,
+// before the first skip.
+var initialSkips = [][2]string{{"heartbeat", "heartbeat"}, {"message", "duplicate"}}
+
 // zulipEndpoints are the API paths, below /api/v1/, that the bridge and
 // `bridge check` call. Anything else is counted as "other": a path may hold
 // ids (/messages/42) and a label must not.

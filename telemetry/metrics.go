@@ -182,6 +182,12 @@ func newInstruments(meter metric.Meter) (*instruments, error) {
 		in.registrations.Add(ctx, 0, o)
 	}
 	in.backfilled.Add(ctx, 0)
+	// Each skip reason with the type it comes with: a heartbeat is of type
+	// heartbeat; duplicates are mostly messages (any type can be one; the
+	// others appear with their first duplicate).
+	for _, s := range initialSkips {
+		in.skipped.Add(ctx, 0, in.skipAttr(s[0], s[1]))
+	}
 	return &in, nil
 }
 

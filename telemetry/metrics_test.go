@@ -225,8 +225,9 @@ func TestLabelsStayBounded(t *testing.T) {
 	if !slices.Contains(types, "other") {
 		t.Errorf("received: no type=other among %v", types)
 	}
-	if reasons := got.labelValues("zulip_bridge_events_skipped_total", "reason"); !slices.Equal(reasons, []string{"other"}) {
-		t.Errorf("skipped: reasons %v, want [other]", reasons)
+	// The known reasons exist from the start; every unknown one is other.
+	if reasons := got.labelValues("zulip_bridge_events_skipped_total", "reason"); !slices.Equal(reasons, []string{"duplicate", "heartbeat", "other"}) {
+		t.Errorf("skipped: reasons %v, want [duplicate heartbeat other]", reasons)
 	}
 	for _, leak := range []string{"Denmark", "zulip.example.com", "1700000000:4242", "type_1"} {
 		if strings.Contains(got.body, leak) {
@@ -253,5 +254,34 @@ func TestRuntimeAndProcessCollectors(t *testing.T) {
 	other.Observer().Received("message")
 	if strings.Contains(scrapeMetrics(t, tel).body, `zulip_bridge_events_received_total{type="message"}`) {
 		t.Error("a second Telemetry's metric appears in the first one's /metrics")
+	}
+}
+
+// TestSkippedSeriesExistAtStart scrapes a Telemetry nothing has observed
+// yet: each skip reason already has its series at 0, so that
+// rate(zulip_bridge_events_skipped_total{reason="duplicate"}[5m]) is 0
+// rather than empty until the first skip.
+func TestSkippedSeriesExistAtStart(t *testing.T) {
+	tel, _ := newTelemetry(t, Config{})
+	got := scrapeMetrics(t, tel)
+	for _, reason := range skipReasons {
+		var n int
+		for _, m := range got.families["zulip_bridge_events_skipped_total"].GetMetric() {
+			if hasLabels(m, map[string]string{"reason": reason}) {
+				n++
+				if v := m.GetCounter().GetValue(); v != 0 {
+					t.Errorf("skipped{reason=%q} = %v at start, want 0", reason, v)
+				}
+			}
+		}
+		if n == 0 {
+			t.Errorf("no zulip_bridge_events_skipped_total{reason=%q} series at start:\n%s", reason, got.body)
+		}
+	}
+	if c := got.counter(t, "zulip_bridge_events_skipped_total", map[string]string{"type": "heartbeat", "reason": "heartbeat"}); c != 0 {
+		t.Errorf("skipped{type=heartbeat,reason=heartbeat} = %v", c)
+	}
+	if c := got.counter(t, "zulip_bridge_events_skipped_total", map[string]string{"type": "message", "reason": "duplicate"}); c != 0 {
+		t.Errorf("skipped{type=message,reason=duplicate} = %v", c)
 	}
 }
