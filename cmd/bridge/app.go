@@ -356,7 +356,7 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // BRIDGE_LOG_FORMAT (validated before).
 func newLogger(c bridgeConfig, w io.Writer) *slog.Logger {
 	level, _ := parseLevel(c.LogLevel)
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: telemetry.ReplaceLogAttr}
 	if c.LogFormat == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
