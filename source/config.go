@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -44,17 +45,26 @@ const (
 //     holding the key, as Kubernetes mounts secrets; setting both is an
 //     error), ZULIP_CERT, ZULIP_CERT_KEY, ZULIP_CERT_BUNDLE,
 //     ZULIP_ALLOW_INSECURE;
-//  2. the [api] section of the zuliprc named by ZULIP_CONFIG: site, email,
-//     key, client_cert, client_cert_key, cert_bundle, insecure.
+//  2. the [api] section of the zuliprc named by ZULIP_CONFIG, or else of
+//     DefaultConfigFile ($HOME/.zuliprc, as the official client reads when
+//     ZULIP_CONFIG is unset: see HomeZuliprc): site, email, key,
+//     client_cert, client_cert_key, cert_bundle, insecure.
 //
 // Call Resolve (which reads those files) and then Validate; NewClient does
 // both if the caller did not.
 type Config struct {
 	// ConfigFile is the zuliprc to read. Empty: none.
-	ConfigFile string `env:"ZULIP_CONFIG" example:"/etc/zulip/zuliprc" help:"zuliprc file to read credentials from ([api] section); ZULIP_* variables win over it"`
+	ConfigFile string `env:"ZULIP_CONFIG" example:"/etc/zulip/zuliprc" help:"zuliprc file to read credentials from ([api] section); unset = $HOME/.zuliprc if it exists, set empty = none; ZULIP_* variables win over it"`
+	// DefaultConfigFile is the zuliprc read when ConfigFile is empty, as
+	// the official client reads $HOME/.zuliprc when ZULIP_CONFIG is unset;
+	// unlike ConfigFile's, a file that does not exist is no error. Set it to
+	// HomeZuliprc(os.Environ()) to behave as the official client. Empty:
+	// none, so a Config built in code never reads a home directory's file.
+	DefaultConfigFile string
 	// Site is the organization's URL, e.g. https://chat.example.com; without
-	// a scheme, https is meant. A trailing /api is accepted.
-	Site string `env:"ZULIP_SITE" example:"https://chat.example.com" help:"organization URL, e.g. https://chat.example.com (https when no scheme)"`
+	// a scheme, https is meant, or http for a site starting with
+	// "localhost", as in the official client. A trailing /api is accepted.
+	Site string `env:"ZULIP_SITE" example:"https://chat.example.com" help:"organization URL, e.g. https://chat.example.com (no scheme: https, or http when it starts with localhost)"`
 	// Email is the bot's email address.
 	Email string `env:"ZULIP_EMAIL" example:"bridge-bot@chat.example.com" help:"bot email"`
 	// APIKey is the bot's API key. Secret: never logged, never in errors.
@@ -106,15 +116,109 @@ type Config struct {
 	RetryMax  time.Duration `env:"BRIDGE_ZULIP_RETRY_MAX" envDefault:"30s" help:"largest retry delay"`
 
 	resolved bool
+	origin   credentialOrigin
+}
+
+// credentialOrigin records where Resolve took the credentials from; never
+// a value.
+type credentialOrigin struct {
+	vars    []string // the variables that were set, e.g. ZULIP_SITE
+	file    string   // the zuliprc read; "" if none
+	deflt   bool     // file is DefaultConfigFile, not ZULIP_CONFIG's
+	keys    []string // the keys taken from file, e.g. site
+	missing string   // DefaultConfigFile, when it does not exist
+}
+
+// HomeZuliprc returns the zuliprc Zulip's official Python client reads
+// when none is named: $HOME/.zuliprc, when ZULIP_CONFIG is unset in environ
+// (KEY=VALUE pairs, as os.Environ returns them). It returns "" when
+// ZULIP_CONFIG is set, even empty (the official client then reads no
+// default file either), and when HOME is unset or empty (where the
+// official client would look for .zuliprc in the working directory).
+func HomeZuliprc(environ []string) string {
+	m := envconfig.ToMap(environ)
+	if _, set := m["ZULIP_CONFIG"]; set {
+		return ""
+	}
+	if m["HOME"] == "" {
+		return ""
+	}
+	return filepath.Join(m["HOME"], ".zuliprc")
+}
+
+// CredentialsOrigin says where Resolve took the credentials from, for
+// `bridge check`: the variables that were set, and which zuliprc supplied
+// which keys, or why none was read. It never shows a value.
+func (c Config) CredentialsOrigin() string {
+	o := c.origin
+	var parts []string
+	if len(o.vars) > 0 {
+		parts = append(parts, strings.Join(o.vars, ", ")+" from the environment")
+	}
+	via := "named by ZULIP_CONFIG"
+	if o.deflt {
+		via = "$HOME/.zuliprc, read as ZULIP_CONFIG is unset"
+	}
+	switch {
+	case !c.resolved:
+		parts = append(parts, "zuliprc not read yet (Resolve not called)")
+	case o.file != "" && len(o.keys) > 0:
+		parts = append(parts, strings.Join(o.keys, ", ")+" from "+o.file+" ("+via+")")
+	case o.file != "":
+		parts = append(parts, "nothing from "+o.file+" ("+via+"): the variables win")
+	case o.missing != "":
+		parts = append(parts, "no zuliprc: ZULIP_CONFIG is unset and "+o.missing+" does not exist")
+	default:
+		parts = append(parts, "no zuliprc: ZULIP_CONFIG is set empty, or unset with HOME unset")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// setVars lists the credential variables set in c, before Resolve fills
+// anything in.
+func (c *Config) setVars() []string {
+	var out []string
+	for _, v := range []struct {
+		name string
+		set  bool
+	}{
+		{"ZULIP_SITE", c.Site != ""},
+		{"ZULIP_EMAIL", c.Email != ""},
+		{"ZULIP_API_KEY", c.APIKey != ""},
+		{"ZULIP_API_KEY_FILE", c.APIKeyFile != ""},
+		{"ZULIP_CERT", c.Cert != ""},
+		{"ZULIP_CERT_KEY", c.CertKey != ""},
+		{"ZULIP_CERT_BUNDLE", c.CertBundle != ""},
+		{"ZULIP_ALLOW_INSECURE", c.AllowInsecure != nil},
+	} {
+		if v.set {
+			out = append(out, v.name)
+		}
+	}
+	return out
+}
+
+// zuliprcHint completes "is not set (nor <key> ...)": where the key was
+// looked for.
+func (c Config) zuliprcHint(key string) string {
+	switch o := c.origin; {
+	case o.file != "":
+		return fmt.Sprintf("nor %s in %s", key, o.file)
+	case o.missing != "":
+		return fmt.Sprintf("nor %s in a zuliprc: ZULIP_CONFIG is unset and %s does not exist", key, o.missing)
+	}
+	return fmt.Sprintf("nor %s in a zuliprc: ZULIP_CONFIG names none and no $HOME/.zuliprc was read", key)
 }
 
 // Resolve completes c from the files it names: the API key file and the
-// zuliprc. Values already set in c (from the environment) win over the
-// zuliprc's. Calling it again is a no-op.
+// zuliprc (ConfigFile, or else DefaultConfigFile if it exists). Values
+// already set in c (from the environment) win over the zuliprc's. Calling
+// it again is a no-op.
 func (c *Config) Resolve() error {
 	if c.resolved {
 		return nil
 	}
+	c.origin = credentialOrigin{vars: c.setVars()}
 	if c.APIKeyFile != "" {
 		if c.APIKey != "" {
 			return configError("ZULIP_API_KEY_FILE", "is set together with ZULIP_API_KEY: set only one", "/var/run/secrets/zulip/api-key")
@@ -128,8 +232,19 @@ func (c *Config) Resolve() error {
 			return configError("ZULIP_API_KEY_FILE", fmt.Sprintf("%s is empty: it must hold the bot's API key", c.APIKeyFile), "/var/run/secrets/zulip/api-key")
 		}
 	}
-	if c.ConfigFile != "" {
-		if err := c.mergeZuliprc(c.ConfigFile); err != nil {
+	switch {
+	case c.ConfigFile != "":
+		if err := c.mergeZuliprc(c.ConfigFile, false); err != nil {
+			return err
+		}
+	case c.DefaultConfigFile != "":
+		// As the official client: read only if it exists (os.path.exists,
+		// which is false for a broken link or an unreachable directory too).
+		if _, err := os.Stat(c.DefaultConfigFile); err != nil {
+			c.origin.missing = c.DefaultConfigFile
+			break
+		}
+		if err := c.mergeZuliprc(c.DefaultConfigFile, true); err != nil {
 			return err
 		}
 	}
@@ -137,20 +252,29 @@ func (c *Config) Resolve() error {
 	return nil
 }
 
-func (c *Config) mergeZuliprc(path string) error {
+func (c *Config) mergeZuliprc(path string, deflt bool) error {
 	const example = "/etc/zulip/zuliprc"
+	problem := func(p string) error {
+		if deflt {
+			return configError("ZULIP_CONFIG", "is unset, so "+p+" (read as the official client reads $HOME/.zuliprc): "+
+				"fix that file, or set ZULIP_CONFIG to another zuliprc (empty: none)", example)
+		}
+		return configError("ZULIP_CONFIG", p, example)
+	}
 	f, err := os.Open(path)
 	if err != nil {
-		return configError("ZULIP_CONFIG", tlsfiles.Problem(path, err)+": it must name a zuliprc with an [api] section", example)
+		return problem(tlsfiles.Problem(path, err) + ": it must name a zuliprc with an [api] section")
 	}
 	defer f.Close()
 	rc, err := parseZuliprc(f)
 	if err != nil {
-		return configError("ZULIP_CONFIG", fmt.Sprintf("%s: %v", path, err), example)
+		return problem(fmt.Sprintf("%s: %v", path, err))
 	}
+	c.origin.file, c.origin.deflt = path, deflt
 	fill := func(dst *string, key string) {
-		if *dst == "" {
+		if *dst == "" && rc[key] != "" {
 			*dst = rc[key]
+			c.origin.keys = append(c.origin.keys, key)
 		}
 	}
 	fill(&c.Site, "site")
@@ -162,9 +286,10 @@ func (c *Config) mergeZuliprc(path string) error {
 	if v, ok := rc["insecure"]; ok && c.AllowInsecure == nil {
 		b, ok := parseIniBool(v)
 		if !ok {
-			return configError("ZULIP_CONFIG", fmt.Sprintf("%s: insecure=%q is not a boolean: use insecure=true or insecure=false", path, v), example)
+			return problem(fmt.Sprintf("%s: insecure=%q is not a boolean: use insecure=true or insecure=false", path, v))
 		}
 		c.AllowInsecure = &b
+		c.origin.keys = append(c.origin.keys, "insecure")
 	}
 	return nil
 }
@@ -180,26 +305,28 @@ func configError(key, problem, example string) error {
 // of the bridge, it reads the files c names (TLS certificates and keys), so
 // that a missing or broken file is a configuration error.
 func (c Config) Validate() error {
-	if c.ConfigFile != "" && !c.resolved {
-		return configError("ZULIP_CONFIG", "is set but the file was not read: call Config.Resolve before Validate", "/etc/zulip/zuliprc")
+	if (c.ConfigFile != "" || c.DefaultConfigFile != "") && !c.resolved {
+		return configError("ZULIP_CONFIG", "names a zuliprc (or DefaultConfigFile does) but the file was not read: call Config.Resolve before Validate", "/etc/zulip/zuliprc")
 	}
 	var errs []error
 	bad := func(key, example, format string, args ...any) {
 		errs = append(errs, configError(key, fmt.Sprintf(format, args...), example))
 	}
 
-	if _, err := ParseSite(c.Site); err != nil {
+	if strings.TrimSpace(c.Site) == "" {
+		bad("ZULIP_SITE", siteExample, "is not set (%s): set it to the organization's URL", c.zuliprcHint("site"))
+	} else if _, err := ParseSite(c.Site); err != nil {
 		errs = append(errs, err)
 	}
 	switch {
 	case c.Email == "":
-		bad("ZULIP_EMAIL", "bridge-bot@chat.example.com", "is not set (nor email in a zuliprc named by ZULIP_CONFIG): set it to the bot's email")
+		bad("ZULIP_EMAIL", "bridge-bot@chat.example.com", "is not set (%s): set it to the bot's email", c.zuliprcHint("email"))
 	case !strings.Contains(c.Email, "@") || strings.ContainsAny(c.Email, " \t\r\n:"):
 		bad("ZULIP_EMAIL", "bridge-bot@chat.example.com", "%q is not an email address: use the bot's email", c.Email)
 	}
 	switch {
 	case c.APIKey == "":
-		bad("ZULIP_API_KEY", "ZULIP_API_KEY_FILE=/var/run/secrets/zulip/api-key", "is not set (nor ZULIP_API_KEY_FILE, nor key in a zuliprc named by ZULIP_CONFIG): set one")
+		bad("ZULIP_API_KEY", "ZULIP_API_KEY_FILE=/var/run/secrets/zulip/api-key", "is not set (nor ZULIP_API_KEY_FILE, %s): set one", c.zuliprcHint("key"))
 	case strings.ContainsFunc(c.APIKey, func(r rune) bool { return r <= ' ' || r == 0x7f }):
 		bad("ZULIP_API_KEY", "ZULIP_API_KEY_FILE=/var/run/secrets/zulip/api-key", "contains whitespace or control characters (value not shown): "+
 			"it must be the key exactly as Zulip shows it (32 letters and digits); a key file may end in a newline")

@@ -29,8 +29,10 @@ type Site struct {
 }
 
 // ParseSite parses a site as users write it: scheme optional (https is
-// meant), trailing slash or /api optional. Errors name ZULIP_SITE, give a
-// valid example and never quote the value, which could hold a password.
+// meant, or http for a site starting with "localhost", as Zulip's official
+// client has it), trailing slash or /api optional. Errors name ZULIP_SITE,
+// give a valid example and never quote the value, which could hold a
+// password.
 func ParseSite(raw string) (Site, error) {
 	bad := func(problem string) (Site, error) {
 		return Site{}, siteError(problem)
@@ -40,7 +42,14 @@ func ParseSite(raw string) (Site, error) {
 		return bad("is not set (nor site in a zuliprc named by ZULIP_CONFIG)")
 	}
 	if !strings.Contains(s, "://") {
-		s = "https://" + s
+		// The official client's rule, case-sensitive prefix and all:
+		// localhost, localhost:9991 (its development server) and any
+		// other site starting with "localhost" get http.
+		if strings.HasPrefix(s, "localhost") {
+			s = "http://" + s
+		} else {
+			s = "https://" + s
+		}
 	}
 	u, err := url.Parse(s)
 	if err != nil {

@@ -25,7 +25,9 @@ func cmdCheck(ctx context.Context, environ []string, stdout, stderr io.Writer) i
 		printConfigError(stderr, err)
 		return exitConfig
 	}
-	fmt.Fprintln(stdout, "ok   configuration")
+	// Where the credentials came from (names only, never a value), so that
+	// a zuliprc found or missed by the $HOME/.zuliprc fallback shows.
+	fmt.Fprintf(stdout, "ok   configuration (Zulip credentials: %s)\n", cfg.Zulip.CredentialsOrigin())
 	// Components log to stderr at warn: the report on stdout is the output.
 	quiet := cfg.Bridge
 	quiet.LogLevel = "warn"

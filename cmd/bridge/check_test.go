@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +61,72 @@ func TestCheck(t *testing.T) {
 	}
 	if strings.Contains(out, "WrongKeyWrongKey") {
 		t.Errorf("check printed the wrong key:\n%s", out)
+	}
+}
+
+// TestCheckZuliprc: with ZULIP_CONFIG unset, the credentials come from
+// $HOME/.zuliprc as with the official client, a site "localhost:port" in it
+// means http, and check says where each credential came from.
+func TestCheckZuliprc(t *testing.T) {
+	w := newWorld(t, zuliptest.Config{})
+	u, err := url.Parse(w.sim.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	rc := filepath.Join(home, ".zuliprc")
+	if err := os.WriteFile(rc, []byte("[api]\nsite=localhost:"+u.Port()+"\nemail="+testBot.Email+"\nkey="+testAPIKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, kv := range w.env {
+		if k, _, _ := strings.Cut(kv, "="); k != "ZULIP_SITE" && k != "ZULIP_EMAIL" && k != "ZULIP_API_KEY" {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "HOME="+home)
+	check := func(env []string) (int, string) {
+		var stdout, stderr testutil.SyncBuffer
+		code := run([]string{"check"}, env, &stdout, &stderr)
+		out := stdout.String() + stderr.String()
+		if strings.Contains(out, testAPIKey) {
+			t.Errorf("check printed the API key:\n%s", out)
+		}
+		return code, out
+	}
+
+	code, out := check(env)
+	if code != exitOK {
+		t.Fatalf("check with ~/.zuliprc: exit %d:\n%s", code, out)
+	}
+	for _, want := range []string{
+		"ok   configuration (Zulip credentials: site, email, key from " + rc + " ($HOME/.zuliprc, read as ZULIP_CONFIG is unset))\n",
+		"ok   zulip server settings (http://localhost:" + u.Port() + ", Zulip",
+		"ok   zulip register and delete a throwaway queue (as " + testBot.Email + ")",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// The variables win over the file; the key comes from the file still.
+	code, out = check(append(env, "ZULIP_SITE="+w.sim.URL, "ZULIP_EMAIL="+testBot.Email))
+	if want := "ok   configuration (Zulip credentials: ZULIP_SITE, ZULIP_EMAIL from the environment; key from " + rc +
+		" ($HOME/.zuliprc, read as ZULIP_CONFIG is unset))\n"; code != exitOK || !strings.Contains(out, want) {
+		t.Errorf("check with variables and ~/.zuliprc: exit %d, want 0 and %q:\n%s", code, want, out)
+	}
+
+	// The environment alone, no zuliprc: check says none was found.
+	code, out = check(override(w.env, []string{"HOME=" + t.TempDir()}))
+	if want := "ok   configuration (Zulip credentials: ZULIP_SITE, ZULIP_EMAIL, ZULIP_API_KEY from the environment; " +
+		"no zuliprc: ZULIP_CONFIG is unset and "; code != exitOK || !strings.Contains(out, want) {
+		t.Errorf("check without a zuliprc: exit %d, want 0 and %q:\n%s", code, want, out)
+	}
+
+	// ZULIP_CONFIG set empty: no file, as with the official client.
+	code, out = check(append(env, "ZULIP_CONFIG="))
+	if code != exitConfig || !strings.Contains(out, "ZULIP_SITE: is not set") {
+		t.Errorf("check with ZULIP_CONFIG empty: exit %d, want %d and ZULIP_SITE not set:\n%s", code, exitConfig, out)
 	}
 }
 

@@ -56,6 +56,8 @@ func loadConfig(environ []string) (*config, error) {
 	if err := envconfig.Parse(&c, environ); err != nil {
 		return nil, err
 	}
+	// ZULIP_CONFIG unset: $HOME/.zuliprc, as the official client.
+	c.Zulip.DefaultConfigFile = source.HomeZuliprc(environ)
 	if err := c.validate(); err != nil {
 		return nil, err
 	}

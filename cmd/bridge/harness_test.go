@@ -99,7 +99,7 @@ func (w *world) start(extra ...string) *bridgeProc {
 	cmd.Env = append([]string{
 		asBridgeEnv + "=1",
 		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + os.Getenv("HOME"),
+		"HOME=" + w.t.TempDir(), // never the developer's ~/.zuliprc
 		"TMPDIR=" + os.TempDir(),
 	}, append(append([]string(nil), w.env...), extra...)...)
 	out := &testutil.SyncBuffer{}
