@@ -140,6 +140,8 @@ func (s *bridgeSpec) environ(profilePath string) []string {
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + os.Getenv("HOME"),
 		"TMPDIR=" + os.TempDir(),
+		// Set and empty: no zuliprc, not even the caller's ~/.zuliprc.
+		"ZULIP_CONFIG=",
 		"ZULIP_SITE=" + s.site,
 		"ZULIP_EMAIL=" + zuliptest.DefaultBot.Email,
 		"ZULIP_API_KEY=" + zuliptest.DefaultBot.APIKey,
