@@ -4,11 +4,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"syscall"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
+
+	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
 )
 
 // Exit codes.
@@ -18,7 +26,61 @@ const (
 	exitConfig = 2 // invalid configuration or usage: nothing was started
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr)) }
+func main() {
+	args, environ := os.Args[1:], os.Environ()
+	if len(args) == 0 || args[0] == "run" {
+		// Only the long-running process: not `check`, `probe` and the
+		// like, whose output must stay what they print.
+		setMemoryLimit(environ, memlimit.FromCgroup, os.Stderr)
+	}
+	os.Exit(run(args, environ, os.Stdout, os.Stderr))
+}
+
+// memoryLimitRatio is the share of the cgroup memory limit given to the Go
+// runtime as its soft limit (GOMEMLIMIT), the rest left for what the
+// runtime does not count (stacks of threads in C, the kernel's page cache
+// charged to the cgroup) and for headroom before the OOM killer.
+const memoryLimitRatio = 0.9
+
+// setMemoryLimit sets the Go runtime's soft memory limit to
+// memoryLimitRatio of the memory limit cgroup reports (a Kubernetes
+// resources.limits.memory), unless GOMEMLIMIT is set, which the runtime
+// then already honours. No limit, or no cgroup (not Linux, cgroup not
+// mounted), changes nothing. It logs the outcome once, to w, in the
+// format BRIDGE_LOG_* asks for; it returns the limit it set, 0 for none.
+// (GOMAXPROCS needs nothing: since Go 1.25 the runtime derives it from
+// the cgroup CPU quota itself, and follows its changes.)
+func setMemoryLimit(environ []string, cgroupLimit memlimit.Provider, w io.Writer) int64 {
+	var bc bridgeConfig
+	if err := envconfig.Parse(&bc, environ); err != nil {
+		bc = bridgeConfig{} // run reports the error; log with the defaults meanwhile
+	}
+	if bc.LogLevel == "" {
+		bc.LogLevel, bc.LogFormat = "info", "json"
+	}
+	log := newLogger(bc, w)
+	if v := envconfig.ToMap(environ)["GOMEMLIMIT"]; v != "" {
+		log.Info("memory limit from GOMEMLIMIT", "gomemlimit", v, "gomaxprocs", runtime.GOMAXPROCS(0))
+		return 0
+	}
+	limit, err := cgroupLimit()
+	switch {
+	case errors.Is(err, memlimit.ErrNoLimit):
+		log.Debug("no cgroup memory limit: GOMEMLIMIT left unset", "gomaxprocs", runtime.GOMAXPROCS(0))
+		return 0
+	case err != nil:
+		log.Debug("cgroup memory limit not readable: GOMEMLIMIT left unset", "error", err, "gomaxprocs", runtime.GOMAXPROCS(0))
+		return 0
+	}
+	set := int64(min(float64(limit)*memoryLimitRatio, float64(1<<62)))
+	if set <= 0 {
+		return 0
+	}
+	debug.SetMemoryLimit(set)
+	log.Info("memory limit from the cgroup", slog.Int64("gomemlimit", set), slog.Uint64("cgroup_memory_limit", limit),
+		"ratio", memoryLimitRatio, "gomaxprocs", runtime.GOMAXPROCS(0))
+	return set
+}
 
 const usage = `usage: bridge [command]
 
