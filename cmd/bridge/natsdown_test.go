@@ -85,3 +85,21 @@ func TestNATSDownAtStart(t *testing.T) {
 	}
 	checkExactlyOnce(t, readStream(t, nb.URL(), "ZULIP"), w.expected(q))
 }
+
+// TestStopWhileNATSDown: a bridge stopped while it still waits for NATS
+// has read nothing from Zulip and exits 0.
+func TestStopWhileNATSDown(t *testing.T) {
+	nb := testutil.StartNATS(t)
+	nb.Stop()
+	w := newWorld(t, zuliptest.Config{})
+	p := w.start("BRIDGE_SINK=nats", "BRIDGE_NATS_URL="+nb.URL())
+	testutil.WaitFor(t, 30*time.Second, "the bridge to wait for NATS", func() bool {
+		return strings.Contains(p.out.String(), "nats unreachable, retrying") || p.exited()
+	})
+	if code := p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("exit %d on SIGTERM while waiting for NATS, want 0:\n%s", code, tail(p.out.String()))
+	}
+	if !strings.Contains(p.out.String(), "stop requested before start-up finished") {
+		t.Errorf("no line saying the stop came before start-up finished:\n%s", tail(p.out.String()))
+	}
+}

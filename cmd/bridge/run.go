@@ -25,6 +25,12 @@ func cmdRun(ctx context.Context, environ []string, _, stderr io.Writer) int {
 	cfg.Pipeline.ShutdownTimeout = drainBudget(total)
 	a, err := start(ctx, cfg, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped while waiting for a component (NATS unreachable):
+			// nothing was read from Zulip, so nothing is left behind.
+			log.Info("stop requested before start-up finished: exiting", "waiting_for", err)
+			return exitOK
+		}
 		log.Error("start failed", "error", err)
 		return exitFailed
 	}
