@@ -14,6 +14,7 @@ import (
 
 	"github.com/zulip-bridge/zulip-bridge/checkpoint"
 	"github.com/zulip-bridge/zulip-bridge/checkpoint/checkpointtest"
+	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
 	"github.com/zulip-bridge/zulip-bridge/source"
 )
 
@@ -276,5 +277,30 @@ func TestKeyFor(t *testing.T) {
 	c.Key = "explicit/key"
 	if k, err := c.KeyFor(mustSite(t, "https://chat.example.com")); err != nil || k != "explicit/key" {
 		t.Errorf("KeyFor explicit = %q, %v", k, err)
+	}
+}
+
+// TestKeyHelpShowsTheStoredKey holds BRIDGE_CHECKPOINT_KEY's documented
+// meaning (docs/configuration.md) to what DefaultKey derives: the example
+// it gives is the key the stores really use, escaped host included, so
+// that `nats kv get` with the documented key finds the checkpoint.
+func TestKeyHelpShowsTheStoredKey(t *testing.T) {
+	var help string
+	for _, v := range envconfig.Vars(&checkpoint.Config{}) {
+		if v.Key == "BRIDGE_CHECKPOINT_KEY" {
+			help = v.Help
+		}
+	}
+	key, err := checkpoint.DefaultKey(mustSite(t, "http://localhost:9991"), "bridge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ZULIP_SITE=http://localhost:9991 gives " + key + " ", "nats kv get zulip-bridge-checkpoints " + key + ")"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("BRIDGE_CHECKPOINT_KEY help %q lacks %q", help, want)
+		}
+	}
+	if bucket := (checkpoint.Config{}).Bucket(); !strings.Contains(help, " "+bucket+" ") {
+		t.Errorf("BRIDGE_CHECKPOINT_KEY help %q does not name the default bucket %q", help, bucket)
 	}
 }

@@ -42,7 +42,7 @@ type Config struct {
 	// Key replaces the derived key "<site host>/<Name>" of the nats-kv and
 	// kafka stores. Letters, digits and "-/_=.", not starting or ending
 	// with '.'. Default empty: derived.
-	Key string `env:"BRIDGE_CHECKPOINT_KEY" example:"chat.example.com/bridge" help:"checkpoint key in the bucket or topic; unset = <site host>/<BRIDGE_CHECKPOINT_NAME>"`
+	Key string `env:"BRIDGE_CHECKPOINT_KEY" example:"chat.example.com/bridge" help:"checkpoint key in the bucket or topic; unset = <site host>/<BRIDGE_CHECKPOINT_NAME>, each character of the host other than a-z, 0-9, . and - written as _ and its hex code: ZULIP_SITE=http://localhost:9991 gives localhost_3a9991/bridge (nats kv get zulip-bridge-checkpoints localhost_3a9991/bridge)"`
 	// KVBucket is the JetStream key-value bucket of the nats-kv store.
 	// Default "zulip-bridge-checkpoints".
 	KVBucket string `env:"BRIDGE_CHECKPOINT_KV_BUCKET" envDefault:"zulip-bridge-checkpoints" example:"zulip-bridge-checkpoints" help:"JetStream key-value bucket of the nats-kv checkpoint"`
