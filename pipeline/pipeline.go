@@ -151,6 +151,13 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			err = p.drain(ctx, work, q, b)
 		}
 		if err != nil {
+			if ctx.Err() != nil && work.Err() != nil {
+				// The stop's budget ran out (the broker or the store did
+				// not answer): nothing is lost, but say so.
+				st := q.State()
+				p.log.Warn("stopped before everything read was confirmed and checkpointed: it is left unacknowledged and comes again at the next start",
+					"queue_id", st.QueueID, "last_checkpointed_event_id", st.LastEventID, "shutdown_timeout", p.cfg.ShutdownTimeout, "error", err)
+			}
 			return stopped(ctx, err)
 		}
 	}

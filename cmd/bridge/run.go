@@ -38,14 +38,15 @@ func cmdRun(ctx context.Context, environ []string, _, stderr io.Writer) int {
 	stopped := make(chan struct{})
 	context.AfterFunc(ctx, func() { stopAt = time.Now(); close(stopped) })
 	runErr := a.pipeline.Run(ctx)
-	// The pipeline has confirmed and checkpointed its last batch (or given
-	// up at its share of the shutdown timeout); what remains is closing
-	// connections and flushing telemetry, within the rest of it.
+	// The pipeline has confirmed and checkpointed what it read (or given
+	// up at its share of the shutdown timeout, saying so at warn); what
+	// remains is closing connections and flushing telemetry, within the
+	// rest of it.
 	deadline := time.Now().Add(total)
 	select {
 	case <-stopped:
 		deadline = stopAt.Add(total)
-		log.Info("stop requested: batch in flight finished, closing connections")
+		log.Info("stop requested: closing connections")
 	default:
 	}
 	sctx, cancel := context.WithDeadline(context.Background(), deadline)
