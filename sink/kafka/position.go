@@ -238,6 +238,16 @@ func (s *Sink) ensureTopics(ctx context.Context, msgs []*mapping.Message) (map[s
 	return counts, nil
 }
 
+// countLabel is how a created topic's partition count or replication
+// factor is logged: -1 asks the broker for its default, which is what the
+// operator should read, not -1.
+func (s *Sink) countLabel(n int) any {
+	if n <= 0 {
+		return "broker default"
+	}
+	return n
+}
+
 // createTopics creates whichever of topics are missing. A topic that
 // appeared meanwhile is fine.
 func (s *Sink) createTopics(ctx context.Context, topics []string) error {
@@ -256,7 +266,7 @@ func (s *Sink) createTopics(ctx context.Context, topics []string) error {
 	for _, t := range topics {
 		switch err := res.Errors[t]; {
 		case err == nil:
-			s.log.Info("kafka: created topic", "topic", t, "partitions", s.cfg.Partitions, "replication_factor", s.cfg.ReplicationFactor)
+			s.log.Info("kafka: created topic", "topic", t, "partitions", s.countLabel(s.cfg.Partitions), "replication_factor", s.countLabel(s.cfg.ReplicationFactor))
 		case errors.Is(err, kafka.TopicAlreadyExists):
 		default:
 			return fmt.Errorf("create kafka topic %s: %w", t, err)

@@ -233,3 +233,27 @@ func TestCreateTopics(t *testing.T) {
 func partitionOf(key []byte) int {
 	return (&kafka.Hash{}).Balance(kafka.Message{Key: key}, 0, 1, 2, 3)
 }
+
+// TestCreatedTopicLogsBrokerDefault: a topic created with the broker's
+// default partition count and replication factor (-1) is logged as such,
+// not as -1.
+func TestCreatedTopicLogsBrokerDefault(t *testing.T) {
+	c := newCluster(t)
+	cfg := testConfig(c)
+	cfg.CreateTopics = true
+	cfg.Partitions = -1
+	cfg.ReplicationFactor = -1
+	var logs logBuffer
+	s := newSinkLog(t, cfg, logs.logger())
+	var g sinktest.Generator
+	batch := g.Batch(3)
+	for _, m := range batch {
+		m.Topic = "zulip.defaults"
+	}
+	if err := s.Publish(testCtx(t), batch); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if out := logs.String(); !containsAll(out, `msg="kafka: created topic"`, `topic=zulip.defaults partitions="broker default" replication_factor="broker default"`) {
+		t.Errorf("log:\n%s", out)
+	}
+}
