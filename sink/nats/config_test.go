@@ -199,3 +199,18 @@ func TestBackoff(t *testing.T) {
 		prev = base
 	}
 }
+
+// TestCoreWarnsAtMostOnce: a core NATS sink says at start, at warn, that
+// it is at-most-once.
+func TestCoreWarnsAtMostOnce(t *testing.T) {
+	ts := startServer(t)
+	for _, js := range []bool{false, true} {
+		var logs testutil.SyncBuffer
+		logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		openSink(t, testConfig(ts, js), WithLogger(logger))
+		warned := strings.Contains(logs.String(), `level=WARN msg="core NATS (BRIDGE_NATS_JETSTREAM=false) is AT-MOST-ONCE`)
+		if warned == js {
+			t.Errorf("JetStream %v: warned %v:\n%s", js, warned, logs.String())
+		}
+	}
+}

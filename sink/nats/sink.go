@@ -93,6 +93,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (sink.Sink, error) {
 		return nil, err
 	}
 	if !*cfg.JetStream {
+		c.log.Warn("core NATS (BRIDGE_NATS_JETSTREAM=false) is AT-MOST-ONCE: a message is lost for every subscriber not connected when it is sent, and a retried batch may reach a subscriber twice; use JetStream when the events matter",
+			"url", cfg.RedactedURL())
 		return &Core{conn: c}, nil
 	}
 	js, err := newJetStream(ctx, c, cfg, cfg.SubjectPrefix)
