@@ -39,15 +39,24 @@ type Registration struct {
 const clientCapabilities = `{"notification_settings_null":true,"bulk_message_deletion":true,"stream_typing_notifications":true,"user_settings_object":true}`
 
 // Register registers a new event queue with the configured event types,
-// narrow, all_public_streams and queue lifespan. Messages come without
-// rendered markdown and with avatar URLs, the same as GetMessages returns
-// them, so that backfilled messages look like live ones.
+// narrow, all_public_streams, queue lifespan and initial state options
+// (fetch_event_types, include_subscribers). Messages come rendered as
+// Config.ApplyMarkdown and Config.ClientGravatar say, the same as
+// GetMessages returns them, so that backfilled messages look like live
+// ones.
 func (c *Client) Register(ctx context.Context) (*Registration, error) {
 	const path = "register"
 	form := url.Values{}
 	if c.types != nil {
 		b, _ := json.Marshal(c.types)
 		form.Set("event_types", string(b))
+	}
+	if fetch, _ := c.cfg.fetchEventTypes(c.types); fetch != nil { // checked by Validate
+		b, _ := json.Marshal(fetch)
+		form.Set("fetch_event_types", string(b))
+	}
+	if c.cfg.IncludeSubscribers {
+		form.Set("include_subscribers", "true")
 	}
 	if c.narrow != "" {
 		form.Set("narrow", c.narrow)
@@ -58,8 +67,7 @@ func (c *Client) Register(ctx context.Context) (*Registration, error) {
 	if d := c.cfg.QueueLifespan; d > 0 {
 		form.Set("queue_lifespan_secs", strconv.FormatInt(int64(d/time.Second), 10))
 	}
-	form.Set("apply_markdown", "false")
-	form.Set("client_gravatar", "false")
+	c.setRendering(form)
 	form.Set("client_capabilities", clientCapabilities)
 	body, err := c.do(ctx, request{method: http.MethodPost, path: path, form: form, timeout: c.reqTO})
 	if err != nil {
@@ -98,6 +106,15 @@ func (c *Client) Register(ctx context.Context) (*Registration, error) {
 		c.setServerLongPoll(reg.LongPollTimeout)
 	}
 	return reg, nil
+}
+
+// setRendering sets apply_markdown and client_gravatar as configured, both
+// always sent (their defaults differ between POST /register and
+// GET /messages), so that a backfilled message is rendered exactly as the
+// live message event of the queue would have it.
+func (c *Client) setRendering(v url.Values) {
+	v.Set("apply_markdown", strconv.FormatBool(c.cfg.ApplyMarkdown))
+	v.Set("client_gravatar", strconv.FormatBool(c.cfg.ClientGravatar))
 }
 
 // GetEvents fetches the events of queueID after lastEventID, which also
@@ -186,8 +203,9 @@ type Message struct {
 }
 
 // GetMessages returns up to numAfter messages with ids above anchor, oldest
-// first, in the configured narrow: what a lost queue missed when anchor is
-// the highest message id handled. foundNewest reports that no newer message
+// first, in the configured narrow, rendered as Register asks live message
+// events to be (apply_markdown, client_gravatar): what a lost queue missed
+// when anchor is the highest message id handled. foundNewest reports that no newer message
 // exists. An anchor of 0 starts at the oldest message.
 func (c *Client) GetMessages(ctx context.Context, anchor int64, numAfter int) (msgs []Message, foundNewest bool, err error) {
 	const path = "messages"
@@ -199,8 +217,7 @@ func (c *Client) GetMessages(ctx context.Context, anchor int64, numAfter int) (m
 	q.Set("num_before", "0")
 	q.Set("num_after", strconv.Itoa(numAfter))
 	q.Set("include_anchor", "false")
-	q.Set("apply_markdown", "false")
-	q.Set("client_gravatar", "false")
+	c.setRendering(q)
 	if c.narrow != "" {
 		q.Set("narrow", c.narrow)
 	}

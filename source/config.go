@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -96,6 +97,29 @@ type Config struct {
 	// server keeps an idle queue (whole seconds, at most 168h). Zero: the
 	// server's default, 10 minutes.
 	QueueLifespan time.Duration `env:"BRIDGE_QUEUE_LIFESPAN" example:"30m" help:"queue_lifespan_secs to request, whole seconds up to 168h; unset = the server's default (10 minutes)"`
+	// ApplyMarkdown asks for message content rendered as HTML
+	// (content_type text/html) instead of the Markdown the sender typed
+	// (text/x-markdown): apply_markdown of POST /register, and of
+	// GET /messages, so that backfilled messages read like live ones.
+	// Default false.
+	ApplyMarkdown bool `env:"BRIDGE_ZULIP_APPLY_MARKDOWN" envDefault:"false" example:"true" help:"true: message content as the server renders it, HTML (content_type text/html), in live events and backfilled messages alike; false: the Markdown as sent"`
+	// ClientGravatar lets the server leave avatar_url null for users whose
+	// avatar is a Gravatar (the consumer computes it from the email), in
+	// messages, live and backfilled alike, and in the initial state's
+	// users: client_gravatar of POST /register and GET /messages. Default
+	// false: every avatar_url is a URL.
+	ClientGravatar bool `env:"BRIDGE_ZULIP_CLIENT_GRAVATAR" envDefault:"false" example:"true" help:"true: avatar_url is null for users with a Gravatar (computed from the email by the consumer), in messages, live and backfilled, and in the initial state; false: always a URL"`
+	// FetchEventTypes are the types whose initial state the register
+	// response (bridge.state) holds: fetch_event_types of POST /register.
+	// Nil: not sent, so the server uses EventTypes. When messages are
+	// registered for, message is added if missing: its state is
+	// max_message_id, where the backfill of a lost queue ends.
+	FetchEventTypes []string `env:"BRIDGE_ZULIP_FETCH_EVENT_TYPES" envSeparator:"," example:"subscription,realm_user" help:"comma list of the types whose initial state the register response (bridge.state) holds; unset = those of BRIDGE_EVENT_TYPES; message is added when messages are registered for (its max_message_id is where a backfill ends)"`
+	// IncludeSubscribers asks for the subscriber ids of every stream of
+	// the initial state's subscriptions (include_subscribers of
+	// POST /register; slower in large organizations). Default false: not
+	// sent.
+	IncludeSubscribers bool `env:"BRIDGE_ZULIP_INCLUDE_SUBSCRIBERS" envDefault:"false" example:"true" help:"true: every stream of the initial state's subscriptions lists its subscribers' user ids (slower in large organizations)"`
 
 	// LongPollTimeout is the client-side timeout of a waiting GET /events.
 	// Zero: the server's event_queue_longpoll_timeout_seconds (90 s when not
@@ -337,6 +361,9 @@ func (c Config) Validate() error {
 	if _, err := c.eventTypes(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := c.fetchEventTypes(nil); err != nil {
+		errs = append(errs, err)
+	}
 	if _, err := normalizeNarrow(c.Narrow); err != nil {
 		bad("BRIDGE_NARROW", `'[["stream","Denmark"]]'`, "%v: use a JSON list of [operator, operand] pairs", err)
 	}
@@ -422,6 +449,37 @@ func (c Config) eventTypes() ([]string, error) {
 		if !eventTypeRE.MatchString(t) {
 			return nil, configError("BRIDGE_EVENT_TYPES", fmt.Sprintf("%q is not an event type: use a comma list of Zulip event types, or * alone for all", t), "message,reaction")
 		}
+	}
+	return out, nil
+}
+
+// fetchEventTypes returns the fetch_event_types to send for a queue
+// registered for types (nil: all); nil means none is sent. message is added
+// when types registers for messages, as the register response's
+// max_message_id is what the backfill of a lost queue runs up to.
+func (c Config) fetchEventTypes(types []string) ([]string, error) {
+	if c.FetchEventTypes == nil {
+		return nil, nil
+	}
+	const example = "subscription,realm_user"
+	var out []string
+	for _, t := range c.FetchEventTypes {
+		switch t = strings.TrimSpace(t); {
+		case t == "":
+		case t == "*":
+			return nil, configError("BRIDGE_ZULIP_FETCH_EVENT_TYPES", "* is not accepted (the server has no way to fetch every type): "+
+				"unset it to fetch the state of the types of BRIDGE_EVENT_TYPES, or list types", example)
+		case !eventTypeRE.MatchString(t):
+			return nil, configError("BRIDGE_ZULIP_FETCH_EVENT_TYPES", fmt.Sprintf("%q is not an event type: use a comma list of Zulip event types", t), example)
+		case !slices.Contains(out, t):
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 {
+		return nil, configError("BRIDGE_ZULIP_FETCH_EVENT_TYPES", "is empty: list event types, or unset it to fetch the state of the types of BRIDGE_EVENT_TYPES", example)
+	}
+	if (types == nil || slices.Contains(types, "message")) && !slices.Contains(out, "message") {
+		out = append(out, "message")
 	}
 	return out, nil
 }
