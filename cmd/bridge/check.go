@@ -1,23 +1,38 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/zulip-bridge/zulip-bridge/checkpoint"
+	"github.com/zulip-bridge/zulip-bridge/internal/natsembed"
 	"github.com/zulip-bridge/zulip-bridge/sink"
+	kafkasink "github.com/zulip-bridge/zulip-bridge/sink/kafka"
+	"github.com/zulip-bridge/zulip-bridge/source"
 )
 
-// checkTimeout bounds each step of `bridge check`.
+// checkTimeout bounds each step of `bridge check` (the Kafka broker step:
+// BRIDGE_KAFKA_DIAL_TIMEOUT).
 const checkTimeout = 20 * time.Second
 
-// cmdCheck validates the configuration, then reaches Zulip (server
-// settings, then register and delete a throwaway queue), the broker and the
-// checkpoint store, printing one line per step. Exit 0 only if all pass.
+// checkIdentifyTimeout bounds asking what holds an address in use.
+const checkIdentifyTimeout = time.Second
+
+// cmdCheck validates the configuration, then tries what `bridge run` will
+// use: it binds (and releases) the addresses run listens on, reaches Zulip
+// (server settings, then register and delete a throwaway queue), the broker
+// and the checkpoint store, printing one line per step. Every step runs even
+// when an earlier one failed. Exit 0 only if all pass.
 func cmdCheck(ctx context.Context, environ []string, stdout, stderr io.Writer) int {
 	cfg, err := loadConfig(environ)
 	if err != nil {
@@ -32,76 +47,112 @@ func cmdCheck(ctx context.Context, environ []string, stdout, stderr io.Writer) i
 	quiet := cfg.Bridge
 	quiet.LogLevel = "warn"
 	log := newLogger(quiet, stderr)
-	// A check runs beside a bridge that may be running: it must not take
-	// its HTTP port, its embedded NATS server's port and storage, or its
-	// checkpoint lock. Components start on throwaway state; the real
-	// checkpoint store is checked on its own below.
-	cfg.Bridge.HTTPAddr = httpOff
-	scratch, err := os.MkdirTemp("", "zulip-bridge-check-")
-	if err != nil {
-		fmt.Fprintf(stdout, "FAIL scratch directory: %v\n", err)
-		return exitFailed
-	}
-	defer os.RemoveAll(scratch)
-	embedded := cfg.Bridge.Sink == sinkNATS && cfg.NATS.URL == ""
-	if embedded {
-		cfg.Bridge.NATSEmbeddedAddr = "127.0.0.1:0"
-	}
-	cfg.Bridge.StateDir = scratch
-	realCheckpoint := cfg.Checkpoint
-	if cfg.Checkpoint.Kind == checkpoint.KindFile {
-		cfg.Checkpoint.StateDir = scratch
-	}
 
 	failed := false
-	step := func(name string, fn func(ctx context.Context) (string, error)) {
-		sctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	step := func(name string, timeout time.Duration, fn func(ctx context.Context) (string, error)) bool {
+		sctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		detail, err := fn(sctx)
 		if err != nil {
 			failed = true
 			fmt.Fprintf(stdout, "FAIL %s: %v\n", name, err)
-			return
+			return false
 		}
 		fmt.Fprintf(stdout, "ok   %s%s\n", name, detail)
+		return true
 	}
 
-	a, err := start(ctx, cfg, log)
+	// The addresses run listens on, bound exactly as run binds them and
+	// released at once. One held by a running bridge (this check beside
+	// it, with its configuration) is reported as such, as its checkpoint
+	// lock is below.
+	embedded := cfg.Bridge.Sink == sinkNATS && cfg.NATS.URL == ""
+	if cfg.Bridge.HTTPAddr != httpOff {
+		addr := cfg.Bridge.HTTPAddr
+		step("listen on "+addr+" (BRIDGE_HTTP_ADDR)", checkTimeout, func(ctx context.Context) (string, error) {
+			return checkListen(ctx, addr, "BRIDGE_HTTP_ADDR", "BRIDGE_HTTP_ADDR=:9090", runningBridgeHTTP)
+		})
+	}
+	if embedded {
+		addr := cfg.Bridge.NATSEmbeddedAddr
+		step("listen on "+addr+" (BRIDGE_NATS_EMBEDDED_ADDR, the embedded NATS server)", checkTimeout, func(ctx context.Context) (string, error) {
+			return checkListen(ctx, addr, "BRIDGE_NATS_EMBEDDED_ADDR", "BRIDGE_NATS_EMBEDDED_ADDR=127.0.0.1:4223", runningBridgeNATS)
+		})
+	}
+
+	// Zulip, with a client of its own: it needs no other component.
+	client, err := source.NewClient(cfg.Zulip, source.WithLogger(log.With("component", "zulip")), source.WithVersion(Version()))
 	if err != nil {
-		fmt.Fprintf(stdout, "FAIL start components: %v\n", err)
-		return exitFailed
+		failed = true
+		fmt.Fprintf(stdout, "FAIL zulip client: %v\n", err)
+	} else {
+		step("zulip server settings", checkTimeout, func(ctx context.Context) (string, error) {
+			s, err := client.ServerSettings(ctx)
+			if err != nil {
+				return "", zulipError(client.Site(), err)
+			}
+			return fmt.Sprintf(" (%s, Zulip %s, feature level %d)", client.Site(), s.ZulipVersion, s.FeatureLevel), nil
+		})
+		step("zulip register and delete a throwaway queue", checkTimeout, func(ctx context.Context) (string, error) {
+			reg, err := client.Register(ctx)
+			if err != nil {
+				return "", zulipError(client.Site(), err)
+			}
+			if err := client.DeleteQueue(ctx, reg.QueueID); err != nil {
+				return "", fmt.Errorf("registered %s but could not delete it: %w", reg.QueueID, zulipError(client.Site(), err))
+			}
+			return fmt.Sprintf(" (as %s)", client.Email()), nil
+		})
 	}
-	defer a.stop(context.Background(), 5*time.Second)
 
-	step("zulip server settings", func(ctx context.Context) (string, error) {
-		s, err := a.client.ServerSettings(ctx)
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf(" (%s, Zulip %s, feature level %d)", a.client.Site(), s.ZulipVersion, s.FeatureLevel), nil
-	})
-	step("zulip register and delete a throwaway queue", func(ctx context.Context) (string, error) {
-		reg, err := a.client.Register(ctx)
-		if err != nil {
-			return "", err
-		}
-		if err := a.client.DeleteQueue(ctx, reg.QueueID); err != nil {
-			return "", fmt.Errorf("registered %s but could not delete it: %w", reg.QueueID, err)
-		}
-		return fmt.Sprintf(" (as %s)", a.client.Email()), nil
-	})
+	// A check runs beside a bridge that may be running: the components
+	// start without its HTTP port, its embedded NATS server's port and
+	// storage, or its checkpoint lock, on throwaway state; the real
+	// checkpoint store is checked on its own below.
+	realCheckpoint := cfg.Checkpoint
 	broker := "broker (" + cfg.Bridge.Sink + ")"
 	if embedded {
 		broker = "embedded NATS server with JetStream (started in a scratch directory)"
 	}
-	step(broker, func(ctx context.Context) (string, error) {
-		if rc, ok := a.sink.(sink.ReadyChecker); ok {
-			return "", rc.Ready(ctx)
+	var (
+		a       *app
+		skipped error // why the broker or checkpoint step cannot run
+	)
+	brokerDone := false
+	if cfg.Bridge.Sink == sinkKafka {
+		// Kafka first, on its own, within BRIDGE_KAFKA_DIAL_TIMEOUT: an
+		// unresponsive broker fails here, not after every later step's
+		// timeout.
+		brokerDone = true
+		if !step(broker, kafkaCheckTimeout(cfg), func(ctx context.Context) (string, error) {
+			return "", checkKafka(ctx, cfg)
+		}) {
+			skipped = errors.New("not checked: the broker did not answer")
 		}
-		return "", nil
-	})
-	step("checkpoint store ("+realCheckpoint.Kind+")", func(ctx context.Context) (string, error) {
-		store := a.store
+	}
+	if skipped == nil {
+		a, skipped = startScratch(ctx, cfg, log)
+		if skipped != nil {
+			failed = true
+			fmt.Fprintf(stdout, "FAIL start components: %v\n", skipped)
+			skipped = errors.New("not checked: the components did not start")
+		} else {
+			defer a.stop(context.Background(), 5*time.Second)
+		}
+	}
+	if !brokerDone {
+		step(broker, checkTimeout, func(ctx context.Context) (string, error) {
+			if a == nil {
+				return "", skipped
+			}
+			if rc, ok := a.sink.(sink.ReadyChecker); ok {
+				return "", rc.Ready(ctx)
+			}
+			return "", nil
+		})
+	}
+	step("checkpoint store ("+realCheckpoint.Kind+")", checkTimeout, func(ctx context.Context) (string, error) {
+		var store checkpoint.Store
 		if realCheckpoint.Kind == checkpoint.KindFile {
 			fs, err := checkpoint.OpenFile(realCheckpoint.StateDir)
 			if errors.Is(err, checkpoint.ErrLocked) {
@@ -112,6 +163,10 @@ func cmdCheck(ctx context.Context, environ []string, stdout, stderr io.Writer) i
 			}
 			defer fs.Close()
 			store = fs
+		} else if a == nil {
+			return "", skipped
+		} else {
+			store = a.store
 		}
 		if err := store.Check(ctx); err != nil {
 			return "", err
@@ -129,4 +184,146 @@ func cmdCheck(ctx context.Context, environ []string, stdout, stderr io.Writer) i
 		return exitFailed
 	}
 	return exitOK
+}
+
+// startScratch starts the components as run does, but without the HTTP
+// endpoints, with the embedded NATS server (if any) on a free port, on a
+// scratch state directory (removed when the app stops), within
+// checkTimeout.
+func startScratch(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
+	c := *cfg
+	c.Bridge.HTTPAddr = httpOff
+	scratch, err := os.MkdirTemp("", "zulip-bridge-check-")
+	if err != nil {
+		return nil, fmt.Errorf("scratch directory: %w", err)
+	}
+	if c.Bridge.Sink == sinkNATS && c.NATS.URL == "" {
+		c.Bridge.NATSEmbeddedAddr = "127.0.0.1:0"
+	}
+	c.Bridge.StateDir = scratch
+	if c.Checkpoint.Kind == checkpoint.KindFile {
+		c.Checkpoint.StateDir = scratch
+	}
+	sctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	a, err := start(sctx, &c, log)
+	if err != nil {
+		os.RemoveAll(scratch)
+		return nil, err
+	}
+	// Removed last: stops run in reverse order.
+	a.stops = append([]namedStop{{"scratch directory", func(context.Context) error { return os.RemoveAll(scratch) }}}, a.stops...)
+	return a, nil
+}
+
+// checkListen binds addr as run will (net.Listen "tcp", as the HTTP server
+// and nats-server do) and releases it. An address in use fails at once,
+// naming it and its variable, unless identify finds a running bridge
+// holding it.
+func checkListen(ctx context.Context, addr, variable, example string, identify func(ctx context.Context, addr string) bool) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return "", ln.Close()
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return "", fmt.Errorf("%w (example: %s)", err, example)
+	}
+	ictx, cancel := context.WithTimeout(ctx, checkIdentifyTimeout)
+	defer cancel()
+	if identify(ictx, addr) {
+		return " (in use by a running bridge)", nil
+	}
+	return "", fmt.Errorf("address already in use: bridge run would fail to listen on it; stop what holds it or set %s to another address (example: %s)", variable, example)
+}
+
+// dialAddr is where a client reaches a listen address: a wildcard or empty
+// host is reached on the loopback address.
+func dialAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// runningBridgeHTTP reports whether the bridge's endpoints answer on addr:
+// /readyz lists the bridge's readiness checks.
+func runningBridgeHTTP(ctx context.Context, addr string) bool {
+	_, body, err := probeGet(ctx, "http://"+dialAddr(addr)+"/readyz")
+	return err == nil && strings.Contains(body, "zulip queue: ") && strings.Contains(body, "checkpoint store: ")
+}
+
+// runningBridgeNATS reports whether the NATS server on addr is a bridge's
+// embedded one: its INFO names it.
+func runningBridgeNATS(ctx context.Context, addr string) bool {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", dialAddr(addr))
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	line, err := bufio.NewReader(io.LimitReader(conn, 64<<10)).ReadString('\n')
+	if err != nil {
+		return false
+	}
+	info, ok := strings.CutPrefix(strings.TrimSpace(line), "INFO ")
+	if !ok {
+		return false
+	}
+	var v struct {
+		ServerName string `json:"server_name"`
+	}
+	return json.Unmarshal([]byte(info), &v) == nil && v.ServerName == natsembed.ServerName
+}
+
+// zulipError names the site and its variable in an error reaching Zulip
+// (no complete response: refused, reset, TLS, timeout); an answer from the
+// server (a wrong key...) is shown as it is.
+func zulipError(site source.Site, err error) error {
+	var te *source.TransportError
+	if errors.As(err, &te) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("cannot reach Zulip at %s (ZULIP_SITE): %w", site, err)
+	}
+	return err
+}
+
+// kafkaCheckTimeout is how long check waits for the Kafka brokers:
+// BRIDGE_KAFKA_DIAL_TIMEOUT.
+func kafkaCheckTimeout(cfg *config) time.Duration {
+	if d := cfg.Kafka.DialTimeout; d > 0 {
+		return d
+	}
+	return kafkasink.DefaultDialTimeout
+}
+
+// checkKafka asks the brokers for their API versions and metadata (the
+// sink's readiness check) with a sink of its own, naming the brokers and
+// the variables in an error.
+func checkKafka(ctx context.Context, cfg *config) error {
+	brokers := strings.Join(cfg.Kafka.Brokers, ",")
+	s, err := kafkasink.New(ctx, cfg.Kafka)
+	if err != nil {
+		return fmt.Errorf("kafka sink: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = s.Close(cctx)
+	}()
+	err = s.Ready(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("brokers %s (BRIDGE_KAFKA_BROKERS) did not answer within %s (BRIDGE_KAFKA_DIAL_TIMEOUT): %w",
+			brokers, kafkaCheckTimeout(cfg), err)
+	default:
+		return fmt.Errorf("brokers %s (BRIDGE_KAFKA_BROKERS): %w", brokers, err)
+	}
 }

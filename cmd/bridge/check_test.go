@@ -2,14 +2,17 @@ package main
 
 import (
 	"bytes"
-	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/natsembed"
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
 )
 
@@ -25,12 +28,14 @@ func TestCheck(t *testing.T) {
 		return code, stdout.String()
 	}
 
-	// Embedded NATS, nothing running yet.
+	// Embedded NATS, nothing running yet (on a free port: check binds it).
+	w.env = append(w.env, "BRIDGE_NATS_EMBEDDED_ADDR=127.0.0.1:0")
 	code, out := checkOut(w.env)
 	if code != exitOK {
 		t.Fatalf("check exit %d:\n%s", code, out)
 	}
-	for _, want := range []string{"ok   configuration", "ok   zulip server settings", "ok   zulip register and delete a throwaway queue",
+	for _, want := range []string{"ok   configuration", "ok   listen on 127.0.0.1:0 (BRIDGE_HTTP_ADDR)\n",
+		"ok   listen on 127.0.0.1:0 (BRIDGE_NATS_EMBEDDED_ADDR, the embedded NATS server)\n", "ok   zulip server settings", "ok   zulip register and delete a throwaway queue",
 		"ok   embedded NATS server", "ok   checkpoint store (file) (no checkpoint yet"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("check output lacks %q:\n%s", want, out)
@@ -51,6 +56,20 @@ func TestCheck(t *testing.T) {
 	if qs := w.sim.Queues(); len(qs) != 1 || qs[0].ID != q {
 		t.Errorf("check disturbed the running bridge's queue: %+v", qs)
 	}
+	// With the running bridge's own HTTP address: held by that bridge,
+	// as its checkpoint is, which check recognises.
+	var httpAddr string
+	testutil.WaitFor(t, 30*time.Second, "the bridge's HTTP address in its log", func() bool {
+		m := regexp.MustCompile(`msg="serving health, readiness and metrics" addr=(\S+)`).FindStringSubmatch(p.out.String())
+		if m != nil {
+			httpAddr = m[1]
+		}
+		return m != nil
+	})
+	code, out = checkOut(override(append(w.env, natsEnv(nb)...), []string{"BRIDGE_HTTP_ADDR=" + httpAddr}))
+	if want := "ok   listen on " + httpAddr + " (BRIDGE_HTTP_ADDR) (in use by a running bridge)\n"; code != exitOK || !strings.Contains(out, want) {
+		t.Errorf("check on a running bridge's HTTP address: exit %d, want 0 and %q:\n%s", code, want, out)
+	}
 	p.kill()
 
 	// Wrong key: the Zulip steps fail, exit 1, and the key is not shown.
@@ -61,6 +80,171 @@ func TestCheck(t *testing.T) {
 	}
 	if strings.Contains(out, "WrongKeyWrongKey") {
 		t.Errorf("check printed the wrong key:\n%s", out)
+	}
+}
+
+// checkRun runs `bridge check` in-process with env and returns its exit code
+// and its report (stdout), failing if it does not end within timeout.
+func checkRun(t *testing.T, env []string, timeout time.Duration) (int, string) {
+	t.Helper()
+	var stdout, stderr testutil.SyncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run([]string{"check"}, env, &stdout, &stderr) }()
+	select {
+	case code := <-done:
+		if out := stdout.String() + stderr.String(); strings.Contains(out, testAPIKey) {
+			t.Errorf("check printed the API key:\n%s", out)
+		}
+		return code, stdout.String()
+	case <-time.After(timeout):
+		t.Fatalf("check did not end within %s; so far:\n%s%s", timeout, stdout.String(), stderr.String())
+		return 0, ""
+	}
+}
+
+// holdAddr listens on a free loopback port, accepting connections and never
+// answering, until the test ends; it returns the address.
+func holdAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var conns []net.Conn
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				for _, c := range conns {
+					c.Close()
+				}
+				return
+			}
+			conns = append(conns, c) // held open, never read nor written
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String()
+}
+
+// TestCheckHTTPAddrInUse: an HTTP address another process holds fails
+// check, naming the address and BRIDGE_HTTP_ADDR, as it would fail run.
+func TestCheckHTTPAddrInUse(t *testing.T) {
+	w := newWorld(t, zuliptest.Config{})
+	addr := holdAddr(t)
+	code, out := checkRun(t, override(w.env, []string{"BRIDGE_HTTP_ADDR=" + addr, "BRIDGE_NATS_EMBEDDED_ADDR=127.0.0.1:0"}), 30*time.Second)
+	want := "FAIL listen on " + addr + " (BRIDGE_HTTP_ADDR): address already in use"
+	if code != exitFailed || !strings.Contains(out, want) {
+		t.Errorf("check with BRIDGE_HTTP_ADDR in use: exit %d, want %d and %q:\n%s", code, exitFailed, want, out)
+	}
+}
+
+// TestCheckNATSAddrInUse: the embedded NATS server's address held by
+// another process fails check at once (run would fail to start the
+// server), naming it and BRIDGE_NATS_EMBEDDED_ADDR; held by a bridge's
+// embedded server, it is reported as such.
+func TestCheckNATSAddrInUse(t *testing.T) {
+	w := newWorld(t, zuliptest.Config{})
+	addr := holdAddr(t)
+	code, out := checkRun(t, override(w.env, []string{"BRIDGE_NATS_EMBEDDED_ADDR=" + addr}), 30*time.Second)
+	want := "FAIL listen on " + addr + " (BRIDGE_NATS_EMBEDDED_ADDR, the embedded NATS server): address already in use"
+	if code != exitFailed || !strings.Contains(out, want) {
+		t.Errorf("check with BRIDGE_NATS_EMBEDDED_ADDR in use: exit %d, want %d and %q:\n%s", code, exitFailed, want, out)
+	}
+	// The broker step still runs, on a scratch server of its own.
+	if !strings.Contains(out, "ok   embedded NATS server with JetStream") {
+		t.Errorf("check skipped the broker step:\n%s", out)
+	}
+
+	srv, err := natsembed.Start(natsembed.Config{Addr: "127.0.0.1:0", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(t.Context()) })
+	u, err := url.Parse(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out = checkRun(t, override(w.env, []string{"BRIDGE_NATS_EMBEDDED_ADDR=" + u.Host}), 30*time.Second)
+	if want := "ok   listen on " + u.Host + " (BRIDGE_NATS_EMBEDDED_ADDR, the embedded NATS server) (in use by a running bridge)\n"; code != exitOK || !strings.Contains(out, want) {
+		t.Errorf("check on a bridge's embedded NATS address: exit %d, want 0 and %q:\n%s", code, want, out)
+	}
+}
+
+// TestCheckKafkaUnresponsive: a broker that accepts connections and never
+// answers fails check within BRIDGE_KAFKA_DIAL_TIMEOUT (not check's 20 s
+// step bound), naming the broker and the variables; the other steps run.
+func TestCheckKafkaUnresponsive(t *testing.T) {
+	w := newWorld(t, zuliptest.Config{})
+	broker := holdAddr(t)
+	env := override(w.env, []string{"BRIDGE_SINK=kafka", "BRIDGE_KAFKA_BROKERS=" + broker, "BRIDGE_KAFKA_DIAL_TIMEOUT=500ms"})
+	// Generous, yet below the 20 s step bound the dial timeout replaces.
+	code, out := checkRun(t, env, 15*time.Second)
+	want := "FAIL broker (kafka): brokers " + broker + " (BRIDGE_KAFKA_BROKERS) did not answer within 500ms (BRIDGE_KAFKA_DIAL_TIMEOUT)"
+	if code != exitFailed || !strings.Contains(out, want) {
+		t.Errorf("check with an unresponsive broker: exit %d, want %d and %q:\n%s", code, exitFailed, want, out)
+	}
+	for _, want := range []string{"ok   zulip server settings", "ok   zulip register and delete a throwaway queue", "ok   checkpoint store (file)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestCheckEveryStep: every step is reported even when the first ones
+// fail, and a Zulip that cannot be reached is named with ZULIP_SITE.
+func TestCheckEveryStep(t *testing.T) {
+	w := newWorld(t, zuliptest.Config{})
+	site := "http://" + closedAddr(t)
+	httpAddr, natsAddr := holdAddr(t), holdAddr(t)
+	env := override(w.env, []string{"ZULIP_SITE=" + site, "BRIDGE_HTTP_ADDR=" + httpAddr, "BRIDGE_NATS_EMBEDDED_ADDR=" + natsAddr})
+	code, out := checkRun(t, env, 60*time.Second)
+	if code != exitFailed {
+		t.Errorf("check exit %d, want %d:\n%s", code, exitFailed, out)
+	}
+	wants := []string{
+		"ok   configuration",
+		"FAIL listen on " + httpAddr + " (BRIDGE_HTTP_ADDR): ",
+		"FAIL listen on " + natsAddr + " (BRIDGE_NATS_EMBEDDED_ADDR, the embedded NATS server): ",
+		"FAIL zulip server settings: cannot reach Zulip at " + site + " (ZULIP_SITE): ",
+		"FAIL zulip register and delete a throwaway queue: cannot reach Zulip at " + site + " (ZULIP_SITE): ",
+		"ok   embedded NATS server with JetStream",
+		"ok   checkpoint store (file)",
+	}
+	checkLines(t, out, wants)
+
+	// Components that do not start (an unreachable BRIDGE_NATS_URL): the
+	// broker step says so, the file checkpoint is still checked.
+	env = override(w.env, []string{"BRIDGE_NATS_URL=nats://" + closedAddr(t)})
+	code, out = checkRun(t, env, 60*time.Second)
+	if code != exitFailed {
+		t.Errorf("check with NATS unreachable: exit %d, want %d:\n%s", code, exitFailed, out)
+	}
+	checkLines(t, out, []string{
+		"ok   configuration",
+		"ok   listen on 127.0.0.1:0 (BRIDGE_HTTP_ADDR)",
+		"ok   zulip server settings",
+		"ok   zulip register and delete a throwaway queue",
+		"FAIL start components: ",
+		"FAIL broker (nats): not checked: the components did not start",
+		"ok   checkpoint store (file)",
+	})
+}
+
+// checkLines fails unless out has one line per want, each starting with it,
+// in that order.
+func checkLines(t *testing.T, out string, wants []string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != len(wants) {
+		t.Errorf("check printed %d lines, want %d:\n%s", len(lines), len(wants), out)
+	}
+	for i, want := range wants {
+		if i >= len(lines) || !strings.HasPrefix(lines[i], want) {
+			t.Errorf("check line %d: want it to start with %q:\n%s", i+1, want, out)
+		}
 	}
 }
 

@@ -26,6 +26,10 @@ type Config struct {
 	ReadyTimeout time.Duration
 }
 
+// ServerName is the embedded server's name, in the INFO it sends every
+// client: `bridge check` recognises a running bridge's server by it.
+const ServerName = "zulip-bridge-embedded"
+
 // Server is a running embedded nats-server.
 type Server struct {
 	srv *server.Server
@@ -44,12 +48,21 @@ func Start(cfg Config) (*Server, error) {
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT
+	} else {
+		// nats-server only logs a failed listen and never becomes ready:
+		// try the address first, so that one in use fails at once rather
+		// than after ReadyTimeout.
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, portStr))
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: listen on %s: %w", cfg.Addr, err)
+		}
+		_ = ln.Close()
 	}
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = 10 * time.Second
 	}
 	opts := &server.Options{
-		ServerName: "zulip-bridge-embedded",
+		ServerName: ServerName,
 		Host:       host,
 		Port:       port,
 		JetStream:  true,

@@ -2,6 +2,10 @@ package natsembed
 
 import (
 	"context"
+	"errors"
+	"net"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,5 +68,32 @@ func TestStartPersists(t *testing.T) {
 func TestStartRejectsBadAddr(t *testing.T) {
 	if _, err := Start(Config{Addr: "nonsense", StoreDir: t.TempDir()}); err == nil {
 		t.Fatal("want error for address without port")
+	}
+}
+
+// TestStartAddrInUse: an address another process listens on fails Start
+// with the listen error, without waiting ReadyTimeout (nats-server itself
+// only logs it and never becomes ready).
+func TestStartAddrInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan error, 1)
+	go func() {
+		s, err := Start(Config{Addr: ln.Addr().String(), StoreDir: t.TempDir(), ReadyTimeout: time.Minute})
+		if err == nil {
+			_ = s.Shutdown(context.Background())
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), ln.Addr().String()) {
+			t.Errorf("Start on an address in use: %v, want address already in use naming %s", err, ln.Addr())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Start on an address in use waited for the server (ReadyTimeout is a minute)")
 	}
 }
