@@ -55,6 +55,7 @@ func TestConfigErrorFormat(t *testing.T) {
 		"ZULIP_CERT_KEY":                     {value: missing},
 		"ZULIP_CERT_BUNDLE":                  {value: missing},
 		"BRIDGE_EVENT_TYPES":                 {value: "Message!"},
+		"BRIDGE_ZULIP_FETCH_EVENT_TYPES":     {value: "*"},
 		"BRIDGE_NARROW":                      {value: "stream:Denmark"},
 		"BRIDGE_SUBJECT_PREFIX":              {value: "zu lip"},
 		"BRIDGE_SUBJECT_TEMPLATE":            {value: "{prefix}.{x}"},
