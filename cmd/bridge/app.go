@@ -123,7 +123,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 		if natsCfg.URL == "" {
 			a.embedded, err = natsembed.Start(natsembed.Config{Addr: cfg.Bridge.NATSEmbeddedAddr, StoreDir: cfg.Bridge.StateDir, Logger: log})
 			if err != nil {
-				return a, err
+				return a, fmt.Errorf("%w (BRIDGE_NATS_EMBEDDED_ADDR=%s)", err, cfg.Bridge.NATSEmbeddedAddr)
 			}
 			a.onStop("embedded nats", a.embedded.Shutdown)
 			natsCfg.URL = a.embedded.ClientURL()
