@@ -26,11 +26,23 @@ func TestConfigValidate(t *testing.T) {
 			[]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "has no host"}},
 		{"endpoint with query", Config{Endpoint: "http://c:4318/?token=abc"},
 			[]string{"OTEL_EXPORTER_OTLP_ENDPOINT", "query string"}},
-		{"grpc", Config{Protocol: "grpc"},
-			[]string{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc is not supported", "4318", "example: OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"}},
+		{"grpc", Config{Protocol: "grpc", TracesExporter: "otlp", MetricsExporter: "otlp"}, nil},
+		{"console, metrics list, propagators", Config{TracesExporter: "console", MetricsExporter: " prometheus, otlp ", Propagators: "tracecontext,baggage"}, nil},
+		{"propagators none", Config{Propagators: "none"}, nil},
+		{"unknown metrics exporter", Config{MetricsExporter: "prometheus,statsd"},
+			[]string{"OTEL_METRICS_EXPORTER", `"statsd" is not supported`, "example: OTEL_METRICS_EXPORTER="}},
+		{"unknown propagator", Config{Propagators: "tracecontext,b3"},
+			[]string{"OTEL_PROPAGATORS", `"b3" is not supported`}},
+		{"metrics endpoint", Config{MetricsEndpoint: "collector:4318"},
+			[]string{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http:// or https://"}},
+		{"json metrics", Config{MetricsExporter: "otlp", Protocol: "http/json"},
+			[]string{"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json is not supported for metrics"}},
+		{"json spans, protobuf metrics", Config{MetricsExporter: "otlp", Protocol: "http/json", MetricsProtocol: "http/protobuf"}, nil},
+		{"bad metrics protocol", Config{MetricsProtocol: "thrift"},
+			[]string{"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", `"thrift"`}},
 		{"unknown protocol", Config{TracesProtocol: "thrift"},
 			[]string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", `"thrift"`}},
-		{"every error at once", Config{TracesExporter: "jaeger", Endpoint: "::", Protocol: "grpc"},
+		{"every error at once", Config{TracesExporter: "jaeger", Endpoint: "::", Protocol: "udp"},
 			[]string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL"}},
 	}
 	for _, tt := range tests {
@@ -86,8 +98,12 @@ func TestTracesURL(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{Config{}, ""},
-		{Config{TracesExporter: "otlp"}, ""},
+		// The specification's defaults: plain HTTP on localhost.
+		{Config{}, "http://localhost:4318/v1/traces"},
+		{Config{TracesExporter: "otlp"}, "http://localhost:4318/v1/traces"},
+		{Config{TracesExporter: "otlp", Protocol: "grpc"}, "http://localhost:4317"},
+		{Config{TracesExporter: "otlp", Protocol: "http/json", TracesProtocol: "grpc"}, "http://localhost:4317"},
+		{Config{Endpoint: "http://c:4317", Protocol: "grpc"}, "http://c:4317"},
 		{Config{Endpoint: "http://c:4318"}, "http://c:4318/v1/traces"},
 		{Config{Endpoint: "http://c:4318/"}, "http://c:4318/v1/traces"},
 		{Config{Endpoint: "https://gw.example.com/otlp"}, "https://gw.example.com/otlp/v1/traces"},
@@ -100,8 +116,45 @@ func TestTracesURL(t *testing.T) {
 	}
 }
 
+func TestMetricsURL(t *testing.T) {
+	tests := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{MetricsExporter: "otlp"}, "http://localhost:4318/v1/metrics"},
+		{Config{MetricsExporter: "otlp", MetricsProtocol: "grpc"}, "http://localhost:4317"},
+		{Config{Endpoint: "https://gw.example.com/otlp/"}, "https://gw.example.com/otlp/v1/metrics"},
+		{Config{Endpoint: "http://c:4318", MetricsEndpoint: "http://m:4318/custom"}, "http://m:4318/custom"},
+	}
+	for _, tt := range tests {
+		if got := tt.cfg.metricsURL(); got != tt.want {
+			t.Errorf("%+v.metricsURL() = %q, want %q", tt.cfg, got, tt.want)
+		}
+	}
+}
+
+func TestMetricsExportEnabled(t *testing.T) {
+	tests := []struct {
+		cfg  Config
+		want bool
+	}{
+		{Config{}, false},
+		{Config{Endpoint: "http://c:4318"}, false}, // an endpoint turns on tracing only
+		{Config{MetricsExporter: "prometheus"}, false},
+		{Config{MetricsExporter: "none"}, false},
+		{Config{MetricsExporter: "otlp"}, true},
+		{Config{MetricsExporter: "prometheus,otlp"}, true},
+		{Config{MetricsExporter: "otlp", SDKDisabled: true}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.cfg.MetricsExportEnabled(); got != tt.want {
+			t.Errorf("%+v.MetricsExportEnabled() = %v, want %v", tt.cfg, got, tt.want)
+		}
+	}
+}
+
 func TestNewRejects(t *testing.T) {
-	if _, err := New(context.Background(), Config{Protocol: "grpc"}, nil); err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_PROTOCOL") {
+	if _, err := New(context.Background(), Config{Protocol: "thrift"}, nil); err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_PROTOCOL") {
 		t.Errorf("New with an invalid config: err = %v, want the Validate error", err)
 	}
 	if _, err := New(context.Background(), Config{}, nil, WithClock(nil)); err == nil {
@@ -123,6 +176,10 @@ func TestConfigFromEnvironment(t *testing.T) {
 		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://otel-collector:4318/v1/traces",
 		"OTEL_EXPORTER_OTLP_PROTOCOL=http/json",
 		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf",
+		"OTEL_METRICS_EXPORTER=prometheus,otlp",
+		"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=http://otel-collector:4318/v1/metrics",
+		"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL=grpc",
+		"OTEL_PROPAGATORS=tracecontext",
 		"OTEL_SERVICE_NAME=ignored-here", // read by the SDK, not a field
 	})
 	if err != nil {
@@ -134,6 +191,11 @@ func TestConfigFromEnvironment(t *testing.T) {
 		TracesEndpoint: "http://otel-collector:4318/v1/traces",
 		Protocol:       "http/json",
 		TracesProtocol: "http/protobuf",
+
+		MetricsExporter: "prometheus,otlp",
+		MetricsEndpoint: "http://otel-collector:4318/v1/metrics",
+		MetricsProtocol: "grpc",
+		Propagators:     "tracecontext",
 	}
 	if cfg != want {
 		t.Errorf("parsed %+v, want %+v", cfg, want)
@@ -148,8 +210,9 @@ func TestConfigFromEnvironment(t *testing.T) {
 			t.Errorf("%s listed as a secret", v.Key)
 		}
 	}
-	wantKeys := []string{"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
-		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"}
+	wantKeys := []string{"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
+		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_PROPAGATORS"}
 	if strings.Join(keys, " ") != strings.Join(wantKeys, " ") {
 		t.Errorf("variables %v, want %v", keys, wantKeys)
 	}

@@ -4,9 +4,11 @@
 // exporter into the Telemetry's own prometheus.Registry (with the Go
 // runtime and process collectors; no global registry, no OpenTelemetry
 // global), served by MetricsHandler as GET /metrics. Tracing is off unless
-// Config.TracingEnabled (an OTLP endpoint or OTEL_TRACES_EXPORTER=otlp, and
-// not OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none); then spans go
-// over OTLP/HTTP, batched, and Shutdown flushes them.
+// Config.TracingEnabled (an OTLP endpoint or OTEL_TRACES_EXPORTER=otlp or
+// console, and not OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none); then
+// spans go over OTLP/HTTP or OTLP/gRPC (or to stdout), batched, and Shutdown
+// flushes them. With OTEL_METRICS_EXPORTER=otlp the same metrics are also
+// pushed over OTLP by a periodic reader, which Shutdown flushes too.
 //
 // Wiring, in cmd/bridge:
 //
@@ -30,7 +32,7 @@
 //     id, site, user, query string or credential is ever a label.
 //   - WrapSink never modifies the caller's messages: with tracing on it
 //     publishes copies with W3C traceparent (and tracestate, when the trace
-//     has state) set to the publish span; with tracing off it passes the
+//     has state, and baggage, as OTEL_PROPAGATORS says) set to the publish span; with tracing off it passes the
 //     batch through untouched. The result is a sink.Recoverer or
 //     sink.ReadyChecker exactly when the wrapped sink is.
 //   - Errors returned by the wrapped sink and the base transport are

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -111,11 +112,11 @@ func (t *Telemetry) withTraceContext(ctx context.Context, msgs []*mapping.Messag
 	for i, m := range msgs {
 		c := &copies[i]
 		*c = *m
-		// A stale traceparent or tracestate is dropped rather than
-		// updated, since the new context may have no state.
+		// A stale traceparent, tracestate or baggage is dropped rather
+		// than updated, since the new context may have no state.
 		c.Headers = make([]mapping.Header, 0, len(m.Headers)+len(traceHeaders))
 		for _, h := range m.Headers {
-			if !strings.EqualFold(h.Key, HeaderTraceparent) && !strings.EqualFold(h.Key, HeaderTracestate) {
+			if !slices.ContainsFunc(t.propFields, func(f string) bool { return strings.EqualFold(h.Key, f) }) {
 				c.Headers = append(c.Headers, h)
 			}
 		}

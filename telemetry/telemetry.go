@@ -1,11 +1,14 @@
 package telemetry
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
 
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +41,9 @@ type Telemetry struct {
 	spans      *sdktrace.TracerProvider
 	tracer     trace.Tracer
 	propagator propagation.TextMapPropagator
+	// propFields are the headers a published message's trace context
+	// replaces: traceparent, tracestate and those of the propagator.
+	propFields []string
 	m          *instruments
 }
 
@@ -47,6 +53,9 @@ type Option func(*options) error
 type options struct {
 	clock    clockwork.Clock
 	exporter sdktrace.SpanExporter
+	// console is where OTEL_TRACES_EXPORTER=console writes; nil means
+	// standard output.
+	console io.Writer
 }
 
 // WithClock sets the clock that durations and message lag are measured
@@ -103,8 +112,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option) (
 		log:        logger,
 		clock:      o.clock,
 		registry:   prometheus.NewRegistry(),
-		propagator: propagation.TraceContext{},
+		propagator: cfg.propagator(),
 	}
+	t.propFields = append([]string{HeaderTraceparent, HeaderTracestate}, t.propagator.Fields()...)
 	if err := t.registry.Register(collectors.NewGoCollector()); err != nil {
 		return nil, fmt.Errorf("telemetry: register Go runtime collector: %w", err)
 	}
@@ -124,7 +134,16 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option) (
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
 	}
-	t.meters = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter), sdkmetric.WithResource(res))
+	readers := []sdkmetric.Option{sdkmetric.WithReader(exporter), sdkmetric.WithResource(res)}
+	if cfg.MetricsExportEnabled() {
+		r, desc, err := newMetricReader(ctx, cfg, logger)
+		if err != nil {
+			return nil, err
+		}
+		readers = append(readers, sdkmetric.WithReader(r))
+		logger.Info("metrics export on: pushing metrics over OTLP, /metrics still served", desc...)
+	}
+	t.meters = sdkmetric.NewMeterProvider(readers...)
 	if t.m, err = newInstruments(t.meters.Meter(scope)); err != nil {
 		return nil, errors.Join(err, t.meters.Shutdown(ctx))
 	}
@@ -133,12 +152,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option) (
 	case o.exporter != nil:
 		t.spans = sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSyncer(o.exporter))
 	case cfg.TracingEnabled():
-		exp, err := newOTLPExporter(ctx, cfg, logger)
+		exp, desc, err := newSpanExporter(ctx, cfg, cmp.Or[io.Writer](o.console, os.Stdout), logger)
 		if err != nil {
 			return nil, errors.Join(err, t.meters.Shutdown(ctx))
 		}
 		t.spans = sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp))
-		logger.Info("tracing on: exporting spans over OTLP/HTTP", "endpoint", redactedURL(cfg.tracesURL()), "json", cfg.jsonEncoding())
+		logger.Info("tracing on: exporting spans", desc...)
 	}
 	if t.spans != nil {
 		t.tracer = t.spans.Tracer(scope)

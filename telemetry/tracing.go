@@ -2,13 +2,10 @@ package telemetry
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync"
 
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/zulip-bridge/zulip-bridge/mapping"
@@ -19,24 +16,6 @@ const (
 	HeaderTraceparent = "traceparent"
 	HeaderTracestate  = "tracestate"
 )
-
-// newOTLPExporter returns the OTLP/HTTP span exporter. The endpoint and
-// encoding come from cfg; headers, TLS files, timeout and compression from
-// the standard OTEL_EXPORTER_OTLP_* variables, which the exporter reads.
-func newOTLPExporter(ctx context.Context, cfg Config, logger *slog.Logger) (sdktrace.SpanExporter, error) {
-	var opts []otlptracehttp.Option
-	if u := cfg.tracesURL(); u != "" {
-		opts = append(opts, otlptracehttp.WithEndpointURL(u))
-	}
-	if cfg.jsonEncoding() {
-		opts = append(opts, otlptracehttp.WithEncoding(otlptracehttp.EncodingJSON))
-	}
-	exp, err := otlptracehttp.New(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("telemetry: OTLP trace exporter: %w", err)
-	}
-	return &loggingExporter{SpanExporter: exp, log: logger}, nil
-}
 
 // loggingExporter reports export failures through slog, once when they
 // start and once when they stop, rather than through OpenTelemetry's global
@@ -65,21 +44,6 @@ func (e *loggingExporter) ExportSpans(ctx context.Context, spans []sdktrace.Read
 		e.log.Info("trace export recovered")
 	}
 	return nil
-}
-
-// redactedURL is u for a log line, without credentials or query.
-func redactedURL(u string) string {
-	if u == "" {
-		return "default (https://localhost:4318/v1/traces)"
-	}
-	p, err := url.Parse(u)
-	if err != nil {
-		return "(invalid URL)"
-	}
-	p.User = nil
-	p.RawQuery = ""
-	p.Fragment = ""
-	return p.String()
 }
 
 // headerCarrier lets a propagator write into a message's headers. Set

@@ -69,7 +69,7 @@ func TestBadConfigurationExits2(t *testing.T) {
 		{"bad log format", []string{"BRIDGE_LOG_FORMAT=xml"}, "BRIDGE_LOG_FORMAT", ""},
 		{"bad http addr", []string{"BRIDGE_HTTP_ADDR=8080"}, "BRIDGE_HTTP_ADDR", ""},
 		{"bad pprof switch", []string{"BRIDGE_PPROF=on"}, "BRIDGE_PPROF", ""},
-		{"bad OTLP protocol", []string{"OTEL_EXPORTER_OTLP_PROTOCOL=grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL", ""},
+		{"bad OTLP protocol", []string{"OTEL_EXPORTER_OTLP_PROTOCOL=thrift"}, "OTEL_EXPORTER_OTLP_PROTOCOL", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

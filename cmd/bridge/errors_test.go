@@ -91,8 +91,13 @@ func TestConfigErrorFormat(t *testing.T) {
 		"OTEL_TRACES_EXPORTER":               {value: "jaeger"},
 		"OTEL_EXPORTER_OTLP_ENDPOINT":        {value: "ftp://collector"},
 		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": {value: "ftp://collector"},
-		"OTEL_EXPORTER_OTLP_PROTOCOL":        {value: "grpc"},
-		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": {value: "grpc"},
+		"OTEL_EXPORTER_OTLP_PROTOCOL":        {value: "thrift"},
+		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": {value: "thrift"},
+		"OTEL_METRICS_EXPORTER":              {value: "statsd"},
+		"OTEL_PROPAGATORS":                   {value: "b3"},
+
+		"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": {value: "ftp://collector"},
+		"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": {value: "thrift"},
 	}
 	// Free text that no value makes invalid.
 	free := map[string]bool{"BRIDGE_STATE_DIR": true, "BRIDGE_KAFKA_CLIENT_ID": true, "BRIDGE_KAFKA_TLS_SERVER_NAME": true}
