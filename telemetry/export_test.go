@@ -339,6 +339,9 @@ func TestExportLogHidesCredentials(t *testing.T) {
 	if l := log.line(t, "tracing on"); l["endpoint"] != "http://127.0.0.1:1/v1/traces" {
 		t.Errorf("tracing on: endpoint %v, want http://127.0.0.1:1/v1/traces", l["endpoint"])
 	}
+	if l := log.line(t, "metric export failing"); l["level"] != "WARN" {
+		t.Errorf("failed metric flush logged at %v, want WARN", l["level"])
+	}
 	for _, secret := range []string{"hunter2", "s3cret"} {
 		if strings.Contains(log.buf.String(), secret) {
 			t.Errorf("log shows %q:\n%s", secret, log.buf.String())
