@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -133,7 +135,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 		// natssink labels its own log lines component=nats.
 		natsCfg.SubjectPrefix = a.mapper.Prefix()
 		redacted := natsCfg.RedactedURL()
-		if err := a.reachNATS(ctx, redacted, func(ctx context.Context) error {
+		if err := a.reach(ctx, natsComponent(redacted), func(ctx context.Context) error {
 			s, err := natssink.New(ctx, natsCfg, natssink.WithLogger(log))
 			if err != nil {
 				return err // natssink says "nats sink: ..." itself
@@ -145,7 +147,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 			return a, err
 		}
 		if cfg.Checkpoint.Kind == checkpoint.KindNATSKV {
-			if err := a.reachNATS(ctx, redacted, func(ctx context.Context) (err error) {
+			if err := a.reach(ctx, natsComponent(redacted), func(ctx context.Context) (err error) {
 				nc, err = natssink.Connect(ctx, natsCfg, natssink.WithLogger(log))
 				return err
 			}); err != nil {
@@ -181,7 +183,10 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 			a.store, err = natskv.Open(ctx, js, cfg.Checkpoint, a.client.Site())
 		}
 	case checkpoint.KindKafka:
-		a.store, err = kafkastore.Open(ctx, kafkaClient, cfg.Checkpoint, a.client.Site())
+		err = a.reach(ctx, kafkaComponent(cfg.Kafka.Brokers), func(ctx context.Context) (err error) {
+			a.store, err = kafkastore.Open(ctx, kafkaClient, cfg.Checkpoint, a.client.Site())
+			return err
+		})
 	}
 	if err != nil {
 		return a, fmt.Errorf("checkpoint store: %w", err)
@@ -205,46 +210,68 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 	return a, nil
 }
 
-// natsAttemptTimeout bounds one attempt to connect to NATS and look up (or
-// create) the stream.
-const natsAttemptTimeout = 10 * time.Second
+// attemptTimeout bounds one attempt to reach a broker at start: connect to
+// NATS and look up (or create) the stream, or look up the Kafka checkpoint
+// topic.
+const attemptTimeout = 10 * time.Second
 
-// reachNATS runs open (connect to BRIDGE_NATS_URL) until it succeeds. An
-// unreachable server (natssink.ErrUnreachable) is retried with backoff
-// while the endpoints are served, /readyz saying why, so that a bridge
-// started before NATS (Kubernetes starts them together) waits instead of
-// exiting into a crash loop; it logs once when NATS is unreachable and
-// once when it is reached. Any other error, or an unreachable server with
-// BRIDGE_HTTP_ADDR=off (bridge check), fails at once. url is redacted.
-func (a *app) reachNATS(ctx context.Context, url string, open func(context.Context) error) error {
+// component is a broker the bridge may reach only after it started.
+type component struct {
+	name, variable, url string // url without credentials
+	// unreachable tells "nobody answered" (retried) from an answer that
+	// refuses (fails at once).
+	unreachable func(error) bool
+}
+
+func natsComponent(redactedURL string) component {
+	return component{name: "nats", variable: "BRIDGE_NATS_URL", url: redactedURL,
+		unreachable: func(err error) bool { return errors.Is(err, natssink.ErrUnreachable) }}
+}
+
+func kafkaComponent(brokers []string) component {
+	return component{name: "kafka", variable: "BRIDGE_KAFKA_BROKERS", url: strings.Join(brokers, ","),
+		unreachable: func(err error) bool {
+			var op *net.OpError
+			return errors.As(err, &op) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, context.DeadlineExceeded)
+		}}
+}
+
+// reach runs open (connect to c) until it succeeds. An unreachable broker
+// is retried with backoff while the endpoints are served, /readyz saying
+// why, so that a bridge started before its broker (Kubernetes starts them
+// together) waits instead of exiting into a crash loop; it logs once when
+// the broker is unreachable and once when it is reached. Any other error,
+// or an unreachable broker with BRIDGE_HTTP_ADDR=off (bridge check), fails
+// at once.
+func (a *app) reach(ctx context.Context, c component, open func(context.Context) error) error {
 	backoff := source.ExponentialBackoff(100*time.Millisecond, 5*time.Second, nil)
 	clock := clockwork.NewRealClock()
 	var began time.Time
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, natsAttemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		err := open(actx)
 		cancel()
 		if err == nil {
 			if attempt > 1 {
 				a.waiting.Store(nil)
-				a.log.Info("nats reachable, starting", "url", url, "variable", "BRIDGE_NATS_URL",
+				a.log.Info(c.name+" reachable, starting", "url", c.url, "variable", c.variable,
 					"attempts", attempt, "waited", time.Since(began).Round(time.Millisecond).String())
 			}
 			return nil
 		}
-		if !errors.Is(err, natssink.ErrUnreachable) || a.http == nil || a.embedded != nil || ctx.Err() != nil {
+		if !c.unreachable(err) || a.http == nil || a.embedded != nil || ctx.Err() != nil {
 			return err
 		}
 		if attempt == 1 {
 			began = time.Now()
-			a.log.Warn("nats unreachable, retrying", "url", url, "variable", "BRIDGE_NATS_URL", "error", err)
+			a.log.Warn(c.name+" unreachable, retrying", "url", c.url, "variable", c.variable, "error", err)
 		} else {
-			a.log.Debug("nats still unreachable", "url", url, "attempt", attempt, "error", err)
+			a.log.Debug(c.name+" still unreachable", "url", c.url, "attempt", attempt, "error", err)
 		}
 		reason := err.Error() + "; retrying"
 		a.waiting.Store(&reason)
 		if err := retry.Sleep(ctx, clock, backoff(attempt)); err != nil {
-			return fmt.Errorf("waiting for NATS at %s (BRIDGE_NATS_URL): %w", url, err)
+			return fmt.Errorf("waiting for %s at %s (%s): %w", c.name, c.url, c.variable, err)
 		}
 	}
 }

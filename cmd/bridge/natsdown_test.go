@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -102,4 +105,46 @@ func TestStopWhileNATSDown(t *testing.T) {
 	if !strings.Contains(p.out.String(), "stop requested before start-up finished") {
 		t.Errorf("no line saying the stop came before start-up finished:\n%s", tail(p.out.String()))
 	}
+}
+
+// TestKafkaDownAtStart: with the checkpoint in Kafka, a bridge started
+// before its Kafka broker waits as it does for NATS: running, not ready,
+// one warning, then it starts once the broker listens.
+func TestKafkaDownAtStart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close() // nothing listens there now
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	w := newWorld(t, zuliptest.Config{})
+	p := w.start("BRIDGE_SINK=kafka", "BRIDGE_KAFKA_BROKERS="+addr, "BRIDGE_KAFKA_CREATE_TOPICS=true", "BRIDGE_CHECKPOINT=kafka")
+	testutil.WaitFor(t, 30*time.Second, "the bridge to wait for Kafka", func() bool {
+		return strings.Contains(p.out.String(), "kafka unreachable, retrying") || p.exited()
+	})
+	if p.exited() {
+		t.Fatalf("the bridge exited while Kafka was down:\n%s", tail(p.out.String()))
+	}
+	if !strings.Contains(p.out.String(), "variable=BRIDGE_KAFKA_BROKERS") {
+		t.Errorf("the warning does not name BRIDGE_KAFKA_BROKERS:\n%s", tail(p.out.String()))
+	}
+	if len(w.sim.Queues()) != 0 {
+		t.Error("registered a Zulip queue before the checkpoint store was reachable")
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.DefaultNumPartitions(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	q := w.queueID(time.Minute)
+	sendMessages(t, w.sim, 10, "after")
+	w.caughtUp(q, w.lastEventID(q), time.Minute, p)
+	if n := strings.Count(p.out.String(), `msg="kafka reachable, starting"`); n != 1 {
+		t.Errorf("%d 'kafka reachable' lines, want 1:\n%s", n, tail(p.out.String()))
+	}
+	if code := p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	checkExactlyOnce(t, readTopics(t, &kafkaBroker{c: c}, "zulip."), w.expected(q))
 }
