@@ -266,11 +266,21 @@ func (s *Sink) createTopics(ctx context.Context, topics []string) error {
 	for _, t := range topics {
 		switch err := res.Errors[t]; {
 		case err == nil:
-			s.log.Info("kafka: created topic", "topic", t, "partitions", s.countLabel(s.cfg.Partitions), "replication_factor", s.countLabel(s.cfg.ReplicationFactor))
+			s.log.Info("kafka: created topic", "topic", t, "partitions", s.createdPartitions(ctx, t), "replication_factor", s.countLabel(s.cfg.ReplicationFactor))
 		case errors.Is(err, kafka.TopicAlreadyExists):
 		default:
 			return fmt.Errorf("create kafka topic %s: %w", t, err)
 		}
 	}
 	return nil
+}
+
+// createdPartitions is the partition count a topic just created has, as
+// the broker's metadata says (with -1 the broker chose it); what was asked
+// for when the metadata cannot say.
+func (s *Sink) createdPartitions(ctx context.Context, topic string) any {
+	if parts, err := s.partitions(ctx, []string{topic}); err == nil && len(parts) > 0 {
+		return len(parts)
+	}
+	return s.countLabel(s.cfg.Partitions)
 }

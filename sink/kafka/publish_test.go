@@ -235,10 +235,11 @@ func partitionOf(key []byte) int {
 }
 
 // TestCreatedTopicLogsBrokerDefault: a topic created with the broker's
-// default partition count and replication factor (-1) is logged as such,
-// not as -1.
+// default partition count and replication factor (-1) is logged with the
+// partition count the broker gave it, and the replication factor as the
+// broker's default, not as -1.
 func TestCreatedTopicLogsBrokerDefault(t *testing.T) {
-	c := newCluster(t)
+	c := newCluster(t, kfake.DefaultNumPartitions(5)) // the broker's default
 	cfg := testConfig(c)
 	cfg.CreateTopics = true
 	cfg.Partitions = -1
@@ -253,7 +254,7 @@ func TestCreatedTopicLogsBrokerDefault(t *testing.T) {
 	if err := s.Publish(testCtx(t), batch); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
-	if out := logs.String(); !containsAll(out, `msg="kafka: created topic"`, `topic=zulip.defaults partitions="broker default" replication_factor="broker default"`) {
+	if out := logs.String(); !containsAll(out, `msg="kafka: created topic"`, `topic=zulip.defaults partitions=5 replication_factor="broker default"`) {
 		t.Errorf("log:\n%s", out)
 	}
 }
