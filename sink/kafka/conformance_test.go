@@ -118,31 +118,8 @@ func (h *harness) Stored(t testing.TB) []*mapping.Message {
 	return out
 }
 
-// Count sums the end offsets of the suite's partitions: the sink never
-// deletes, so that is how many records they hold.
-func (h *harness) Count(t testing.TB) int {
-	client := &kafka.Client{Addr: kafka.TCP(h.addr()), Timeout: 5 * time.Second}
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-	for _, topic := range sinktest.Topics() {
-		for p := range testPartitions {
-			req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
-		}
-	}
-	res, err := client.ListOffsets(testCtx(t), req)
-	if err != nil {
-		t.Fatalf("list offsets: %v", err)
-	}
-	n := 0
-	for topic, parts := range res.Topics {
-		for _, p := range parts {
-			if p.Error != nil {
-				t.Fatalf("list offsets of %s/%d: %v", topic, p.Partition, p.Error)
-			}
-			n += int(p.LastOffset)
-		}
-	}
-	return n
-}
+// Count sums the end offsets of the suite's partitions (storedCount).
+func (h *harness) Count(t testing.TB) int { return storedCount(t, h.addr()) }
 
 func (h *harness) StopBroker(t testing.TB) {
 	h.mu.Lock()
