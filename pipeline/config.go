@@ -27,10 +27,11 @@ type Config struct {
 	// backfilling after a queue loss (the server caps it at 5000). Zero
 	// means 1000.
 	BackfillPageSize int `env:"BRIDGE_BACKFILL_PAGE_SIZE" envDefault:"1000" example:"1000" help:"messages per GET /messages page when backfilling, 1-5000"`
-	// PublishBatch is the most messages handed to the sink in one Publish;
-	// a larger Zulip batch is published in several, then checkpointed once.
-	// Zero means 1000.
-	PublishBatch int `env:"BRIDGE_PUBLISH_BATCH" envDefault:"1000" example:"1000" help:"most messages per publish call; a larger Zulip batch is published in parts, then checkpointed once"`
+	// PublishBatch is the most events in one chunk of a GET /events
+	// response: each chunk is handed to the sink in one Publish and
+	// checkpointed once confirmed, while the next one is read. Zero means
+	// 1000.
+	PublishBatch int `env:"BRIDGE_PUBLISH_BATCH" envDefault:"1000" example:"1000" help:"most events per chunk of a Zulip response: each chunk is published in one call and checkpointed once confirmed, while the next is read"`
 	// PublishTimeout bounds one attempt to publish a chunk, or to write a
 	// checkpoint: a broker that neither confirms nor fails is retried like
 	// one that fails, instead of holding the loop forever. Zero means 30s.
