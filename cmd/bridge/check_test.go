@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -58,14 +57,7 @@ func TestCheck(t *testing.T) {
 	}
 	// With the running bridge's own HTTP address: held by that bridge,
 	// as its checkpoint is, which check recognises.
-	var httpAddr string
-	testutil.WaitFor(t, 30*time.Second, "the bridge's HTTP address in its log", func() bool {
-		m := regexp.MustCompile(`msg="serving health, readiness and metrics" addr=(\S+)`).FindStringSubmatch(p.out.String())
-		if m != nil {
-			httpAddr = m[1]
-		}
-		return m != nil
-	})
+	httpAddr := p.httpAddr(t)
 	code, out = checkOut(override(append(w.env, natsEnv(nb)...), []string{"BRIDGE_HTTP_ADDR=" + httpAddr}))
 	if want := "ok   listen on " + httpAddr + " (BRIDGE_HTTP_ADDR) (in use by a running bridge)\n"; code != exitOK || !strings.Contains(out, want) {
 		t.Errorf("check on a running bridge's HTTP address: exit %d, want 0 and %q:\n%s", code, want, out)

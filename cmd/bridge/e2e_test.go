@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
-	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -208,19 +207,7 @@ func TestSIGTERMResumes(t *testing.T) {
 // endpoints of docs/operations.md on the running binary.
 func checkProbes(t *testing.T, p *bridgeProc) {
 	t.Helper()
-	m := regexp.MustCompile(`msg="serving health, readiness and metrics" addr=(\S+)`).FindStringSubmatch(p.out.String())
-	if m == nil {
-		t.Fatalf("no HTTP address in the log:\n%s", tail(p.out.String()))
-	}
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + m[1] + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func(path string) (int, string) { return p.httpGet(t, path) }
 	if code, body := get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz %d %s", code, body)
 	}

@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -390,4 +393,33 @@ func readCheckpoint(t testing.TB, dir string) map[string]any {
 		t.Fatalf("checkpoint.json: %v", err)
 	}
 	return cp
+}
+
+// httpAddrRE finds the bridge's HTTP address in its start-up log line.
+var httpAddrRE = regexp.MustCompile(`msg="serving health, readiness and metrics" addr=(\S+)`)
+
+// httpAddr waits for the bridge to log its HTTP address and returns it.
+func (p *bridgeProc) httpAddr(t testing.TB) string {
+	t.Helper()
+	var addr string
+	testutil.WaitFor(t, 30*time.Second, "the bridge's HTTP address in its log", func() bool {
+		if m := httpAddrRE.FindStringSubmatch(p.out.String()); m != nil {
+			addr = m[1]
+		}
+		return addr != ""
+	})
+	return addr
+}
+
+// httpGet GETs path on the bridge's HTTP address and returns the status
+// and the body.
+func (p *bridgeProc) httpGet(t testing.TB, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + p.httpAddr(t) + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

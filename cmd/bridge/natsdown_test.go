@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"io"
 	"net"
 	"net/http"
 	"regexp"
@@ -40,20 +39,7 @@ func TestNATSDownAtStart(t *testing.T) {
 	if n := len(warn.FindAllString(out, -1)); n != 1 {
 		t.Errorf("%d 'nats unreachable, retrying' warnings with the redacted URL and the variable, want 1:\n%s", n, tail(out))
 	}
-	m := regexp.MustCompile(`msg="serving health, readiness and metrics" addr=(\S+)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no HTTP address in the log:\n%s", tail(out))
-	}
-	get := func(path string) (int, string) {
-		t.Helper()
-		resp, err := http.Get("http://" + m[1] + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func(path string) (int, string) { return p.httpGet(t, path) }
 	if code, body := get("/readyz"); code != http.StatusServiceUnavailable ||
 		!strings.Contains(body, "broker: not ready: nats sink: cannot reach nats://redacted@"+addr+" (BRIDGE_NATS_URL)") ||
 		!strings.Contains(body, "retrying") {
