@@ -189,11 +189,11 @@ func (p *Pipeline) publishStage(ctx context.Context, in <-chan chunk, marks *mar
 			c.end(failed)
 			continue // let the read stage finish
 		}
-		err := p.publish(c.ctx, c.msgs)
-		if err == nil && p.rec != nil && (len(c.msgs) > 0 || p.pos == nil) {
+		err := p.out.publish(c.ctx, c.msgs)
+		if err == nil && p.out.rec != nil && (len(c.msgs) > 0 || p.out.pos == nil) {
 			// Taken before the next chunk is sent: whatever is stored
 			// after this checkpoint is stored after this position.
-			p.pos, err = p.position(ctx)
+			p.out.pos, err = p.out.position(ctx)
 		}
 		c.end(err)
 		if err != nil {
@@ -203,7 +203,7 @@ func (p *Pipeline) publishStage(ctx context.Context, in <-chan chunk, marks *mar
 		if c.confirmed != nil {
 			c.confirmed()
 		}
-		c.mark.pos = p.pos
+		c.mark.pos = p.out.pos
 		marks.put(c.mark)
 	}
 	return failed
@@ -220,6 +220,7 @@ func (p *Pipeline) checkpointStage(ctx context.Context, queueID string, marks *m
 		if err := p.save(ctx, queueID, m); err != nil {
 			return err
 		}
+		p.checkpointed(m.pos)
 		if durable != nil {
 			durable(m)
 		}

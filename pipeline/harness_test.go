@@ -27,6 +27,7 @@ import (
 	natssink "github.com/zulip-bridge/zulip-bridge/sink/nats"
 	"github.com/zulip-bridge/zulip-bridge/source"
 	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
+	"github.com/zulip-bridge/zulip-bridge/spool"
 )
 
 // waitLimit bounds every wait of a test in real time; nothing should come
@@ -103,6 +104,12 @@ type options struct {
 	site string
 	// maxResponse is BRIDGE_ZULIP_MAX_RESPONSE_BYTES; 0 means the default.
 	maxResponse int64
+	// spool puts a spool (in the world's state directory) between Zulip
+	// and the broker; spoolMax is its size limit (0: the default).
+	spool    bool
+	spoolMax int64
+	// forwarded is Deps.Forwarded.
+	forwarded json.RawMessage
 }
 
 type publishHook func(ctx context.Context, msgs []*mapping.Message, next func(context.Context, []*mapping.Message) error) error
@@ -115,6 +122,7 @@ type bridge struct {
 	obs    *counters
 	sink   sink.Sink
 	store  *checkpoint.FileStore
+	spool  *spool.Spool // nil without one
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error
@@ -171,8 +179,13 @@ func (w *world) build(o options) *bridge {
 	if o.publish != nil {
 		ps = &hookSink{Sink: s, rec: s.(sink.Recoverer), hook: o.publish}
 	}
+	if o.spool {
+		if b.spool, err = spool.Open(w.stateDir, spool.Options{MaxBytes: o.spoolMax, Site: client.Site().String()}); err != nil {
+			w.t.Fatal(err)
+		}
+	}
 	b.p, err = pipeline.New(o.cfg, pipeline.Deps{
-		Site: client.Site(), Client: client, Mapper: mapper, Sink: ps, Store: store,
+		Site: client.Site(), Client: client, Mapper: mapper, Sink: ps, Store: store, Spool: b.spool, Forwarded: o.forwarded,
 		Logger: log, Clock: o.clock, Observer: b.obs.observer(),
 		// Publish retries every 5ms: a broker outage in these tests lasts
 		// a few hundred milliseconds.
@@ -212,6 +225,11 @@ func (b *bridge) wait() error {
 		}
 		if err := b.store.Close(); err != nil {
 			b.t.Errorf("close checkpoint store: %v", err)
+		}
+		if b.spool != nil {
+			if err := b.spool.Close(ctx); err != nil {
+				b.t.Errorf("close spool: %v", err)
+			}
 		}
 	})
 	return b.err

@@ -14,6 +14,7 @@ import (
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/sink"
 	"github.com/zulip-bridge/zulip-bridge/source"
+	"github.com/zulip-bridge/zulip-bridge/spool"
 )
 
 // Pipeline moves events from one Zulip queue to one sink. Create it with New
@@ -23,10 +24,11 @@ type Pipeline struct {
 	site   source.Site
 	client *source.Client
 	mapper *mapping.Mapper
-	sink   sink.Sink
-	// rec is sink as a sink.Recoverer, nil when it is not one: asserted
-	// once, in New.
-	rec     sink.Recoverer
+	// out publishes what the loop reads: to the broker, or with a spool to
+	// the spool; fwd, with a spool, publishes from it to the broker.
+	out     *publisher
+	fwd     *publisher
+	spool   *spool.Spool
 	store   checkpoint.Store
 	log     *slog.Logger
 	clock   clockwork.Clock
@@ -35,6 +37,8 @@ type Pipeline struct {
 	status  Status
 	// maxBytes is Deps.MaxMessageBytes.
 	maxBytes int
+	// handover is Deps.Forwarded.
+	handover json.RawMessage
 
 	// maxMessageID is the highest message id seen or backfilled: the anchor
 	// of the next backfill.
@@ -47,14 +51,6 @@ type Pipeline struct {
 	// lastPage holds the keys of the last backfill page, which a new queue
 	// may deliver again (a message sent while it was being registered).
 	lastPage map[string]struct{}
-	// pos is a sink position taken after the last confirmed publish (or at
-	// the start): after a publish whose outcome is unknown, what the broker
-	// holds after it is read back so that the retry does not store
-	// anything twice. Only the goroutine publishing uses it.
-	pos json.RawMessage
-	// brokerDown is true between a failed publish and the next success, so
-	// that the change is logged once each way, not per retry.
-	brokerDown bool
 }
 
 // Deps are the components a Pipeline connects. All are required but Clock,
@@ -75,6 +71,15 @@ type Deps struct {
 	// sink.Size (from sink.Limiter); 0 means no limit is known. A larger
 	// message is set aside as a bridge.invalid notice (see fit).
 	MaxMessageBytes int
+	// Spool, if not nil, is the durable local log between Zulip and Sink:
+	// events are acknowledged to Zulip once they are in it, and a forwarder
+	// publishes them from it to Sink (docs/delivery.md, "The spool").
+	Spool *spool.Spool
+	// Forwarded, with no Spool, is the broker position that a spool left
+	// by an earlier run recorded after forwarding everything it held: a
+	// checkpoint written with the spool on names a spool position, and
+	// this is where the broker's read-back starts instead.
+	Forwarded json.RawMessage
 }
 
 // New checks deps and returns a Pipeline.
@@ -90,11 +95,17 @@ func New(cfg Config, d Deps) (*Pipeline, error) {
 	}
 	p := &Pipeline{
 		cfg: cfg.withDefaults(), site: d.Site, client: d.Client, mapper: d.Mapper,
-		sink: d.Sink, store: d.Store, log: d.Logger, clock: d.Clock, backoff: d.Backoff,
+		store: d.Store, log: d.Logger, clock: d.Clock, backoff: d.Backoff,
 		obs: d.Observer, skip: map[string]struct{}{}, lastPage: map[string]struct{}{},
-		maxBytes: d.MaxMessageBytes,
+		maxBytes: d.MaxMessageBytes, spool: d.Spool, handover: d.Forwarded,
 	}
-	p.rec, _ = d.Sink.(sink.Recoverer)
+	brokerState := func(err error) { p.status.update(func(s *Status) { s.brokerErr = err }) }
+	if d.Spool == nil {
+		p.out = newPublisher(p, "broker", d.Sink, brokerState, true)
+	} else {
+		p.out = newPublisher(p, "spool", d.Spool, func(err error) { p.status.update(func(s *Status) { s.spoolErr = err }) }, false)
+		p.fwd = newPublisher(p, "broker", d.Sink, brokerState, true)
+	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -117,7 +128,28 @@ func (p *Pipeline) Status() *Status { return &p.status }
 // but a batch already received is finished, confirmed and checkpointed,
 // within Config.ShutdownTimeout; then Run returns nil. The queue is kept, so
 // the next Run resumes it.
-func (p *Pipeline) Run(ctx context.Context) error {
+func (p *Pipeline) Run(ctx context.Context) (result error) {
+	if p.spool != nil {
+		// The forwarder runs beside the loop for as long as it does; one
+		// that fails for good (a corrupt spool) stops the loop, as a
+		// stop request would, and its error is Run's.
+		var fail context.CancelCauseFunc
+		ctx, fail = context.WithCancelCause(ctx)
+		done := make(chan error, 1)
+		go func() {
+			err := p.forward(ctx)
+			if err != nil {
+				fail(err)
+			}
+			done <- err
+		}()
+		defer func() {
+			fail(nil)
+			if err := <-done; err != nil && result == nil {
+				result = err
+			}
+		}()
+	}
 	work, cancelWork := p.drainContext(ctx)
 	defer cancelWork()
 	p.status.update(func(s *Status) { s.running = true; s.lastProgress = p.clock.Now() })
@@ -127,8 +159,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if err != nil {
 		return stopped(ctx, err)
 	}
-	if p.rec != nil {
-		if p.pos, err = p.position(work); err != nil {
+	if p.out.rec != nil {
+		if p.out.pos, err = p.out.position(work); err != nil {
 			return stopped(ctx, err)
 		}
 	}
@@ -201,21 +233,20 @@ func (p *Pipeline) recover(ctx context.Context) (source.State, error) {
 		return source.State{}, fmt.Errorf("load checkpoint: %w", err)
 	}
 	p.maxMessageID = cp.MaxMessageID
-	if p.rec != nil {
-		var keys map[string]struct{}
-		err := p.retry(ctx, "read back published messages", func() error {
-			var err error
-			keys, err = p.rec.PublishedSince(ctx, cp.SinkPosition)
-			return err
-		})
+	if cp.SinkPosition, err = p.spoolHandover(ctx, cp.SinkPosition); err != nil {
+		return source.State{}, fmt.Errorf("load checkpoint: %w", err)
+	}
+	if p.out.rec != nil {
+		keys, err := p.out.publishedSince(ctx, cp.SinkPosition)
 		if err != nil {
 			return source.State{}, err
 		}
 		for k := range keys {
 			p.skip[k] = struct{}{}
 		}
-		p.log.Info("read back messages published after the checkpoint", "count", len(keys))
+		p.log.Info("read back what the "+p.out.name+" stored after the checkpoint", "count", len(keys))
 	}
+	p.checkpointed(cp.SinkPosition)
 	p.log.Info("resuming event queue", "queue_id", cp.QueueID, "last_event_id", cp.LastEventID, "max_message_id", cp.MaxMessageID)
 	return source.State{QueueID: cp.QueueID, LastEventID: cp.LastEventID, MaxMessageID: cp.MaxMessageID}, nil
 }
@@ -261,4 +292,31 @@ func (p *Pipeline) setQueue(st source.State, maxMessageID int64) {
 		s.maxMessageID = maxMessageID
 	})
 	p.obs.LastEventID(st.LastEventID)
+}
+
+// spoolHandover checks a checkpoint's sink position against the spool
+// setting and returns the one to read back from. With a spool, a spool
+// position beyond what the spool holds means the spool was lost. Without
+// one, a spool position (the spool was on in an earlier run) is replaced
+// by the broker position the spool recorded once it had forwarded
+// everything.
+func (p *Pipeline) spoolHandover(ctx context.Context, pos json.RawMessage) (json.RawMessage, error) {
+	seq, isSpool := spool.ParsePosition(pos)
+	switch {
+	case p.spool != nil && isSpool:
+		have, err := p.spool.Position(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if last, _ := spool.ParsePosition(have); seq > last {
+			return nil, fmt.Errorf("%w: the checkpoint covers spool entries up to %d, but %s holds entries up to %d only: events acknowledged to Zulip are gone; restore the spool file or remove the checkpoint (a new queue starts, the gap is backfilled and reported in a resync event)",
+				errSpoolLost, seq, p.spool.Path(), last)
+		}
+	case p.spool == nil && isSpool:
+		if p.handover == nil {
+			return nil, fmt.Errorf("the checkpoint was written with the spool on (BRIDGE_SPOOL), and no spool is left to say what reached the broker: turn the spool on again (example: BRIDGE_SPOOL=on)")
+		}
+		return p.handover, nil
+	}
+	return pos, nil
 }

@@ -15,34 +15,143 @@ import (
 // This file is the broker side of the loop: publishing with retries and
 // read-back, control events, and the checkpoint written after them.
 
-// publish hands msgs to the sink in chunks and retries what the broker did
-// not confirm until it does, or ctx ends.
-func (p *Pipeline) publish(ctx context.Context, msgs []*mapping.Message) error {
+// publisher publishes to one sink with retries and read-back. The
+// pipeline has one toward its sink (the broker, or the spool), and with a
+// spool the forwarder has a second toward the broker. Each is used by one
+// goroutine at a time.
+type publisher struct {
+	p *Pipeline
+	// name says what the sink is in log lines: "broker" or "spool".
+	name string
+	sink sink.Sink
+	// rec is sink as a sink.Recoverer, nil when it is not one.
+	rec sink.Recoverer
+	// pos is a sink position taken after the last confirmed publish (or at
+	// the start): after a publish whose outcome is unknown, what the sink
+	// holds after it is read back so that the retry does not store
+	// anything twice.
+	pos json.RawMessage
+	// down is true between a failed publish and the next success, so that
+	// the change is logged once each way, not per retry.
+	down bool
+	// report tells the status the sink's state: the failure, nil once it
+	// takes messages again.
+	report func(error)
+	// observe tells the observer of every publish: only the publisher
+	// toward the broker does, so that metrics count what reached it.
+	observe bool
+}
+
+func newPublisher(p *Pipeline, name string, s sink.Sink, report func(error), observe bool) *publisher {
+	rec, _ := s.(sink.Recoverer)
+	return &publisher{p: p, name: name, sink: s, rec: rec, report: report, observe: observe}
+}
+
+// publish hands msgs to the sink in chunks and retries what it did not
+// confirm until it does, or ctx ends.
+func (w *publisher) publish(ctx context.Context, msgs []*mapping.Message) error {
+	p := w.p
 	for start := 0; start < len(msgs); start += p.cfg.PublishBatch {
 		pending := msgs[start:min(start+p.cfg.PublishBatch, len(msgs))]
 		for attempt := 1; len(pending) > 0; attempt++ {
 			p.progress()
 			began := p.clock.Now()
 			actx, cancel := p.attempt(ctx)
-			err := p.sink.Publish(actx, pending)
+			err := w.sink.Publish(actx, pending)
 			cancel()
-			p.obs.Published(pending, err, p.clock.Since(began))
+			if w.observe {
+				p.obs.Published(pending, err, p.clock.Since(began))
+			}
 			if err == nil {
-				p.brokerUp()
+				w.up()
 				break
 			}
 			if ctx.Err() != nil {
 				return fmt.Errorf("publish: %w", ctx.Err())
 			}
 			pending = sink.Unconfirmed(pending, err)
-			p.brokerFailed(err)
+			w.failed(err)
 			if err := retry.Sleep(ctx, p.clock, p.backoff(attempt)); err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}
-			pending = p.notStored(ctx, pending)
+			pending = w.notStored(ctx, pending)
 		}
 	}
 	return nil
+}
+
+// position asks the sink for its position, retrying while it cannot say.
+func (w *publisher) position(ctx context.Context) (json.RawMessage, error) {
+	var pos json.RawMessage
+	err := w.p.retry(ctx, w.name+" position", func() error {
+		actx, cancel := w.p.attempt(ctx)
+		defer cancel()
+		var err error
+		pos, err = w.rec.Position(actx)
+		return err
+	})
+	return pos, err
+}
+
+// publishedSince reads back the keys the sink stored after pos, retrying
+// while it cannot.
+func (w *publisher) publishedSince(ctx context.Context, pos json.RawMessage) (map[string]struct{}, error) {
+	var keys map[string]struct{}
+	err := w.p.retry(ctx, "read back what the "+w.name+" stored", func() error {
+		var err error
+		keys, err = w.rec.PublishedSince(ctx, pos)
+		return err
+	})
+	return keys, err
+}
+
+// notStored drops from msgs those the sink stored although the publish
+// that sent them failed (a lost confirmation, a timeout): it reads back
+// what was stored after the last position, the way a restart does, so
+// that exactly-once does not rest on a broker's duplicate window. If the
+// read-back fails (the broker is still down), msgs are kept: the next
+// attempt fails too, and the read-back is tried again before the one after.
+func (w *publisher) notStored(ctx context.Context, msgs []*mapping.Message) []*mapping.Message {
+	if w.rec == nil || w.pos == nil || len(msgs) == 0 {
+		return msgs
+	}
+	actx, cancel := w.p.attempt(ctx)
+	defer cancel()
+	stored, err := w.rec.PublishedSince(actx, w.pos)
+	if err != nil {
+		return msgs
+	}
+	kept := msgs[:0:0]
+	for _, m := range msgs {
+		if _, dup := stored[m.DedupKey]; !dup {
+			kept = append(kept, m)
+		}
+	}
+	return kept
+}
+
+func (w *publisher) failed(err error) {
+	if !w.down {
+		w.down = true
+		if w.name == "spool" {
+			w.p.log.Warn("spool not taking events: holding acknowledgements to Zulip and retrying", "error", err)
+		} else {
+			w.p.log.Warn("broker down: holding acknowledgements and retrying", "error", err)
+		}
+	}
+	w.report(err)
+}
+
+func (w *publisher) up() {
+	if w.down {
+		w.down = false
+		if w.name == "spool" {
+			w.p.log.Info("spool taking events again")
+		} else {
+			w.p.log.Info("broker up: publishing resumed")
+		}
+	}
+	w.report(nil)
 }
 
 // checkpoint durably records that everything up to lastEventID of queueID
@@ -51,16 +160,17 @@ func (p *Pipeline) publish(ctx context.Context, msgs []*mapping.Message) error {
 // by drain's checkpoint stage.
 func (p *Pipeline) checkpoint(ctx context.Context, queueID string, lastEventID int64) error {
 	var pos json.RawMessage
-	if p.rec != nil {
+	if p.out.rec != nil {
 		var err error
-		if pos, err = p.position(ctx); err != nil {
+		if pos, err = p.out.position(ctx); err != nil {
 			return err
 		}
 	}
 	if err := p.save(ctx, queueID, mark{lastID: lastEventID, maxMessageID: p.maxMessageID, pos: pos}); err != nil {
 		return err
 	}
-	p.pos = pos
+	p.out.pos = pos
+	p.checkpointed(pos)
 	return nil
 }
 
@@ -76,19 +186,6 @@ func (p *Pipeline) save(ctx context.Context, queueID string, m mark) error {
 		cp.UpdatedAt = p.clock.Now().UTC()
 		return p.store.Save(actx, cp)
 	})
-}
-
-// position asks the sink for its position, retrying while it cannot say.
-func (p *Pipeline) position(ctx context.Context) (json.RawMessage, error) {
-	var pos json.RawMessage
-	err := p.retry(ctx, "sink position", func() error {
-		actx, cancel := p.attempt(ctx)
-		defer cancel()
-		var err error
-		pos, err = p.rec.Position(actx)
-		return err
-	})
-	return pos, err
 }
 
 // retry runs op until it succeeds, ctx ends, or it fails in a way no retry
@@ -120,32 +217,6 @@ func (p *Pipeline) retry(ctx context.Context, what string, op func() error) erro
 	}
 }
 
-// notStored drops from msgs those the broker stored although the publish
-// that sent them failed (a lost confirmation, a timeout): it reads back
-// what was stored after the last checkpoint's position, the way a restart
-// does, so that exactly-once does not rest on a broker's duplicate window.
-// If the read-back fails (the broker is still down), msgs are kept: the
-// next attempt fails too, and the read-back is tried again before the one
-// after.
-func (p *Pipeline) notStored(ctx context.Context, msgs []*mapping.Message) []*mapping.Message {
-	if p.rec == nil || p.pos == nil || len(msgs) == 0 {
-		return msgs
-	}
-	actx, cancel := p.attempt(ctx)
-	defer cancel()
-	stored, err := p.rec.PublishedSince(actx, p.pos)
-	if err != nil {
-		return msgs
-	}
-	kept := msgs[:0:0]
-	for _, m := range msgs {
-		if _, dup := stored[m.DedupKey]; !dup {
-			kept = append(kept, m)
-		}
-	}
-	return kept
-}
-
 // attempt bounds one broker or store operation by PublishTimeout: an
 // operation that neither succeeds nor fails is abandoned and retried.
 // Retrying is safe: JetStream drops a message whose Nats-Msg-Id it has,
@@ -161,22 +232,6 @@ func permanent(err error) bool {
 	return errors.Is(err, checkpoint.ErrConflict) || errors.Is(err, checkpoint.ErrLocked) ||
 		errors.Is(err, checkpoint.ErrCorrupt) || errors.Is(err, checkpoint.ErrInvalid) ||
 		errors.Is(err, checkpoint.ErrUnsupportedVersion) || errors.Is(err, checkpoint.ErrClosed)
-}
-
-func (p *Pipeline) brokerFailed(err error) {
-	if !p.brokerDown {
-		p.brokerDown = true
-		p.log.Warn("broker down: holding acknowledgements and retrying", "error", err)
-	}
-	p.status.update(func(s *Status) { s.brokerErr = err })
-}
-
-func (p *Pipeline) brokerUp() {
-	if p.brokerDown {
-		p.brokerDown = false
-		p.log.Info("broker up: publishing resumed")
-	}
-	p.status.update(func(s *Status) { s.brokerErr = nil })
 }
 
 // publishControl publishes one <prefix>.bridge.<kind> control event.
@@ -198,5 +253,5 @@ func (p *Pipeline) publishControl(ctx context.Context, kind, queueID string, pay
 			return fmt.Errorf("control event %s: %w", kind, err)
 		}
 	}
-	return p.publish(ctx, []*mapping.Message{m})
+	return p.out.publish(ctx, []*mapping.Message{m})
 }

@@ -16,6 +16,7 @@ type Status struct {
 	maxMessageID int64
 	registered   bool
 	brokerErr    error
+	spoolErr     error
 	lastProgress time.Time
 	running      bool
 }
@@ -27,6 +28,7 @@ type Snapshot struct {
 	MaxMessageID int64
 	Registered   bool      // a queue is registered (or resumed) and polled
 	BrokerErr    error     // last publish failure, nil once the broker confirms again
+	SpoolErr     error     // last failure to append to the spool (full), nil once it takes events again
 	LastProgress time.Time // last time the loop moved: poll returned, publish tried
 	Running      bool
 }
@@ -37,7 +39,7 @@ func (s *Status) Snapshot() Snapshot {
 	defer s.mu.Unlock()
 	return Snapshot{
 		QueueID: s.queueID, LastEventID: s.lastEventID, MaxMessageID: s.maxMessageID,
-		Registered: s.registered, BrokerErr: s.brokerErr, LastProgress: s.lastProgress,
+		Registered: s.registered, BrokerErr: s.brokerErr, SpoolErr: s.spoolErr, LastProgress: s.lastProgress,
 		Running: s.running,
 	}
 }
@@ -54,12 +56,14 @@ func (s Snapshot) Live(now time.Time, stall time.Duration) error {
 	return nil
 }
 
-// Ready reports an error unless a queue is registered and the broker takes
-// messages.
+// Ready reports an error unless a queue is registered and the broker (and
+// the spool, if any) takes messages.
 func (s Snapshot) Ready() error {
 	switch {
 	case !s.Registered:
 		return errors.New("no event queue registered yet")
+	case s.SpoolErr != nil:
+		return fmt.Errorf("spool: %w", s.SpoolErr)
 	case s.BrokerErr != nil:
 		return fmt.Errorf("broker: %w", s.BrokerErr)
 	}

@@ -87,6 +87,7 @@ type Spool struct {
 	dropped   uint64          // entries up to here are deleted
 	bytes     int64           // bytes of the entries stored
 	stored    int             // entries stored (forwarded ones not yet dropped included)
+	full      bool            // a Publish is waiting for room
 	// changed is closed and replaced when something a waiter waits for
 	// happens: an append or a release (Read), a drop (Publish), Close.
 	changed chan struct{}
@@ -234,6 +235,7 @@ func (s *Spool) waitRoom(ctx context.Context, size int64) (uint64, error) {
 	for {
 		s.mu.Lock()
 		closed, fits, next, used, changed := s.closed, s.stored == 0 || s.bytes+size <= s.limit, s.last+1, s.bytes, s.changed
+		s.full = !fits && !closed
 		s.mu.Unlock()
 		switch {
 		case closed:
@@ -244,6 +246,8 @@ func (s *Spool) waitRoom(ctx context.Context, size int64) (uint64, error) {
 		select {
 		case <-changed:
 		case <-ctx.Done():
+			// Still full until a Publish finds room: readiness and
+			// metrics keep saying so between attempts.
 			return 0, fmt.Errorf("%w (%d of %d bytes, waiting for the broker to take events): %w", ErrFull, used, s.limit, context.Cause(ctx))
 		}
 	}
@@ -452,15 +456,15 @@ type Stats struct {
 	Oldest time.Time
 	// Forwarded is the last sequence number forwarded.
 	Forwarded uint64
+	// Full is true from when a batch did not fit until one fits again:
+	// meanwhile nothing more is acknowledged to Zulip.
+	Full bool
 }
-
-// Full reports whether a batch would have to wait for room.
-func (st Stats) Full() bool { return st.Bytes >= st.Limit }
 
 // Stats returns the spool's current figures.
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
-	st := Stats{Pending: s.last - s.forwarded, Bytes: s.bytes, Limit: s.limit, Forwarded: s.forwarded}
+	st := Stats{Pending: s.last - s.forwarded, Bytes: s.bytes, Limit: s.limit, Forwarded: s.forwarded, Full: s.full}
 	closed := s.closed
 	s.mu.Unlock()
 	if st.Pending > 0 && !closed {

@@ -220,14 +220,17 @@ func TestFullWaitsForRoom(t *testing.T) {
 	if err := s.Publish(ctx, msgs(1, 4)); err != nil {
 		t.Fatal(err)
 	}
-	if !s.Stats().Full() {
-		t.Fatal("not full")
+	if s.Stats().Full {
+		t.Fatal("full before a batch had to wait")
 	}
 	tctx, cancel := context.WithTimeout(ctx, time.Millisecond)
 	err := s.Publish(tctx, msgs(5, 5))
 	cancel()
 	if !errors.Is(err, ErrFull) {
 		t.Fatalf("publish into a full spool: %v", err)
+	}
+	if !s.Stats().Full {
+		t.Fatal("not full after a batch had to wait")
 	}
 	done := make(chan error)
 	go func() { done <- s.Publish(ctx, msgs(5, 5)) }()
@@ -237,6 +240,9 @@ func TestFullWaitsForRoom(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("publish after room was made: %v", err)
+	}
+	if s.Stats().Full {
+		t.Fatal("still full after a batch fitted")
 	}
 	if es, err := s.Read(ctx, 4, 10, 1<<20); err != nil || len(es) != 1 || es[0].Msg.DedupKey != "h/5" {
 		t.Fatalf("read %v %v", es, err)
