@@ -47,8 +47,8 @@ var (
 
 	metaVersion   = []byte("version")
 	metaSite      = []byte("site")
-	metaLast      = []byte("last")         // last sequence number appended
-	metaForwarded = []byte("forwarded")    // last sequence number the broker confirmed
+	metaLast      = []byte("last")          // last sequence number appended
+	metaForwarded = []byte("forwarded")     // last sequence number the broker confirmed
 	metaSinkPos   = []byte("sink_position") // broker position taken after it
 )
 

@@ -48,7 +48,7 @@ func TestEntryRoundTrip(t *testing.T) {
 	at := time.Unix(1700000000, 123456789)
 	for _, m := range []*mapping.Message{
 		msg(1),
-		{Subject: "s", Payload: []byte(`{}`), DedupKey: "d"},         // nil key, no headers
+		{Subject: "s", Payload: []byte(`{}`), DedupKey: "d"},           // nil key, no headers
 		{Subject: "s", Key: []byte{}, Payload: []byte{}, DedupKey: ""}, // empty, not nil, key
 		{Subject: "s", Event: mapping.EventInfo{ID: -1, MessageID: -5}},
 	} {
