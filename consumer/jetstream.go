@@ -87,7 +87,19 @@ func ConsumeJetStream(ctx context.Context, js jetstream.JetStream, cfg JetStream
 	if err != nil {
 		return fmt.Errorf("consumer: JetStream consumer %s: %w", cfg.Durable, err)
 	}
-	defer it.Stop()
+	// On the way out, what the server already sent is handed back at once
+	// (it would otherwise be held until AckWait, and with MaxAckPending 1
+	// hold back everything after it).
+	defer func() {
+		it.Drain()
+		for {
+			m, err := it.Next(jetstream.NextMaxWait(time.Second))
+			if err != nil {
+				return
+			}
+			_ = m.Nak()
+		}
+	}()
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if ctx.Err() != nil {
