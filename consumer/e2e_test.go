@@ -285,7 +285,9 @@ func TestJetStreamEndToEnd(t *testing.T) {
 	defer stop1()
 	r.after = len(run.msgs) / 2
 	r.stopAt = func(string) error { stop1(); return nil }
-	wait := consumeUntil(t, ctx1, func(ctx context.Context) error { return consumer.ConsumeJetStream(ctx, js, cfg, r.handler, r.options()) })
+	wait := consumeUntil(t, ctx1, func(ctx context.Context) error {
+		return consumer.ConsumeJetStream(ctx, js, cfg, r.handler, r.options())
+	})
 	wait()
 	if n := r.Count(); n < len(run.msgs)/2 || n == len(run.msgs) {
 		t.Fatalf("first consumer handled %d of %d before it stopped", n, len(run.msgs))
@@ -293,7 +295,9 @@ func TestJetStreamEndToEnd(t *testing.T) {
 
 	ctx2, stop2 := context.WithCancel(context.Background())
 	defer stop2()
-	wait = consumeUntil(t, ctx2, func(ctx context.Context) error { return consumer.ConsumeJetStream(ctx, js, cfg, r.handler, r.options()) })
+	wait = consumeUntil(t, ctx2, func(ctx context.Context) error {
+		return consumer.ConsumeJetStream(ctx, js, cfg, r.handler, r.options())
+	})
 	testutil.WaitFor(t, waitLimit, "every message handled", func() bool { return r.Count() >= len(run.msgs) })
 	stop2()
 	wait()

@@ -1,5 +1,0 @@
-package consumer_test
-
-import "testing"
-
-func validateRun(t *testing.T, run *mixedRun, broker string) {}
