@@ -62,6 +62,10 @@ func (k eventKind) name() string {
 }
 
 func (k eventKind) scopes() []string {
+	switch k.name() {
+	case "subscription.update", "stream.update":
+		return []string{"stream"} // by the event's stream_id, always there
+	}
 	if s, ok := scopes[k.typ]; ok {
 		return s
 	}

@@ -102,6 +102,10 @@ func ConsumeJetStream(ctx context.Context, js jetstream.JetStream, cfg JetStream
 	}()
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err == nil && ctx.Err() != nil {
+			_ = msg.Nak() // received as we stop: for the next consumer, now
+			return nil
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
