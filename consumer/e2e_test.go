@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -178,7 +179,7 @@ func (r *recorder) check(t *testing.T, run *mixedRun, orderKey func(published) s
 			t.Errorf("%s failed and was not delivered again", key)
 		}
 	}
-	if len(r.resyncs) != 1 || r.resyncs[0].OldQueueID != run.oldQueue || r.resyncs[0].NewQueueID != run.newQueue || r.resyncs[0].Unrecoverable == "" {
+	if len(r.resyncs) != 1 || r.resyncs[0].OldQueueID != run.oldQueue || r.resyncs[0].NewQueueID != run.newQueue || r.resyncs[0].Unrecoverable == "" || r.resyncs[0].MessagesBackfilled != len(run.backfilled) {
 		t.Errorf("resync callbacks %+v, want one for %s -> %s", r.resyncs, run.oldQueue, run.newQueue)
 	}
 	if len(r.states) != 2 || r.states[0].QueueID == r.states[1].QueueID {
@@ -218,7 +219,20 @@ func (r *recorder) check(t *testing.T, run *mixedRun, orderKey func(published) s
 			t.Errorf("%s: message %+v, metadata %+v", h.key, me.Message, h.meta)
 		}
 	}
-	for _, typ := range []string{"message", "reaction", "typing", "presence", "update_message", "update_message_flags", "subscription", "bridge"} {
+	t.Logf("delivered by type: %v", kinds)
+	backfilled := 0
+	for _, h := range got {
+		if me, ok := h.event.(*consumer.MessageEvent); ok && h.meta.Backfill {
+			backfilled++
+			if !slices.Contains(run.backfilled, me.Message.ID) || h.meta.EventID != -1 || me.ID != 0 {
+				t.Errorf("%s: backfilled message %d (event id %d, header %d), want one of %v without event id", h.key, me.Message.ID, me.ID, h.meta.EventID, run.backfilled)
+			}
+		}
+	}
+	if backfilled != len(run.backfilled) {
+		t.Errorf("%d backfilled messages delivered, want %d", backfilled, len(run.backfilled))
+	}
+	for typ := range typedAs {
 		if kinds[typ] == 0 {
 			t.Errorf("no %s event in the mixed run (kinds %v)", typ, kinds)
 		}

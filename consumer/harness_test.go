@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,7 +54,55 @@ type mixedRun struct {
 	oldQueue   string
 	newQueue   string
 	invalidKey string // dedup key of the event published as bridge.invalid
+	backfilled []int64 // ids of the messages sent while the queue was lost
 }
+
+// registerGate holds POST /register back while a test sends messages.
+type registerGate struct {
+	mu   sync.Mutex
+	gate chan struct{} // while non-nil, registrations wait for it to close
+	held chan struct{} // receives when a registration is held
+}
+
+// hold makes the next registrations wait until the returned release.
+func (g *registerGate) hold() (release func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ch := make(chan struct{})
+	g.gate = ch
+	return func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.gate = nil
+		close(ch)
+	}
+}
+
+func (g *registerGate) wrap(next http.RoundTripper) http.RoundTripper {
+	return roundTripper(func(req *http.Request) (*http.Response, error) {
+		if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/register") {
+			g.mu.Lock()
+			gate := g.gate
+			g.mu.Unlock()
+			if gate != nil {
+				select {
+				case g.held <- struct{}{}:
+				default:
+				}
+				select {
+				case <-gate:
+				case <-req.Context().Done():
+					return nil, req.Context().Err()
+				}
+			}
+		}
+		return next.RoundTrip(req)
+	})
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // bridgeWorld is one simulator on a fake clock (no heartbeats, no expiry
 // but the test's) and one state directory.
@@ -88,9 +138,11 @@ func (w *bridgeWorld) runMixed(newSink func(prefix string, log *slog.Logger) sin
 	t := w.t
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	reg := &registerGate{held: make(chan struct{}, 1)}
 	client, err := source.NewClient(source.Config{
 		Site: w.sim.URL, Email: zuliptest.DefaultBot.Email, APIKey: zuliptest.DefaultBot.APIKey, EventTypes: []string{"*"},
-	}, source.WithLogger(log.With("component", "zulip")), source.WithBackoff(func(int) time.Duration { return time.Millisecond }))
+	}, source.WithLogger(log.With("component", "zulip")), source.WithBackoff(func(int) time.Duration { return time.Millisecond }),
+		source.WithTransportWrapper(reg.wrap))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,20 +224,39 @@ func (w *bridgeWorld) runMixed(newSink func(prefix string, log *slog.Logger) sin
 	// One event the bridge cannot map: published as bridge.invalid.
 	ids := w.inject(`{"type":"not a type!","detail":1}`)
 	run.invalidKey = fmt.Sprintf("%s/%s/%d", run.host, run.oldQueue, ids[run.oldQueue])
-	if _, err := w.sim.SendMessage(zuliptest.SendRequest{Type: "private", To: zuliptest.DefaultBot.Email, Content: "a direct message"}); err != nil {
+	dm, err := w.sim.SendMessage(zuliptest.SendRequest{Type: "private", To: zuliptest.DefaultBot.Email, Content: "a direct message"})
+	if err != nil {
 		t.Fatal(err)
 	}
+	// The one typed kind the generator's mix makes rarely.
+	w.inject(fmt.Sprintf(`{"type":"submessage","msg_type":"widget","content":"{\"type\":\"vote\",\"key\":\"58,1\",\"vote\":1}","message_id":%d,"sender_id":10,"submessage_id":1}`, dm))
 	step(30)
 	waitAcked(run.oldQueue)
 
-	// The queue expires under the running bridge (its long-poll waiting):
-	// a new queue, a backfill, a bridge.resync and a second bridge.state.
+	// The queue expires under the running bridge (its long-poll waiting),
+	// and messages are sent while it registers a new one (held back): a
+	// new queue, those messages backfilled, a bridge.resync and a second
+	// bridge.state.
+	release := reg.hold()
 	if err := w.simClock.BlockUntilContext(w.ctx, 1); err != nil {
 		t.Fatalf("no long-poll waiting: %v", err)
 	}
 	if !w.sim.ExpireQueue(run.oldQueue) {
 		t.Fatalf("queue %s did not exist", run.oldQueue)
 	}
+	select {
+	case <-reg.held:
+	case <-time.After(waitLimit):
+		t.Fatalf("no registration within %s", waitLimit)
+	}
+	for i := range 4 {
+		id, err := w.sim.SendMessage(zuliptest.SendRequest{To: "Denmark", Topic: "while the queue was lost", Content: fmt.Sprint("missed ", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run.backfilled = append(run.backfilled, id)
+	}
+	release()
 	run.newQueue = queueID(run.oldQueue)
 	step(60)
 	waitAcked(run.newQueue)
