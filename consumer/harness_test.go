@@ -53,7 +53,7 @@ type mixedRun struct {
 	host       string // the site host of dedup keys
 	oldQueue   string
 	newQueue   string
-	invalidKey string // dedup key of the event published as bridge.invalid
+	invalidKey string  // dedup key of the event published as bridge.invalid
 	backfilled []int64 // ids of the messages sent while the queue was lost
 }
 
