@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,18 +20,26 @@ type Delivery struct {
 	// because a member had another JSON type than Zulip documents.
 	DecodeErr error
 
-	ack     func(context.Context) error
-	ackOnce sync.Once
-	ackErr  error
+	ack       func(context.Context) error
+	ackOnce   sync.Once
+	ackErr    error
+	ackCalled atomic.Bool
 }
 
 // Ack acknowledges the message now (JetStream: a confirmed ack; Kafka: the
-// offset committed). A handler need not call it: returning nil acknowledges.
-// Calling it more than once acknowledges once.
+// offset committed, with those before it in its partition). A handler need
+// not call it: returning nil acknowledges. Once it is called, an error from
+// the handler no longer brings the message back. Calling it more than once
+// acknowledges once.
 func (d *Delivery) Ack(ctx context.Context) error {
-	d.ackOnce.Do(func() { d.ackErr = d.ack(ctx) })
+	d.ackOnce.Do(func() {
+		d.ackErr = d.ack(ctx)
+		d.ackCalled.Store(true)
+	})
 	return d.ackErr
 }
+
+func (d *Delivery) acked() bool { return d.ackCalled.Load() }
 
 // Handler handles one event. Returning nil acknowledges it; returning an
 // error has it delivered again, after a back-off, before anything after
@@ -115,7 +124,12 @@ func newDispatcher(h Handler, opts Options) (*dispatcher, error) {
 func (d *dispatcher) handle(ctx context.Context, meta Metadata, payload []byte, ack func(context.Context) error) error {
 	dl := &Delivery{Meta: meta, ack: ack}
 	if err := d.process(ctx, dl, payload); err != nil {
-		return err
+		if !dl.acked() {
+			return err
+		}
+		// The handler acknowledged it itself: it does not come again.
+		_ = d.mark(context.WithoutCancel(ctx), meta.DedupKey)
+		d.log.Warn("consumer: handler failed after acknowledging; the message does not come again", "subject", meta.Subject, "topic", meta.KafkaTopic, "dedup_key", meta.DedupKey, "error", err)
 	}
 	// Handled: acknowledged even when ctx ended meanwhile, or it would
 	// come again to a process whose window does not hold it.
@@ -152,15 +166,21 @@ func (d *dispatcher) process(ctx context.Context, dl *Delivery, payload []byte) 
 	if err := d.call(ctx, dl); err != nil {
 		return err
 	}
-	if key != "" {
-		if d.opts.Store != nil {
-			if err := d.opts.Store.Mark(ctx, key); err != nil {
-				return fmt.Errorf("consumer: idempotency store: mark %s: %w", key, err)
-			}
+	return d.mark(ctx, key)
+}
+
+// mark records a handled key in the store and the window.
+func (d *dispatcher) mark(ctx context.Context, key string) error {
+	if key == "" {
+		return nil
+	}
+	if d.opts.Store != nil {
+		if err := d.opts.Store.Mark(ctx, key); err != nil {
+			return fmt.Errorf("consumer: idempotency store: mark %s: %w", key, err)
 		}
-		if d.window != nil {
-			_ = d.window.Mark(ctx, key)
-		}
+	}
+	if d.window != nil {
+		_ = d.window.Mark(ctx, key)
 	}
 	return nil
 }

@@ -188,6 +188,11 @@ func (r *recorder) check(t *testing.T, run *mixedRun, orderKey func(published) s
 	if len(r.invalids) != 1 || r.invalids[0].Reason == "" || len(r.invalids[0].Event) == 0 {
 		t.Errorf("invalid callbacks %+v, want one with the event", r.invalids)
 	}
+	for _, h := range r.log {
+		if _, ok := h.event.(*consumer.Invalid); ok && h.key != run.invalidKey {
+			t.Errorf("bridge.invalid under dedup key %s, want the event's own, %s", h.key, run.invalidKey)
+		}
+	}
 	r.mu.Unlock()
 
 	// Typed, with the metadata of the headers.

@@ -1,0 +1,121 @@
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zulip-bridge/zulip-bridge/consumer"
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
+)
+
+// TestJetStreamHandlerContract: a payload that is no event is skipped
+// (acknowledged, the handler never sees it); a handler that acknowledges and
+// then fails does not get the message again; an event of a typed kind with a
+// member of the wrong JSON type comes as a *Generic with a *TypeError; and
+// what follows is handled, in order.
+func TestJetStreamHandlerContract(t *testing.T) {
+	n := testutil.StartNATS(t)
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ZULIP", Subjects: []string{"zulip.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, payload := range []string{
+		`nope`,
+		`{"type":"presence","id":2,"user_id":10}`,
+		`{"type":"reaction","op":"add","id":3,"message_id":"not a number"}`,
+		`{"type":"heartbeat","id":4}`,
+	} {
+		m := nats.NewMsg("zulip.x")
+		m.Header.Set(consumer.HeaderDedupKey, "site/q/"+string(rune('1'+i)))
+		m.Data = []byte(payload)
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		mu   sync.Mutex
+		seen []string
+	)
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	h := func(ctx context.Context, d *consumer.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, d.Meta.DedupKey+" "+d.Event.EventType())
+		switch d.Event.EventType() {
+		case "presence":
+			if err := d.Ack(ctx); err != nil {
+				t.Errorf("Ack: %v", err)
+			}
+			return errors.New("fails after its own Ack")
+		case "reaction":
+			var te *consumer.TypeError
+			if _, ok := d.Event.(*consumer.Generic); !ok || !errors.As(d.DecodeErr, &te) {
+				t.Errorf("reaction with a bad member: %T, %v", d.Event, d.DecodeErr)
+			}
+		case "heartbeat":
+			stop()
+		}
+		return nil
+	}
+	opts := consumer.Options{Logger: slog.New(slog.DiscardHandler), Backoff: func(int) time.Duration { return time.Millisecond }}
+	if err := consumer.ConsumeJetStream(cctx, js, consumer.JetStreamConfig{Durable: "contract"}, h, opts); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"site/q/2 presence", "site/q/3 reaction", "site/q/4 heartbeat"}
+	if len(seen) != len(want) {
+		t.Fatalf("handler saw %v, want %v", seen, want)
+	}
+	for i := range want {
+		if seen[i] != want[i] {
+			t.Errorf("handler saw %v, want %v", seen, want)
+		}
+	}
+	c, err := js.Consumer(ctx, "ZULIP", "contract")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 0 || info.NumPending != 0 || info.NumRedelivered != 0 || info.AckFloor.Stream != 4 {
+		t.Errorf("consumer %+v: want everything acknowledged once", info)
+	}
+}
+
+func TestDefaultBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		attempt  int
+		min, max time.Duration
+	}{
+		{1, 50 * time.Millisecond, 100 * time.Millisecond},
+		{2, 100 * time.Millisecond, 200 * time.Millisecond},
+		{5, 800 * time.Millisecond, 1600 * time.Millisecond},
+		{20, 15 * time.Second, 30 * time.Second},
+		{1000, 15 * time.Second, 30 * time.Second},
+	} {
+		for range 20 {
+			if d := consumer.DefaultBackoff(tc.attempt); d < tc.min || d > tc.max {
+				t.Errorf("DefaultBackoff(%d) = %v, want in [%v, %v]", tc.attempt, d, tc.min, tc.max)
+			}
+		}
+	}
+}
