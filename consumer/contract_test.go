@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -115,6 +116,36 @@ func TestDefaultBackoff(t *testing.T) {
 		for range 20 {
 			if d := consumer.DefaultBackoff(tc.attempt); d < tc.min || d > tc.max {
 				t.Errorf("DefaultBackoff(%d) = %v, want in [%v, %v]", tc.attempt, d, tc.min, tc.max)
+			}
+		}
+	}
+}
+
+func TestJetStreamConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  consumer.JetStreamConfig
+		want []string // substrings of the error; none: valid
+	}{
+		{consumer.JetStreamConfig{Durable: "svc"}, nil},
+		{consumer.JetStreamConfig{Durable: "svc", MaxDeliver: -1, FilterSubjects: []string{"zulip.message.>", "zulip.bridge.>"}}, nil},
+		{consumer.JetStreamConfig{}, []string{"Durable is required"}},
+		{consumer.JetStreamConfig{AckWait: -1, MaxAckPending: -2, MaxDeliver: -3, FilterSubjects: []string{"a b"}},
+			[]string{"Durable", "AckWait", "MaxAckPending", "MaxDeliver", `"a b"`}},
+	} {
+		err := tc.cfg.Validate()
+		if len(tc.want) == 0 {
+			if err != nil {
+				t.Errorf("%+v: %v", tc.cfg, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%+v: valid, want %v", tc.cfg, tc.want)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%+v: %v, want it to mention %s", tc.cfg, err, w)
 			}
 		}
 	}

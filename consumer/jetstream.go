@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,6 +44,29 @@ type JetStreamConfig struct {
 	MaxAckPending int
 }
 
+// Validate reports every field out of range at once.
+func (c JetStreamConfig) Validate() error {
+	var errs []error
+	if c.Durable == "" {
+		errs = append(errs, errors.New(`consumer: JetStreamConfig.Durable is required (example: "my-service")`))
+	}
+	if c.AckWait < 0 {
+		errs = append(errs, fmt.Errorf("consumer: JetStreamConfig.AckWait %v is negative (example: 30s)", c.AckWait))
+	}
+	if c.MaxAckPending < 0 {
+		errs = append(errs, fmt.Errorf("consumer: JetStreamConfig.MaxAckPending %d is negative (example: 1)", c.MaxAckPending))
+	}
+	if c.MaxDeliver < -1 {
+		errs = append(errs, fmt.Errorf("consumer: JetStreamConfig.MaxDeliver %d: want -1 or 0 (unlimited) or a positive count", c.MaxDeliver))
+	}
+	for _, f := range c.FilterSubjects {
+		if f == "" || strings.ContainsAny(f, " \t\r\n") {
+			errs = append(errs, fmt.Errorf("consumer: JetStreamConfig.FilterSubjects: %q is not a subject (example: zulip.message.>)", f))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // ConsumeJetStream creates (or updates) the durable pull consumer cfg
 // describes and hands its messages to h one at a time until ctx is done;
 // then it returns nil. A message h handled (or that was a duplicate) is
@@ -50,8 +74,8 @@ type JetStreamConfig struct {
 // acknowledged with opts.Backoff's delay, and the server delivers it again
 // (Metadata.Attempt counts the deliveries).
 func ConsumeJetStream(ctx context.Context, js jetstream.JetStream, cfg JetStreamConfig, h Handler, opts Options) error {
-	if cfg.Durable == "" {
-		return errors.New("consumer: JetStreamConfig.Durable is required (example: \"my-service\")")
+	if err := cfg.Validate(); err != nil {
+		return err
 	}
 	d, err := newDispatcher(h, opts)
 	if err != nil {
