@@ -169,13 +169,18 @@ func paddedDuration(env map[string]string, known map[string]envconfig.Var) strin
 }
 
 // environ turns env into an environment: each file variable's value is
-// written to a file in dir, which the variable then names; HOME is dir/home,
-// which holds no .zuliprc.
+// written to a file in dir, which the variable then names; a directory
+// variable names one inside dir; HOME is dir/home, which holds no .zuliprc.
 func environ(t *testing.T, dir string, env map[string]string, known map[string]envconfig.Var) []string {
 	t.Helper()
 	out := []string{"HOME=" + filepath.Join(dir, "home")}
 	for k, v := range env {
-		if isFileVar(known[k]) {
+		switch {
+		case strings.HasSuffix(k, "_DIR"):
+			// A directory (the state's, the spool's): one inside dir, in
+			// case a check ever creates or probes it.
+			v = filepath.Join(dir, "dirs", strings.ReplaceAll(v, "/", "_"))
+		case isFileVar(known[k]):
 			path := filepath.Join(dir, k)
 			if err := os.WriteFile(path, []byte(strings.ReplaceAll(v, `\n`, "\n")), 0o600); err != nil {
 				t.Fatal(err)
@@ -190,7 +195,7 @@ func environ(t *testing.T, dir string, env map[string]string, known map[string]e
 // isFileVar reports whether v names a file to read (its example is an
 // absolute path), rather than a directory or a value.
 func isFileVar(v envconfig.Var) bool {
-	return v.File || strings.HasPrefix(v.Example, "/") && v.Key != "BRIDGE_STATE_DIR"
+	return v.File || strings.HasPrefix(v.Example, "/") && !strings.HasSuffix(v.Key, "_DIR")
 }
 
 // canaryInUserinfo puts the canary into the userinfo of each URL of a
