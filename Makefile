@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`.
 export GOTOOLCHAIN := local
 
-.PHONY: demo test test-bridge test-helm lint bench
+.PHONY: demo test test-bridge test-fuzz test-helm lint bench
 
 # Built, then run, rather than `go run`: go run reports exit status 1 when
 # interrupted, even though the bridge stops cleanly with 0 on Ctrl-C.
@@ -12,10 +12,15 @@ demo:
 # Everything: the bridge's module, then the Helm chart's (its own module
 # under helm/), whose install tests run a real kube-apiserver and etcd that
 # scripts/kube-test-bins.sh builds once into a cache outside the tree.
-test: test-bridge test-helm
+test: test-bridge test-fuzz test-helm
 
 test-bridge:
 	go test -race -count=1 -timeout 15m ./...
+
+# Every fuzz target of the module for a few seconds each (FUZZTIME, default
+# 5s); docs/testing.md says how to run them longer.
+test-fuzz:
+	scripts/fuzz.sh
 
 test-helm:
 	KUBE_TEST_BINS="$$(scripts/kube-test-bins.sh)" && export KUBE_TEST_BINS && \
