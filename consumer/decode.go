@@ -188,8 +188,8 @@ type Resync struct {
 	raw                json.RawMessage
 }
 
-func (*Resync) EventType() string      { return ControlResync }
-func (*Resync) EventOp() string        { return "" }
+func (*Resync) EventType() string      { return ControlType }
+func (*Resync) EventOp() string        { return ControlResync }
 func (r *Resync) Raw() json.RawMessage { return r.raw }
 
 // State is the payload of <prefix>.bridge.state: Zulip's register response
@@ -205,8 +205,8 @@ type State struct {
 	raw               json.RawMessage
 }
 
-func (*State) EventType() string      { return ControlState }
-func (*State) EventOp() string        { return "" }
+func (*State) EventType() string      { return ControlType }
+func (*State) EventOp() string        { return ControlState }
 func (s *State) Raw() json.RawMessage { return s.raw }
 
 // Unmarshal decodes the whole register response into v.
@@ -234,6 +234,6 @@ type Invalid struct {
 	raw      json.RawMessage
 }
 
-func (*Invalid) EventType() string      { return ControlInvalid }
-func (*Invalid) EventOp() string        { return "" }
+func (*Invalid) EventType() string      { return ControlType }
+func (*Invalid) EventOp() string        { return ControlInvalid }
 func (i *Invalid) Raw() json.RawMessage { return i.raw }

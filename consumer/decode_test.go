@@ -275,3 +275,36 @@ func TestParseHeadersGolden(t *testing.T) {
 		t.Errorf("%d golden files, want 71", n)
 	}
 }
+
+func TestDecodeMessageControl(t *testing.T) {
+	meta := func(op string) consumer.Metadata { return consumer.Metadata{EventType: "bridge", EventOp: op} }
+	ev, err := consumer.DecodeMessage(meta("resync"), []byte(`{"type":"resync","old_queue_id":"q1","new_queue_id":"q2","messages_backfilled":3,"detected_at":"2026-01-01T00:00:00Z","unrecoverable":"typing"}`))
+	if r, ok := ev.(*consumer.Resync); err != nil || !ok || r.OldQueueID != "q1" || r.MessagesBackfilled != 3 || r.DetectedAt.IsZero() || r.Unrecoverable != "typing" || r.EventType() != "bridge" || r.EventOp() != "resync" {
+		t.Errorf("resync: %#v, %v", ev, err)
+	}
+	ev, err = consumer.DecodeMessage(meta("state"), []byte(`{"result":"success","queue_id":"q2","last_event_id":-1,"max_message_id":40,"realm_users":[{"user_id":1}]}`))
+	s, ok := ev.(*consumer.State)
+	var rest struct {
+		RealmUsers []struct {
+			UserID int64 `json:"user_id"`
+		} `json:"realm_users"`
+	}
+	if err != nil || !ok || s.QueueID != "q2" || s.LastEventID != -1 || s.MaxMessageID != 40 || s.Unmarshal(&rest) != nil || len(rest.RealmUsers) != 1 {
+		t.Errorf("state: %#v, %v", ev, err)
+	}
+	ev, err = consumer.DecodeMessage(meta("invalid"), []byte(`{"reason":"bad","id":"7","event":{"type":"x y"}}`))
+	if i, ok := ev.(*consumer.Invalid); err != nil || !ok || i.ID != "7" || string(i.Event) != `{"type":"x y"}` {
+		t.Errorf("invalid: %#v, %v", ev, err)
+	}
+	ev, err = consumer.DecodeMessage(meta("future"), []byte(`{"what":1}`))
+	if g, ok := ev.(*consumer.Generic); err != nil || !ok || g.EventType() != "bridge" || g.EventOp() != "future" {
+		t.Errorf("unknown kind: %#v, %v", ev, err)
+	}
+	if ev, err := consumer.DecodeMessage(meta("resync"), []byte(`[]`)); err == nil {
+		t.Errorf("resync that is no object: %#v", ev)
+	}
+	// Without the control headers, a payload is a Zulip event.
+	if ev, err := consumer.DecodeMessage(consumer.Metadata{}, []byte(`{"type":"heartbeat","id":3}`)); err != nil || ev.EventType() != "heartbeat" {
+		t.Errorf("heartbeat: %#v, %v", ev, err)
+	}
+}

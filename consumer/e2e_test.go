@@ -208,7 +208,8 @@ func (r *recorder) check(t *testing.T, run *mixedRun, orderKey func(published) s
 			want = map[string]reflect.Type{
 				"resync": reflect.TypeFor[*consumer.Resync](), "state": reflect.TypeFor[*consumer.State](), "invalid": reflect.TypeFor[*consumer.Invalid](),
 			}[h.meta.EventOp]
-		} else if h.event.EventType() != h.meta.EventType || h.event.EventOp() != h.meta.EventOp {
+		}
+		if h.event.EventType() != h.meta.EventType || h.event.EventOp() != h.meta.EventOp {
 			t.Errorf("%s: event says %s/%s, headers %s/%s", h.key, h.event.EventType(), h.event.EventOp(), h.meta.EventType, h.meta.EventOp)
 		}
 		if reflect.TypeOf(h.event) != want {

@@ -6,10 +6,11 @@ import "encoding/json"
 // ..., the control events *Resync, *State, *Invalid) or, for every other
 // type, *Generic. Every Event keeps the payload it was decoded from.
 type Event interface {
-	// EventType is the event's "type" ("message", "reaction", ...; the
-	// kind for control events: "resync", "state", "invalid").
+	// EventType is the event's "type" ("message", "reaction", ...), as
+	// Zulip-Event-Type says; "bridge" for control events.
 	EventType() string
-	// EventOp is the event's "op", empty when it has none.
+	// EventOp is the event's "op", empty when it has none; the kind
+	// ("resync", "state", "invalid") for control events.
 	EventOp() string
 	// Raw is the payload exactly as published, the event's JSON object.
 	Raw() json.RawMessage
@@ -306,12 +307,4 @@ type SubmessageEvent struct {
 	MsgType      string `json:"msg_type"`
 	// Content is the widget's own JSON, as a string.
 	Content string `json:"content"`
-}
-
-// Kind is "type" or "type/op", as the simulator and DefaultMix name kinds.
-func Kind(e Event) string {
-	if op := e.EventOp(); op != "" {
-		return e.EventType() + "/" + op
-	}
-	return e.EventType()
 }
