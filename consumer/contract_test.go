@@ -3,6 +3,7 @@ package consumer_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/zulip-bridge/zulip-bridge/consumer"
 	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
@@ -148,5 +151,73 @@ func TestJetStreamConfigValidate(t *testing.T) {
 				t.Errorf("%+v: %v, want it to mention %s", tc.cfg, err, w)
 			}
 		}
+	}
+}
+
+// TestKafkaHandlerContract is TestJetStreamHandlerContract's Kafka half: a
+// record that is no event is skipped and committed; a handler that commits
+// and then fails does not get the record again; a handler that fails is
+// handed the record again before the next one.
+func TestKafkaHandlerContract(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "zulip.x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	w := &kafka.Writer{Addr: kafka.TCP(c.ListenAddrs()...)}
+	var records []kafka.Message
+	for i, payload := range []string{
+		`nope`,
+		`{"type":"presence","id":2,"user_id":10}`,
+		`{"type":"typing","op":"start","id":3,"sender":{"user_id":10,"email":"a@b"}}`,
+		`{"type":"heartbeat","id":4}`,
+	} {
+		records = append(records, kafka.Message{Topic: "zulip.x", Value: []byte(payload),
+			Headers: []kafka.Header{{Key: consumer.HeaderDedupKey, Value: []byte("site/q/" + string(rune('1'+i)))}}})
+	}
+	if err := w.WriteMessages(ctx, records...); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Close()
+
+	var seen []string
+	typingFailed := false
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	h := func(ctx context.Context, d *consumer.Delivery) error {
+		seen = append(seen, fmt.Sprintf("%s %s #%d", d.Meta.DedupKey, d.Event.EventType(), d.Meta.Attempt))
+		switch d.Event.EventType() {
+		case "presence":
+			if err := d.Ack(ctx); err != nil {
+				t.Errorf("Ack: %v", err)
+			}
+			return errors.New("fails after its own Ack")
+		case "typing":
+			if !typingFailed {
+				typingFailed = true
+				return errors.New("fails once")
+			}
+		case "heartbeat":
+			stop()
+		}
+		return nil
+	}
+	opts := consumer.Options{Logger: slog.New(slog.DiscardHandler), Backoff: func(int) time.Duration { return time.Millisecond }}
+	rc := kafka.ReaderConfig{Brokers: c.ListenAddrs(), GroupID: "contract", GroupTopics: []string{"zulip.x"}, MaxWait: 50 * time.Millisecond}
+	if err := consumer.ConsumeKafka(cctx, rc, h, opts); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"site/q/2 presence #1", "site/q/3 typing #1", "site/q/3 typing #2", "site/q/4 heartbeat #1"}
+	if strings.Join(seen, "\n") != strings.Join(want, "\n") {
+		t.Errorf("handler saw\n%s\nwant\n%s", strings.Join(seen, "\n"), strings.Join(want, "\n"))
+	}
+	resp, err := (&kafka.Client{Addr: kafka.TCP(c.ListenAddrs()...)}).OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: "contract", Topics: map[string][]int{"zulip.x": {0}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Topics["zulip.x"]; len(got) != 1 || got[0].CommittedOffset != 4 {
+		t.Errorf("committed %+v, want offset 4 (everything)", got)
 	}
 }
