@@ -124,6 +124,7 @@ func ConsumeJetStream(ctx context.Context, js jetstream.JetStream, cfg JetStream
 			_ = m.Nak()
 		}
 	}()
+	failures := 0 // consecutive errors from the iterator
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err == nil && ctx.Err() != nil {
@@ -138,10 +139,19 @@ func ConsumeJetStream(ctx context.Context, js jetstream.JetStream, cfg JetStream
 				return fmt.Errorf("consumer: JetStream consumer %s: %w", cfg.Durable, err)
 			}
 			// Missed heartbeats while the server is away: the iterator
-			// reconnects by itself.
+			// reconnects by itself. Paced, in case an error comes at once.
+			failures++
 			d.log.Warn("consumer: JetStream consumer: waiting for messages", "durable", cfg.Durable, "error", err)
+			t := time.NewTimer(d.opts.Backoff(failures))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
 			continue
 		}
+		failures = 0
 		meta := ParseHeaders(msg.Headers())
 		meta.Subject = msg.Subject()
 		if md, err := msg.Metadata(); err == nil {
