@@ -56,14 +56,17 @@ type Faults struct {
 	Latency time.Duration
 	// CutAfter, above 0, lets each connection pass this many more bytes
 	// downstream (counted from when it is set, or from the connection's
-	// start), then resets it both ways: a response broken off mid-way.
-	// Bytes still in the proxy's send buffer when it resets are lost, so
-	// the client gets at most that many.
+	// start), then resets the client's side: a response broken off
+	// mid-way. Bytes still in the proxy's send buffer when it resets are
+	// lost, so the client gets at most that many. The upstream side is
+	// not broken: the proxy reads what the server still sends, drops it,
+	// and passes on the end of the client's side, as a load balancer that
+	// lost its client does; so a server that counts what it wrote as
+	// delivered is not misled about what it wrote.
 	CutAfter int64
 	// TruncateAfter, above 0 and with CutAfter 0, is CutAfter with a
 	// clean end: the client gets exactly that many bytes and then the end
-	// of the stream (FIN), the upstream side a reset: a body that ends
-	// early.
+	// of the stream (FIN): a body that ends early.
 	TruncateAfter int64
 }
 
@@ -83,7 +86,8 @@ type Stats struct {
 	Cut int64
 	// Up and Down are the bytes forwarded each way.
 	Up, Down int64
-	// DroppedUp and DroppedDown are the bytes a blackhole dropped.
+	// DroppedUp and DroppedDown are the bytes a blackhole dropped (and,
+	// down, what the server sent after a cut).
 	DroppedUp, DroppedDown int64
 	// Held is the number of bytes a stall holds now.
 	Held int64
@@ -113,6 +117,7 @@ type Proxy struct {
 type link struct {
 	client, server *net.TCPConn
 	dead           bool          // reset, cut or closed: nothing more is forwarded
+	cut            bool          // dead by a cut: the upstream side is drained, not reset
 	done           chan struct{} // closed when dead is set
 	dropped        Direction     // directions in which a blackhole dropped bytes
 	budget         int64         // downstream bytes left before a cut; -1: no cut armed
@@ -321,23 +326,51 @@ func (p *Proxy) serve(client *net.TCPConn) {
 
 // pump copies src to dst through the faults until src ends or the link
 // dies. The end of src is passed on as the end of dst's writing side; an
-// error of src (a reset) resets the link.
+// error of src (a reset) resets the link. After a cut, the upstream's
+// bytes are read and dropped until it ends, and the end of the client's
+// side is passed on to it.
 func (p *Proxy) pump(l *link, dir Direction, src, dst *net.TCPConn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 && !p.forward(l, dir, dst, buf[:n]) {
-			return
+			break
 		}
 		if errors.Is(err, io.EOF) {
 			_ = dst.CloseWrite()
 			return
 		}
 		if err != nil {
-			p.kill(l)
+			if !p.isCut(l) {
+				p.kill(l)
+				return
+			}
+			break
+		}
+	}
+	if !p.isCut(l) {
+		return // reset
+	}
+	if dir == Up {
+		_ = dst.CloseWrite() // the client is gone: the server reads the end
+		return
+	}
+	for {
+		n, err := src.Read(buf)
+		p.mu.Lock()
+		p.stats.DroppedDown += int64(n)
+		p.notifyLocked()
+		p.mu.Unlock()
+		if err != nil {
 			return
 		}
 	}
+}
+
+func (p *Proxy) isCut(l *link) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return l.cut
 }
 
 // forward passes b on to dst as the faults say, and reports whether the
@@ -372,6 +405,7 @@ func (p *Proxy) forward(l *link, dir Direction, dst *net.TCPConn, b []byte) bool
 	cut, truncate := false, l.truncate
 	if dir == Down && l.budget >= 0 {
 		if int64(len(b)) >= l.budget {
+			p.stats.DroppedDown += int64(len(b)) - l.budget // what follows the cut is drained
 			b, cut = b[:l.budget], true
 		}
 		l.budget -= int64(len(b))
@@ -420,7 +454,7 @@ func (p *Proxy) armLocked(l *link) {
 	}
 }
 
-// cut ends the link once its budget is spent.
+// cut ends the client's side of the link once its budget is spent.
 func (p *Proxy) cut(l *link, truncate bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -428,15 +462,15 @@ func (p *Proxy) cut(l *link, truncate bool) {
 		return
 	}
 	p.stats.Cut++
-	if !truncate {
-		p.resetLocked(l)
-		return
-	}
+	l.cut = true
 	p.dieLocked(l)
-	// The client reads what it was sent and then the end; what it still
-	// sends is read and dropped by its pump until it closes.
-	_ = l.client.CloseWrite()
-	rst(l.server)
+	if truncate {
+		// The client reads what it was sent and then the end; what it
+		// still sends is read and dropped by its pump until it closes.
+		_ = l.client.CloseWrite()
+	} else {
+		rst(l.client)
+	}
 }
 
 // kill resets a link whose peer failed, passing the failure on.
