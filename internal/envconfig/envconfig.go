@@ -151,13 +151,22 @@ func contains(list []string, s string) bool {
 // Parse fills the struct v points to from environ (KEY=VALUE pairs, as
 // os.Environ returns them). Every value that is set is checked against its
 // field's type first, so that an error names the variable and shows a valid
-// value instead of a Go field name.
+// value instead of a Go field name. The environment library then reads the
+// booleans, numbers and durations with the same function that checked them
+// (parseScalar), so a value that passed the check is the value the field
+// gets, and no value reaches the library's own parse errors. A value is
+// read as it is: surrounding spaces make any of these kinds invalid.
 func Parse(v any, environ []string) error {
 	envMap := ToMap(environ)
 	var errs []error
+	funcMap := map[reflect.Type]env.ParserFunc{}
 	walk(reflect.TypeOf(v), func(f reflect.StructField) {
 		key, opts := splitTag(f.Tag.Get("env"))
-		if key == "" || key == "-" || contains(opts, "file") {
+		if key == "" || key == "-" {
+			return
+		}
+		registerParser(funcMap, f.Type)
+		if contains(opts, "file") {
 			return
 		}
 		val, ok := envMap[key]
@@ -179,10 +188,28 @@ func Parse(v any, environ []string) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	if err := env.ParseWithOptions(v, env.Options{Environment: envMap}); err != nil {
+	if err := env.ParseWithOptions(v, env.Options{Environment: envMap, FuncMap: funcMap}); err != nil {
 		return cleanEnvError(err)
 	}
 	return nil
+}
+
+// registerParser makes parseScalar the library's parser of t (or of what t
+// points to), when t is a kind parseScalar reads.
+func registerParser(funcMap map[reflect.Type]env.ParserFunc, t reflect.Type) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if _, scalar, _ := parseScalar(t, ""); !scalar {
+		return
+	}
+	funcMap[t] = func(val string) (any, error) {
+		v, _, err := parseScalar(t, val)
+		if err != nil {
+			return nil, err
+		}
+		return v.Interface(), nil
+	}
 }
 
 // cleanEnvError rewrites the env library's errors so they name variables
@@ -212,35 +239,71 @@ func cleanEnvError(err error) error {
 	return errors.Join(out...)
 }
 
+// checkValue reports what val is not, when it is not a value of t.
 func checkValue(t reflect.Type, val string) error {
+	_, _, err := parseScalar(t, val)
+	return err
+}
+
+// parseScalar reads val as a value of t, pointers dereferenced: a boolean
+// (strconv.ParseBool), an integer of t's size, a float or a time.Duration,
+// each as it is, untrimmed. scalar is false, and the value and error zero,
+// for the other kinds (strings, slices, text unmarshalers), which the
+// library reads itself.
+// The error says what val is not ("an integer from 0 to 255"), for
+// "VALUE is not ...".
+func parseScalar(t reflect.Type, val string) (v reflect.Value, scalar bool, err error) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) {
+		return reflect.Value{}, false, nil // the library calls UnmarshalText
+	}
+	v = reflect.New(t).Elem()
 	if t == reflect.TypeFor[time.Duration]() {
-		if _, err := time.ParseDuration(strings.TrimSpace(val)); err != nil {
-			return fmt.Errorf("a duration")
+		d, err := time.ParseDuration(val)
+		if err != nil {
+			return reflect.Value{}, true, errors.New("a duration")
 		}
-		return nil
+		v.SetInt(int64(d))
+		return v, true, nil
 	}
 	switch t.Kind() {
 	case reflect.Bool:
-		if _, err := strconv.ParseBool(val); err != nil {
-			return fmt.Errorf("a boolean (true or false)")
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return reflect.Value{}, true, errors.New("a boolean (true or false)")
 		}
+		v.SetBool(b)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		if _, err := strconv.ParseInt(val, 10, t.Bits()); err != nil {
-			return fmt.Errorf("an integer")
+		n, err := strconv.ParseInt(val, 10, t.Bits())
+		if errors.Is(err, strconv.ErrRange) {
+			lo := int64(-1) << (t.Bits() - 1)
+			return reflect.Value{}, true, fmt.Errorf("an integer from %d to %d", lo, ^lo)
 		}
+		if err != nil {
+			return reflect.Value{}, true, errors.New("an integer")
+		}
+		v.SetInt(n)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		if _, err := strconv.ParseUint(val, 10, t.Bits()); err != nil {
-			return fmt.Errorf("a non-negative integer")
+		n, err := strconv.ParseUint(val, 10, t.Bits())
+		if errors.Is(err, strconv.ErrRange) {
+			return reflect.Value{}, true, fmt.Errorf("an integer from 0 to %d", ^uint64(0)>>(64-t.Bits()))
 		}
+		if err != nil {
+			return reflect.Value{}, true, errors.New("a non-negative integer")
+		}
+		v.SetUint(n)
 	case reflect.Float32, reflect.Float64:
-		if _, err := strconv.ParseFloat(val, t.Bits()); err != nil {
-			return fmt.Errorf("a number")
+		x, err := strconv.ParseFloat(val, t.Bits())
+		if err != nil {
+			return reflect.Value{}, true, errors.New("a number")
 		}
+		v.SetFloat(x)
+	default:
+		return reflect.Value{}, false, nil
 	}
-	return nil
+	return v, true, nil
 }
 
 func exampleFor(f reflect.StructField) string {

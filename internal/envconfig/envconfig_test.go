@@ -2,6 +2,7 @@ package envconfig
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,83 @@ func TestParseNamesVariableAndExample(t *testing.T) {
 			t.Errorf("%v: got %q, want key %s and text %q", tt.env, err, tt.wantKey, tt.wantText)
 		}
 	}
+}
+
+// TestParseValuesAsChecked holds Parse to reading a value exactly as its
+// check did: a padded value of any kind is rejected (durations as ints and
+// booleans, with no trimming), and an int is as wide as Go's int, so that
+// no value reaches the environment library's own errors (which name the Go
+// field and quote the value, a secret's too). The first cases are the
+// inputs FuzzParse found (testdata/fuzz/FuzzParse).
+func TestParseValuesAsChecked(t *testing.T) {
+	type cfg struct {
+		Timeout   time.Duration  `env:"BRIDGE_SHUTDOWN_TIMEOUT" envDefault:"30s"`
+		Secret    time.Duration  `env:"BRIDGE_X_TIMEOUT" secret:"true"`
+		Batch     int            `env:"BRIDGE_PUBLISH_BATCH" envDefault:"100"`
+		Token     int            `env:"BRIDGE_NATS_TOKEN"`
+		Max       int64          `env:"BRIDGE_MAX_BYTES"`
+		Small     int8           `env:"BRIDGE_SMALL"`
+		Port      uint16         `env:"BRIDGE_PORT"`
+		Seed      uint64         `env:"BRIDGE_SEED"`
+		Beats     bool           `env:"BRIDGE_PUBLISH_HEARTBEATS"`
+		Wait      *time.Duration `env:"BRIDGE_WAIT"`
+		WideBatch *int           `env:"BRIDGE_WIDE"`
+	}
+	wide := 3000000000
+	if strconv.IntSize < 64 {
+		t.Skip("an int of 32 bits cannot hold 3000000000")
+	}
+	wait := 5 * time.Second
+	tests := []struct {
+		env     string
+		want    cfg    // when err is ""
+		wantErr string // the whole error
+	}{
+		{env: `BRIDGE_SHUTDOWN_TIMEOUT= 30s`, wantErr: `BRIDGE_SHUTDOWN_TIMEOUT: " 30s" is not a duration (example: BRIDGE_SHUTDOWN_TIMEOUT=30s)`},
+		{env: `BRIDGE_X_TIMEOUT= 1s`, wantErr: `BRIDGE_X_TIMEOUT: the value is not a duration (example: BRIDGE_X_TIMEOUT=30s)`},
+		{env: `BRIDGE_PUBLISH_BATCH=3000000000`, want: cfg{Timeout: 30 * time.Second, Batch: wide}},
+		{env: `BRIDGE_NATS_TOKEN=-3000000000`, want: cfg{Timeout: 30 * time.Second, Batch: 100, Token: -wide}},
+		{env: `BRIDGE_SHUTDOWN_TIMEOUT=30s `, wantErr: `BRIDGE_SHUTDOWN_TIMEOUT: "30s " is not a duration (example: BRIDGE_SHUTDOWN_TIMEOUT=30s)`},
+		{env: `BRIDGE_WAIT=	5s`, wantErr: `BRIDGE_WAIT: "\t5s" is not a duration (example: BRIDGE_WAIT=30s)`},
+		{env: `BRIDGE_WAIT=5s`, want: cfg{Timeout: 30 * time.Second, Batch: 100, Wait: &wait}},
+		{env: `BRIDGE_PUBLISH_BATCH= 5`, wantErr: `BRIDGE_PUBLISH_BATCH: " 5" is not an integer (example: BRIDGE_PUBLISH_BATCH=100)`},
+		{env: `BRIDGE_PUBLISH_HEARTBEATS=true `, wantErr: `BRIDGE_PUBLISH_HEARTBEATS: "true " is not a boolean (true or false) (example: BRIDGE_PUBLISH_HEARTBEATS=true)`},
+		{env: `BRIDGE_WIDE=3000000000`, want: cfg{Timeout: 30 * time.Second, Batch: 100, WideBatch: &wide}},
+		{env: `BRIDGE_PUBLISH_BATCH=9223372036854775808`, wantErr: `BRIDGE_PUBLISH_BATCH: "9223372036854775808" is not an integer from -9223372036854775808 to 9223372036854775807 (example: BRIDGE_PUBLISH_BATCH=100)`},
+		{env: `BRIDGE_NATS_TOKEN=99999999999999999999`, wantErr: `BRIDGE_NATS_TOKEN: the value is not an integer from -9223372036854775808 to 9223372036854775807 (example: BRIDGE_NATS_TOKEN=10)`},
+		{env: `BRIDGE_MAX_BYTES=9223372036854775807`, want: cfg{Timeout: 30 * time.Second, Batch: 100, Max: 1<<63 - 1}},
+		{env: `BRIDGE_SMALL=128`, wantErr: `BRIDGE_SMALL: "128" is not an integer from -128 to 127 (example: BRIDGE_SMALL=10)`},
+		{env: `BRIDGE_SMALL=-128`, want: cfg{Timeout: 30 * time.Second, Batch: 100, Small: -128}},
+		{env: `BRIDGE_PORT=65536`, wantErr: `BRIDGE_PORT: "65536" is not an integer from 0 to 65535 (example: BRIDGE_PORT=10)`},
+		{env: `BRIDGE_PORT=-1`, wantErr: `BRIDGE_PORT: "-1" is not a non-negative integer (example: BRIDGE_PORT=10)`},
+		{env: `BRIDGE_SEED=18446744073709551615`, want: cfg{Timeout: 30 * time.Second, Batch: 100, Seed: 1<<64 - 1}},
+		{env: `BRIDGE_SEED=18446744073709551616`, wantErr: `BRIDGE_SEED: "18446744073709551616" is not an integer from 0 to 18446744073709551615 (example: BRIDGE_SEED=10)`},
+	}
+	for _, tt := range tests {
+		var got cfg
+		err := Parse(&got, []string{tt.env})
+		if tt.wantErr != "" {
+			var ce *Error
+			if err == nil || err.Error() != tt.wantErr || !errors.As(err, &ce) {
+				t.Errorf("Parse(%q) = %v, want the envconfig.Error %s", tt.env, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tt.env, err)
+			continue
+		}
+		if got.Timeout != tt.want.Timeout || got.Secret != tt.want.Secret || got.Batch != tt.want.Batch ||
+			got.Token != tt.want.Token || got.Max != tt.want.Max || got.Small != tt.want.Small ||
+			got.Port != tt.want.Port || got.Seed != tt.want.Seed || got.Beats != tt.want.Beats ||
+			!samePtr(got.Wait, tt.want.Wait) || !samePtr(got.WideBatch, tt.want.WideBatch) {
+			t.Errorf("Parse(%q) = %+v, want %+v", tt.env, got, tt.want)
+		}
+	}
+}
+
+func samePtr[T comparable](a, b *T) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
 }
 
 func TestParseNeverEchoesSecretValue(t *testing.T) {
