@@ -21,11 +21,20 @@ const siteExample = "https://chat.example.com"
 // scheme) are the same site everywhere. The zero value is no site.
 type Site struct {
 	scheme string // "https" or "http"
-	host   string // lower case, without a default port; IPv6 in brackets
-	path   string // without a trailing slash or /api; usually empty
+	// host is lower case, without a default port, IPv6 in brackets, and
+	// decoded: an IPv6 zone is "%eth0", not "%25eth0" as in the URL.
+	host string
+	// path is escaped as in the URL (url.URL.EscapedPath), so that String
+	// parses back to this site; without a trailing slash or /api; usually
+	// empty.
+	path string
 	// legacyHost is the host as the bridge's older releases derived the
 	// checkpoint key from it: lower case, with the port as written.
 	legacyHost string
+	// legacyString is what releases before String escaped its path and
+	// zone recorded in checkpoints: origin and path decoded. It is String
+	// except for a path or host with characters a URL escapes.
+	legacyString string
 }
 
 // ParseSite parses a site as users write it: scheme optional (https is
@@ -93,12 +102,30 @@ func ParseSite(raw string) (Site, error) {
 	case strings.Contains(name, ":"): // IPv6 literal
 		host = "[" + name + "]"
 	}
+	path := trimAPI(u.EscapedPath())
+	legacyPath := strings.TrimSuffix(strings.TrimRight(u.Path, "/"), "/api")
 	return Site{
-		scheme:     scheme,
-		host:       host,
-		path:       strings.TrimSuffix(strings.TrimRight(u.Path, "/"), "/api"),
-		legacyHost: legacy,
+		scheme:       scheme,
+		host:         host,
+		path:         path,
+		legacyHost:   legacy,
+		legacyString: scheme + "://" + host + legacyPath,
 	}, nil
+}
+
+// trimAPI cuts the trailing slashes of an escaped path, then one last
+// segment that is "api" (escaped or not: "%61pi" too); an escaped slash
+// (%2F) is a character of a segment, not a separator, so it stays.
+func trimAPI(escaped string) string {
+	p := strings.TrimRight(escaped, "/")
+	i := strings.LastIndex(p, "/")
+	if i < 0 {
+		return p
+	}
+	if seg, err := url.PathUnescape(p[i+1:]); err == nil && seg == "api" {
+		return p[:i]
+	}
+	return p
 }
 
 func siteError(problem string) error {
@@ -109,17 +136,19 @@ func siteError(problem string) error {
 // "chat.example.com" or "localhost:9991": what identifies the site.
 func (s Site) Host() string { return s.host }
 
-// Origin returns scheme://host, e.g. "https://chat.example.com".
+// Origin returns scheme://host, e.g. "https://chat.example.com", the host
+// escaped as in a URL (an IPv6 zone as "%25eth0").
 func (s Site) Origin() string {
 	if s.host == "" {
 		return ""
 	}
-	return s.scheme + "://" + s.host
+	return (&url.URL{Scheme: s.scheme, Host: s.host}).String()
 }
 
 // String returns the URL the API paths are joined to, e.g.
 // "https://chat.example.com": the origin plus the path a server under a
-// path prefix has.
+// path prefix has, escaped, so that ParseSite(s.String()) is s again (what
+// checkpoints record and BelongsTo compares with Same).
 func (s Site) String() string { return s.Origin() + s.path }
 
 // IsZero reports whether s is no site.
@@ -128,9 +157,19 @@ func (s Site) IsZero() bool { return s.host == "" }
 // Same reports whether raw (a site as a checkpoint or an older release
 // recorded it) is another spelling of s: same host, whatever the case,
 // default port, scheme, trailing slash or /api.
+//
+// It also accepts what older releases recorded for s where that does not
+// parse (their String did not escape the path or an IPv6 zone:
+// "https://h.example/a?b" for "https://h.example/a%3Fb").
 func (s Site) Same(raw string) bool {
+	if s.IsZero() {
+		return false
+	}
 	o, err := ParseSite(raw)
-	return err == nil && !s.IsZero() && o.host == s.host
+	if err != nil {
+		return strings.TrimSpace(raw) == s.legacyString
+	}
+	return o.host == s.host
 }
 
 // LegacyHost returns the host as releases before one site value derived
@@ -140,5 +179,9 @@ func (s Site) LegacyHost() string { return s.legacyHost }
 
 // url returns a copy of the base URL, for the client to join paths to.
 func (s Site) url() *url.URL {
-	return &url.URL{Scheme: s.scheme, Host: s.host, Path: s.path}
+	u := &url.URL{Scheme: s.scheme, Host: s.host}
+	if path, err := url.PathUnescape(s.path); err == nil {
+		u.Path, u.RawPath = path, s.path
+	}
+	return u
 }

@@ -21,6 +21,17 @@ func TestParseSite(t *testing.T) {
 		{"https://[::1]", "https://[::1]", "[::1]", "https://[::1]"},
 		{"HTTPS://xn--caf-dma.example", "https://xn--caf-dma.example", "xn--caf-dma.example", "https://xn--caf-dma.example"},
 		{"https://example.com/zulip/", "https://example.com/zulip", "example.com", "https://example.com"},
+		// What FuzzParseSite found (testdata/fuzz/FuzzParseSite): String
+		// keeps the path and an IPv6 zone escaped, so that it parses back.
+		{"https://h.example/a%3Fb", "https://h.example/a%3Fb", "h.example", "https://h.example"},
+		{"https://h.example/zulip%23x", "https://h.example/zulip%23x", "h.example", "https://h.example"},
+		{"https://[fe80::1%25eth0]", "https://[fe80::1%25eth0]", "[fe80::1%eth0]", "https://[fe80::1%25eth0]"},
+		{"https://[FE80::1%25Eth0]:443/x/", "https://[fe80::1%25eth0]/x", "[fe80::1%eth0]", "https://[fe80::1%25eth0]"},
+		{"https://a%25b.example", "https://a%25b.example", "a%b.example", "https://a%25b.example"},
+		{"https://h.example/a%20b/%2Fc/api/", "https://h.example/a%20b/%2Fc", "h.example", "https://h.example"},
+		{"https://h.example/x/%61pi", "https://h.example/x", "h.example", "https://h.example"},
+		{"https://h.example/x%2Fapi", "https://h.example/x%2Fapi", "h.example", "https://h.example"},
+		{"https://h.example/%00", "https://h.example/%00", "h.example", "https://h.example"},
 	}
 	for _, tt := range tests {
 		s, err := ParseSite(tt.in)
@@ -34,9 +45,35 @@ func TestParseSite(t *testing.T) {
 		if !s.Same(tt.in) || !s.Same(s.String()) {
 			t.Errorf("ParseSite(%q) is not the same as its own spellings", tt.in)
 		}
+		if again, err := ParseSite(s.String()); err != nil || again.String() != s.String() || again.Host() != s.Host() || again.Origin() != s.Origin() {
+			t.Errorf("ParseSite(%q) = %q, which parses back as %q (host %q), %v", tt.in, s, again, again.Host(), err)
+		}
 	}
 	if a, _ := ParseSite("https://a.example.com"); a.Same("https://b.example.com") || a.Same("https://a.example.com:8443") || a.Same("%zz") {
 		t.Error("Same: different sites are the same")
+	}
+	// What releases before String escaped recorded in checkpoints, which
+	// does not parse, is still the same site, and only that site's.
+	for _, tt := range []struct{ site, recorded string }{
+		{"https://h.example/a%3Fb", "https://h.example/a?b"},
+		{"https://h.example/zulip%23x", "https://h.example/zulip#x"},
+		{"https://[fe80::1%25eth0]", "https://[fe80::1%eth0]"},
+		{"https://[fe80::1%25eth0]:8443/a%3Fb/api", "https://[fe80::1%eth0]:8443/a?b"},
+	} {
+		s, err := ParseSite(tt.site)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ParseSite(tt.recorded); err == nil {
+			t.Fatalf("ParseSite(%q) parses: not a case of an older checkpoint that does not", tt.recorded)
+		}
+		if !s.Same(tt.recorded) {
+			t.Errorf("ParseSite(%q).Same(%q) = false, want true: an older release recorded it", tt.site, tt.recorded)
+		}
+		other, _ := ParseSite(strings.Replace(tt.site, "h.example", "o.example", 1))
+		if other != s && other.Same(tt.recorded) {
+			t.Errorf("ParseSite(%q).Same(%q) = true: another site's checkpoint", other, tt.recorded)
+		}
 	}
 	if (Site{}).Same("https://a.example.com") || !(Site{}).IsZero() {
 		t.Error("the zero Site is a site")
