@@ -47,6 +47,9 @@ type chunk struct {
 	mark mark
 	// confirmed, if not nil, is called once the broker confirmed msgs.
 	confirmed func()
+	// tailOpen, when true, keeps the publish stage from taking a new sink
+	// position after the chunk (Pipeline.tail).
+	tailOpen bool
 }
 
 // mark is what a checkpoint records: everything up to lastID is in the
@@ -128,6 +131,7 @@ func (p *Pipeline) readStage(ctx, sctx context.Context, b source.Batch, out chan
 		}
 		c := chunk{msgs: make([]*mapping.Message, 0, len(evs))}
 		c.ctx, c.end = p.obs.Batch(sctx, b.QueueID, len(evs))
+		seen := p.tailSeen
 		for _, ev := range evs {
 			m, err := p.eventMessage(b.QueueID, ev)
 			if err != nil {
@@ -138,6 +142,7 @@ func (p *Pipeline) readStage(ctx, sctx context.Context, b source.Batch, out chan
 				c.msgs = append(c.msgs, m)
 			}
 		}
+		c.tailOpen = p.closeTail(len(c.msgs) > 0, p.tailSeen > seen)
 		c.mark = mark{lastID: evs[len(evs)-1].ID, maxMessageID: p.maxMessageID}
 		select {
 		case out <- c:
@@ -146,6 +151,21 @@ func (p *Pipeline) readStage(ctx, sctx context.Context, b source.Batch, out chan
 			return nil
 		}
 	}
+}
+
+// closeTail decides, after a chunk, whether the previous run's tail may
+// still come (and returns it): the events it published after its
+// checkpoint come again first, in order, so the tail has passed once every
+// key read back was seen again, or once a chunk published new messages
+// and met none of them. (Keys read back from before the checkpoint, which
+// a Kafka read-back may include, are never seen again; the second rule
+// ends the tail anyway.)
+func (p *Pipeline) closeTail(published, matched bool) bool {
+	if p.tailOpen && (len(p.tail) == 0 || (published && !matched)) {
+		p.tailOpen = false
+		clear(p.tail)
+	}
+	return p.tailOpen
 }
 
 // eventMessage returns what is published for ev: nil for a heartbeat (by
@@ -190,7 +210,7 @@ func (p *Pipeline) publishStage(ctx context.Context, in <-chan chunk, marks *mar
 			continue // let the read stage finish
 		}
 		err := p.out.publish(c.ctx, c.msgs)
-		if err == nil && p.out.rec != nil && (len(c.msgs) > 0 || p.out.pos == nil) {
+		if err == nil && p.out.rec != nil && !c.tailOpen && (len(c.msgs) > 0 || p.out.pos == nil) {
 			// Taken before the next chunk is sent: whatever is stored
 			// after this checkpoint is stored after this position.
 			p.out.pos, err = p.out.position(ctx)

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/crashpoint"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/spool"
 )
@@ -22,49 +24,99 @@ import (
 // the broker stored after that position and skips it, as the loop does
 // with a checkpoint.
 
-// forward runs the forwarder until ctx ends (it returns nil) or the spool
-// fails for good.
-func (p *Pipeline) forward(ctx context.Context) error {
+// forward runs the forwarder until drain is closed (the loop has stopped)
+// and everything appended is forwarded, or ctx (the stop's budget) ends:
+// then it returns nil, what is left waiting in the spool for the next
+// start. It returns an error only when the spool fails for good.
+func (p *Pipeline) forward(ctx context.Context, drain <-chan struct{}) error {
 	w := p.fwd
 	seq, pos, err := p.forwardStart(ctx)
 	if err != nil {
-		return stopped(ctx, err)
+		return p.forwardStopped(ctx, err)
 	}
 	w.pos = pos
-	skip := map[string]struct{}{}
+	// skip is what the broker holds after the mark; tail, the part of it
+	// not met again yet.
+	skip, tail := map[string]struct{}{}, map[string]struct{}{}
 	if w.rec != nil && pos != nil {
 		keys, err := w.publishedSince(ctx, pos)
 		if err != nil {
-			return stopped(ctx, err)
+			return p.forwardStopped(ctx, err)
 		}
 		skip = keys
+		tail = maps.Clone(keys)
 		p.log.Info("spool: read back what the broker stored after the last forwarded entry", "forwarded", seq, "count", len(keys))
 	}
+	// Reads wait for entries until the loop stops; then they take what is
+	// left and the forwarder returns once it has caught up.
+	waiting, stopWaiting := context.WithCancel(ctx)
+	defer stopWaiting()
+	go func() {
+		select {
+		case <-drain:
+			stopWaiting()
+		case <-waiting.Done():
+		}
+	}()
 	for {
-		es, err := p.spool.Read(ctx, seq, p.cfg.PublishBatch, chunkBytes)
+		rctx := waiting
+		if waiting.Err() != nil {
+			if seq >= p.spool.Last() {
+				return p.forwardStopped(ctx, ctx.Err())
+			}
+			rctx = ctx
+		}
+		es, err := p.spool.Read(rctx, seq, p.cfg.PublishBatch, chunkBytes)
 		if err != nil {
-			return stopped(ctx, fmt.Errorf("spool: %w", err))
+			if ctx.Err() == nil && waiting.Err() != nil {
+				continue // the loop stopped: take what is left
+			}
+			return p.forwardStopped(ctx, fmt.Errorf("spool: %w", err))
 		}
 		msgs := make([]*mapping.Message, 0, len(es))
+		matched := false
 		for _, e := range es {
 			if _, dup := skip[e.Msg.DedupKey]; !dup {
 				msgs = append(msgs, e.Msg)
+			} else if _, ok := tail[e.Msg.DedupKey]; ok {
+				delete(tail, e.Msg.DedupKey)
+				matched = true
 			}
 		}
 		if err := w.publish(ctx, msgs); err != nil {
-			return stopped(ctx, err)
+			return p.forwardStopped(ctx, err)
 		}
-		if w.rec != nil && len(msgs) > 0 {
+		// As the loop does (closeTail): while what the last run forwarded
+		// after its mark may still come, the mark keeps its position.
+		if len(tail) == 0 || (len(msgs) > 0 && !matched) {
+			clear(tail)
+		}
+		if w.rec != nil && len(msgs) > 0 && len(tail) == 0 {
 			if w.pos, err = w.position(ctx); err != nil {
-				return stopped(ctx, err)
+				return p.forwardStopped(ctx, err)
 			}
 		}
+		crashpoint.Here(crashpoint.Forwarded)
 		last := es[len(es)-1].Seq
+		p.log.Debug("spool: forwarded", "from", es[0].Seq, "to", last, "published", len(msgs))
 		if err := p.retry(ctx, "spool: record what was forwarded", func() error { return p.spool.Forward(last, w.pos) }); err != nil {
-			return stopped(ctx, err)
+			return p.forwardStopped(ctx, err)
 		}
 		seq = last
 	}
+}
+
+// forwardStopped is the forwarder's result for err: nil once ctx (the
+// stop's budget) has ended, saying what stays in the spool.
+func (p *Pipeline) forwardStopped(ctx context.Context, err error) error {
+	if ctx.Err() == nil && err != nil {
+		return err
+	}
+	if st := p.spool.Stats(); st.Pending > 0 {
+		p.log.Warn("stopped with events in the spool not yet forwarded: they are durable and forwarded at the next start",
+			"pending", st.Pending, "shutdown_timeout", p.cfg.ShutdownTimeout)
+	}
+	return nil
 }
 
 // forwardStart returns where forwarding resumes: the spool's own mark, or,

@@ -51,6 +51,16 @@ type Pipeline struct {
 	// lastPage holds the keys of the last backfill page, which a new queue
 	// may deliver again (a message sent while it was being registered).
 	lastPage map[string]struct{}
+	// tail holds the keys of skip not seen again yet, and tailOpen is true
+	// while the events the previous run published after its checkpoint
+	// may still be coming again. Meanwhile no new sink position is taken:
+	// checkpoints keep the one the read-back started from, since a
+	// position taken now would be after messages whose events are still
+	// to come, and a crash would then publish them twice (see readStage).
+	// Only the read stage uses them.
+	tail     map[string]struct{}
+	tailOpen bool
+	tailSeen int // keys of tail seen again so far
 }
 
 // Deps are the components a Pipeline connects. All are required but Clock,
@@ -96,7 +106,7 @@ func New(cfg Config, d Deps) (*Pipeline, error) {
 	p := &Pipeline{
 		cfg: cfg.withDefaults(), site: d.Site, client: d.Client, mapper: d.Mapper,
 		store: d.Store, log: d.Logger, clock: d.Clock, backoff: d.Backoff,
-		obs: d.Observer, skip: map[string]struct{}{}, lastPage: map[string]struct{}{},
+		obs: d.Observer, skip: map[string]struct{}{}, lastPage: map[string]struct{}{}, tail: map[string]struct{}{},
 		maxBytes: d.MaxMessageBytes, spool: d.Spool, handover: d.Forwarded,
 	}
 	brokerState := func(err error) { p.status.update(func(s *Status) { s.brokerErr = err }) }
@@ -129,29 +139,32 @@ func (p *Pipeline) Status() *Status { return &p.status }
 // within Config.ShutdownTimeout; then Run returns nil. The queue is kept, so
 // the next Run resumes it.
 func (p *Pipeline) Run(ctx context.Context) (result error) {
+	parent := ctx
+	work, cancelWork := p.drainContext(ctx)
+	defer cancelWork()
 	if p.spool != nil {
-		// The forwarder runs beside the loop for as long as it does; one
-		// that fails for good (a corrupt spool) stops the loop, as a
-		// stop request would, and its error is Run's.
+		// The forwarder runs beside the loop; once the loop has stopped it
+		// forwards what is left within the stop's budget. One that fails
+		// for good (a corrupt spool) stops the loop, as a stop request
+		// would, and its error is Run's.
 		var fail context.CancelCauseFunc
 		ctx, fail = context.WithCancelCause(ctx)
+		drain := make(chan struct{})
 		done := make(chan error, 1)
 		go func() {
-			err := p.forward(ctx)
+			err := p.forward(work, drain)
 			if err != nil {
 				fail(err)
 			}
 			done <- err
 		}()
 		defer func() {
-			fail(nil)
+			close(drain)
 			if err := <-done; err != nil && result == nil {
-				result = err
+				result = stopped(parent, err)
 			}
 		}()
 	}
-	work, cancelWork := p.drainContext(ctx)
-	defer cancelWork()
 	p.status.update(func(s *Status) { s.running = true; s.lastProgress = p.clock.Now() })
 	defer p.status.update(func(s *Status) { s.running = false; s.registered = false })
 
@@ -159,7 +172,7 @@ func (p *Pipeline) Run(ctx context.Context) (result error) {
 	if err != nil {
 		return stopped(ctx, err)
 	}
-	if p.out.rec != nil {
+	if p.out.rec != nil && !p.tailOpen {
 		if p.out.pos, err = p.out.position(work); err != nil {
 			return stopped(ctx, err)
 		}
@@ -208,7 +221,8 @@ func stopped(ctx context.Context, err error) error {
 
 // drainContext returns the context for work on a batch already received:
 // it outlives ctx by ShutdownTimeout, so that a stop request lets the batch
-// finish instead of throwing away work the broker may already hold.
+// finish (and the forwarder empty the spool) instead of throwing away work
+// the broker may already hold.
 func (p *Pipeline) drainContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() {
@@ -243,7 +257,11 @@ func (p *Pipeline) recover(ctx context.Context) (source.State, error) {
 		}
 		for k := range keys {
 			p.skip[k] = struct{}{}
+			p.tail[k] = struct{}{}
 		}
+		// Until the tail has come again, checkpoints keep the position
+		// the read-back started from.
+		p.tailOpen, p.out.pos = len(keys) > 0, cp.SinkPosition
 		p.log.Info("read back what the "+p.out.name+" stored after the checkpoint", "count", len(keys))
 	}
 	p.checkpointed(cp.SinkPosition)
@@ -262,6 +280,9 @@ func (p *Pipeline) registered(ctx context.Context, q *source.Queue, b source.Bat
 		}
 	}
 	if b.Lost != nil {
+		// The lost queue's events never come again.
+		p.tailOpen = false
+		clear(p.tail)
 		if err := p.resync(ctx, b); err != nil {
 			return err
 		}

@@ -71,10 +71,23 @@ func (w *publisher) publish(ctx context.Context, msgs []*mapping.Message) error 
 			}
 			pending = sink.Unconfirmed(pending, err)
 			w.failed(err)
-			if err := retry.Sleep(ctx, p.clock, p.backoff(attempt)); err != nil {
-				return fmt.Errorf("publish: %w", err)
+			// Never publish again blind: what the failed attempt stored is
+			// read back first, and while the read-back fails too (the
+			// broker still unreachable, or storing but not answering) the
+			// wait goes on. A resend past JetStream's duplicate window
+			// would store a message twice.
+			for {
+				if err := retry.Sleep(ctx, p.clock, p.backoff(attempt)); err != nil {
+					return fmt.Errorf("publish: %w", err)
+				}
+				kept, ok := w.notStored(ctx, pending)
+				if ok {
+					pending = kept
+					break
+				}
+				attempt++
+				p.progress()
 			}
-			pending = w.notStored(ctx, pending)
 		}
 	}
 	return nil
@@ -108,18 +121,17 @@ func (w *publisher) publishedSince(ctx context.Context, pos json.RawMessage) (ma
 // notStored drops from msgs those the sink stored although the publish
 // that sent them failed (a lost confirmation, a timeout): it reads back
 // what was stored after the last position, the way a restart does, so
-// that exactly-once does not rest on a broker's duplicate window. If the
-// read-back fails (the broker is still down), msgs are kept: the next
-// attempt fails too, and the read-back is tried again before the one after.
-func (w *publisher) notStored(ctx context.Context, msgs []*mapping.Message) []*mapping.Message {
+// that exactly-once does not rest on a broker's duplicate window. ok is
+// false when the read-back failed: then nothing may be sent again yet.
+func (w *publisher) notStored(ctx context.Context, msgs []*mapping.Message) (_ []*mapping.Message, ok bool) {
 	if w.rec == nil || w.pos == nil || len(msgs) == 0 {
-		return msgs
+		return msgs, true
 	}
 	actx, cancel := w.p.attempt(ctx)
 	defer cancel()
 	stored, err := w.rec.PublishedSince(actx, w.pos)
 	if err != nil {
-		return msgs
+		return msgs, false
 	}
 	kept := msgs[:0:0]
 	for _, m := range msgs {
@@ -127,7 +139,7 @@ func (w *publisher) notStored(ctx context.Context, msgs []*mapping.Message) []*m
 			kept = append(kept, m)
 		}
 	}
-	return kept
+	return kept, true
 }
 
 func (w *publisher) failed(err error) {
@@ -180,6 +192,7 @@ func (p *Pipeline) save(ctx context.Context, queueID string, m mark) error {
 	cp := checkpoint.Checkpoint{
 		Site: p.site.String(), QueueID: queueID, LastEventID: m.lastID, MaxMessageID: m.maxMessageID, SinkPosition: m.pos,
 	}
+
 	return p.retry(ctx, "write checkpoint", func() error {
 		actx, cancel := p.attempt(ctx)
 		defer cancel()

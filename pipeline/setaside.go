@@ -27,6 +27,10 @@ func (p *Pipeline) prepare(m *mapping.Message, mapErr error, queueID, ref string
 		}
 	}
 	if p.published(m.DedupKey) {
+		if _, ok := p.tail[m.DedupKey]; ok {
+			delete(p.tail, m.DedupKey)
+			p.tailSeen++
+		}
 		return nil, true, nil
 	}
 	if m, err = p.fit(m, queueID, ref); err != nil {

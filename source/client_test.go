@@ -108,8 +108,16 @@ func TestTransientFailuresRetried(t *testing.T) {
 			if slept[0] == time.Second {
 				t.Errorf("first delay %v is the bare ceiling: no jitter", slept[0])
 			}
-			if warns := e.logs.lines(slog.LevelWarn, "retrying"); len(warns) != len(slept) {
-				t.Errorf("%d retry warnings for %d retries", len(warns), len(slept))
+			// One outage, logged once each way; the attempts after the
+			// first at debug.
+			if warns := e.logs.lines(slog.LevelWarn, "retrying"); len(warns) != 1 {
+				t.Errorf("%d retry warnings for %d retries, want 1", len(warns), len(slept))
+			}
+			if more := e.logs.lines(slog.LevelDebug, "still failing"); len(more) != len(slept)-1 {
+				t.Errorf("%d debug lines for the %d retries after the first", len(more), len(slept)-1)
+			}
+			if ups := e.logs.lines(slog.LevelInfo, "recovered"); len(ups) != 1 {
+				t.Errorf("recovery logged %d times, want once", len(ups))
 			}
 		})
 	}

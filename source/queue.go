@@ -169,6 +169,11 @@ type Queue struct {
 	// after they started; the next GET waits a backoff for them, and
 	// failure is the last one's error.
 	failures int
+	// down is true from a failed GET /events until one succeeds, so that
+	// an outage of Zulip is logged once each way, not at every attempt;
+	// downSince is when it began. Only Next uses them.
+	down      bool
+	downSince time.Time
 	failure  error
 }
 
@@ -300,7 +305,7 @@ func (q *Queue) Next(ctx context.Context) (Batch, error) {
 			// started: what it did not deliver is asked for again, after
 			// a backoff, as for any transient failure.
 			d := retryDelay(q.c.backoff, failures, failure)
-			q.c.log.Warn("zulip get events failed, retrying", "queue_id", queueID, "attempt", failures, "retry_in", d, "error", failure)
+			q.getFailed(queueID, failures, d, failure)
 			if err := retry.Sleep(ctx, q.c.clock, d); err != nil {
 				return Batch{}, err
 			}
@@ -326,6 +331,7 @@ func (q *Queue) Next(ctx context.Context) (Batch, error) {
 			}
 		}
 		if err == nil {
+			q.getRecovered(queueID)
 			b := Batch{QueueID: queueID, r: &batchReader{q: q, ev: ev, first: &first, last: last}}
 			q.mu.Lock()
 			q.lastSuccess = q.c.clock.Now()
@@ -345,11 +351,30 @@ func (q *Queue) Next(ctx context.Context) (Batch, error) {
 			return Batch{}, fmt.Errorf("get events of queue %s: %w", queueID, err)
 		}
 		d := retryDelay(q.c.backoff, attempt, err)
-		q.c.log.Warn("zulip get events failed, retrying", "queue_id", queueID, "attempt", attempt, "retry_in", d, "error", err)
+		q.getFailed(queueID, attempt, d, err)
 		if err := retry.Sleep(ctx, q.c.clock, d); err != nil {
 			return Batch{}, err
 		}
 		attempt++
+	}
+}
+
+// getFailed logs a failed GET /events: at warn when it starts an outage,
+// at debug for the attempts after it.
+func (q *Queue) getFailed(queueID string, attempt int, retryIn time.Duration, err error) {
+	if !q.down {
+		q.down, q.downSince = true, q.c.clock.Now()
+		q.c.log.Warn("zulip get events failed, retrying", "queue_id", queueID, "attempt", attempt, "retry_in", retryIn, "error", err)
+		return
+	}
+	q.c.log.Debug("zulip get events still failing", "queue_id", queueID, "attempt", attempt, "retry_in", retryIn, "error", err)
+}
+
+// getRecovered logs, once, that GET /events works again after an outage.
+func (q *Queue) getRecovered(queueID string) {
+	if q.down {
+		q.down = false
+		q.c.log.Info("zulip get events recovered", "queue_id", queueID, "outage", q.c.clock.Since(q.downSince).Round(time.Millisecond).String())
 	}
 }
 

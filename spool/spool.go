@@ -18,6 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/crashpoint"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 )
 
@@ -220,6 +221,7 @@ func (s *Spool) Publish(ctx context.Context, msgs []*mapping.Message) error {
 	if err != nil {
 		return fmt.Errorf("spool append: %w", err)
 	}
+	crashpoint.Here(crashpoint.SpoolAppended)
 	s.mu.Lock()
 	s.last = first + uint64(len(vals)) - 1
 	s.bytes += size
@@ -262,6 +264,13 @@ func (s *Spool) Position(context.Context) (json.RawMessage, error) {
 		return nil, ErrClosed
 	}
 	return position(s.last), nil
+}
+
+// Last returns the sequence number of the last entry appended.
+func (s *Spool) Last() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
 }
 
 // PublishedSince returns the dedup keys of the entries appended after pos.

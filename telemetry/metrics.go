@@ -74,8 +74,8 @@ var (
 	specZulipDuration = metricSpec{"zulip_bridge_zulip_request_duration", "histogram", "s", "endpoint, method",
 		"Duration of Zulip API requests until the response headers, by endpoint and method; GET /events long-polls up to 90 s."}
 
-	metricSpecs = []metricSpec{specReceived, specSkipped, specPublished, specPublishErrors, specPublishDuration, specLag,
-		specBatchDuration, specRegistrations, specBackfilled, specLastEventID, specZulipRequests, specZulipDuration}
+	metricSpecs = append([]metricSpec{specReceived, specSkipped, specPublished, specPublishErrors, specPublishDuration, specLag,
+		specBatchDuration, specRegistrations, specBackfilled, specLastEventID, specZulipRequests, specZulipDuration}, spoolSpecs...)
 )
 
 // MetricsMarkdown returns the table of the bridge's own metrics, as

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/zulip-bridge/zulip-bridge/spool"
 )
 
 // TestMetricsTable: docs/operations.md lists the bridge's metrics exactly
@@ -38,6 +40,7 @@ func TestMetricsTable(t *testing.T) {
 	in.lag.Record(ctx, 1)
 	in.batchDuration.Record(ctx, 0.1, in.byOutcome[outcomeOK])
 	in.lastEventID.Record(ctx, 5)
+	tel.ObserveSpool(func() spool.Stats { return spool.Stats{Pending: 2, Bytes: 100, Limit: 1000, Forwarded: 7} })
 	got := scrapeMetrics(t, tel)
 	for _, m := range metricSpecs {
 		f := got.families[m.promName()]

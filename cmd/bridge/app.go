@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -31,6 +34,7 @@ import (
 	kafkasink "github.com/zulip-bridge/zulip-bridge/sink/kafka"
 	natssink "github.com/zulip-bridge/zulip-bridge/sink/nats"
 	"github.com/zulip-bridge/zulip-bridge/source"
+	"github.com/zulip-bridge/zulip-bridge/spool"
 	"github.com/zulip-bridge/zulip-bridge/telemetry"
 )
 
@@ -46,6 +50,7 @@ type app struct {
 	mapper   *mapping.Mapper
 	sink     sink.Sink
 	store    checkpoint.Store
+	spool    *spool.Spool // nil with the spool off
 	pipeline *pipeline.Pipeline
 	http     *http.Server
 	httpAddr net.Addr
@@ -193,6 +198,11 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 	}
 	a.onStop("checkpoint store", func(context.Context) error { return a.store.Close() })
 
+	forwarded, err := a.openSpool()
+	if err != nil {
+		return a, err
+	}
+
 	maxBytes := 0
 	if l, ok := a.sink.(sink.Limiter); ok {
 		maxBytes = l.MaxMessageBytes()
@@ -200,7 +210,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 	a.pipeline, err = pipeline.New(cfg.Pipeline, pipeline.Deps{
 		Site: a.client.Site(), Client: a.client, Mapper: a.mapper,
 		Sink: a.tel.WrapSink(a.sink), Store: a.store, Logger: log, Observer: a.tel.Observer(),
-		MaxMessageBytes: maxBytes,
+		MaxMessageBytes: maxBytes, Spool: a.spool, Forwarded: forwarded,
 	})
 	if err != nil {
 		return a, err
@@ -208,6 +218,40 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 
 	a.up.Store(true)
 	return a, nil
+}
+
+// openSpool opens the spool when it is on. With it off, a spool file left
+// by an earlier run must hold nothing unforwarded (those events are
+// acknowledged to Zulip and nowhere else); the broker position it recorded
+// is returned, for a checkpoint that still names a spool position.
+func (a *app) openSpool() (json.RawMessage, error) {
+	dir := a.cfg.spoolDir()
+	opts := spool.Options{MaxBytes: a.cfg.Spool.MaxBytes, Site: a.client.Site().String()}
+	if a.cfg.spoolOn() {
+		sp, err := spool.Open(dir, opts)
+		if err != nil {
+			return nil, fmt.Errorf("%w (BRIDGE_SPOOL_DIR=%s)", err, dir)
+		}
+		a.spool = sp
+		a.onStop("spool", sp.Close)
+		a.tel.ObserveSpool(sp.Stats)
+		st := sp.Stats()
+		a.log.Info("spool on: events are acknowledged to Zulip once durable in it", "path", sp.Path(), "pending", st.Pending, "bytes", st.Bytes, "max_bytes", st.Limit)
+		return nil, nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, spool.FileName)); err != nil {
+		return nil, nil // never on here
+	}
+	sp, err := spool.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%w (BRIDGE_SPOOL=off; BRIDGE_SPOOL_DIR=%s)", err, dir)
+	}
+	defer sp.Close(context.Background())
+	if st := sp.Stats(); st.Pending > 0 {
+		return nil, fmt.Errorf("BRIDGE_SPOOL: off, but %s holds %d events acknowledged to Zulip and not yet forwarded to the broker: run with the spool on until zulip_bridge_spool_pending_events is 0, then turn it off (example: BRIDGE_SPOOL=on)", sp.Path(), st.Pending)
+	}
+	_, pos := sp.Forwarded()
+	return pos, nil
 }
 
 // attemptTimeout bounds one attempt to reach a broker at start: connect to
@@ -311,6 +355,18 @@ func (a *app) serveHTTP() error {
 				}
 				if rc, ok := a.sink.(sink.ReadyChecker); ok {
 					return rc.Ready(ctx)
+				}
+				return nil
+			}},
+			{Name: "spool", Fn: func(ctx context.Context) error {
+				if !a.up.Load() {
+					return errStarting
+				}
+				if a.spool == nil {
+					return nil
+				}
+				if st := a.spool.Stats(); st.Full {
+					return fmt.Errorf("spool full (%d of %d bytes): nothing more is acknowledged to Zulip until the broker takes events", st.Bytes, st.Limit)
 				}
 				return nil
 			}},

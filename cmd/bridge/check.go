@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/zulip-bridge/zulip-bridge/sink"
 	kafkasink "github.com/zulip-bridge/zulip-bridge/sink/kafka"
 	"github.com/zulip-bridge/zulip-bridge/source"
+	"github.com/zulip-bridge/zulip-bridge/spool"
 )
 
 // checkTimeout bounds each step of `bridge check` (the Kafka broker step:
@@ -180,10 +182,41 @@ func cmdCheck(ctx context.Context, environ []string, stdout, stderr io.Writer) i
 		}
 		return fmt.Sprintf(" (resumes queue %s after event %d)", cp.QueueID, cp.LastEventID), nil
 	})
+	checkSpool(cfg, step)
 	if failed {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// checkSpool reports the spool: why it is off, or what the real one holds.
+func checkSpool(cfg *config, step func(name string, timeout time.Duration, fn func(ctx context.Context) (string, error)) bool) {
+	if !cfg.spoolOn() {
+		why := "BRIDGE_SPOOL=off"
+		switch {
+		case cfg.Spool.Mode == spool.ModeOff:
+		case cfg.Checkpoint.Kind != checkpoint.KindFile:
+			why = "the " + cfg.Checkpoint.Kind + " checkpoint keeps no local state (BRIDGE_SPOOL=on turns it on)"
+		default:
+			why = "the embedded NATS server's stream is local and durable already (BRIDGE_SPOOL=on turns it on)"
+		}
+		step("spool", checkTimeout, func(context.Context) (string, error) { return " (off: " + why + ")", nil })
+		return
+	}
+	dir := cfg.spoolDir()
+	step("spool ("+filepath.Join(dir, spool.FileName)+", BRIDGE_SPOOL_DIR)", checkTimeout, func(context.Context) (string, error) {
+		site, _ := source.ParseSite(cfg.Zulip.Site) // checked by loadConfig
+		sp, err := spool.Open(dir, spool.Options{MaxBytes: cfg.Spool.MaxBytes, Site: site.String()})
+		if errors.Is(err, spool.ErrLocked) {
+			return " (held by a running bridge)", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		defer sp.Close(context.Background())
+		st := sp.Stats()
+		return fmt.Sprintf(" (on: %d events waiting for the broker, %d of %d bytes used)", st.Pending, st.Bytes, st.Limit), nil
+	})
 }
 
 // startScratch starts the components as run does, but without the HTTP
@@ -201,6 +234,7 @@ func startScratch(ctx context.Context, cfg *config, log *slog.Logger) (*app, err
 		c.Bridge.NATSEmbeddedAddr = "127.0.0.1:0"
 	}
 	c.Bridge.StateDir = scratch
+	c.Spool.Dir = scratch
 	if c.Checkpoint.Kind == checkpoint.KindFile {
 		c.Checkpoint.StateDir = scratch
 	}

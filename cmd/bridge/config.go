@@ -14,6 +14,7 @@ import (
 	kafkasink "github.com/zulip-bridge/zulip-bridge/sink/kafka"
 	natssink "github.com/zulip-bridge/zulip-bridge/sink/nats"
 	"github.com/zulip-bridge/zulip-bridge/source"
+	"github.com/zulip-bridge/zulip-bridge/spool"
 	"github.com/zulip-bridge/zulip-bridge/telemetry"
 )
 
@@ -25,6 +26,7 @@ type config struct {
 	Mapping    mapping.Config
 	Pipeline   pipeline.Config
 	Checkpoint checkpoint.Config
+	Spool      spool.Config
 	NATS       natssink.Config
 	Kafka      kafkasink.Config
 	Telemetry  telemetry.Config
@@ -89,7 +91,7 @@ func (c *config) validate() error {
 	} else if err := c.Zulip.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, c.Mapping.Validate(), c.Pipeline.Validate(), c.Checkpoint.Validate(), c.Telemetry.Validate())
+	errs = append(errs, c.Mapping.Validate(), c.Pipeline.Validate(), c.Checkpoint.Validate(), c.Spool.Validate(), c.Telemetry.Validate())
 	switch c.Bridge.Sink {
 	case sinkNATS:
 		if c.NATS.URL == "" {
@@ -121,3 +123,17 @@ func parseLevel(s string) (slog.Level, error) {
 // vars lists every variable the bridge reads, for `bridge env` and the
 // README table.
 func vars() []envconfig.Var { return envconfig.Vars(&config{}) }
+
+// spoolOn resolves BRIDGE_SPOOL for this configuration.
+func (c *config) spoolOn() bool {
+	return c.Spool.Enabled(c.Checkpoint.Kind == checkpoint.KindFile, c.Bridge.Sink == sinkNATS && c.NATS.URL == "")
+}
+
+// spoolDir is where the spool file is: BRIDGE_SPOOL_DIR, else the state
+// directory.
+func (c *config) spoolDir() string {
+	if c.Spool.Dir != "" {
+		return c.Spool.Dir
+	}
+	return c.Bridge.StateDir
+}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"flag"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -182,20 +184,56 @@ func kafkaCrash(t *testing.T, extra ...string) crashSink {
 	}
 }
 
+// soakKills, when set, replaces each crash test's number of SIGKILLs:
+// the soak mode of docs/testing.md, e.g.
+//
+//	go test ./cmd/bridge -run 'TestCrash(JetStream|Kafka)ExactlyOnce' -crash.kills 1000 -timeout 3h
+var soakKills = flag.Int("crash.kills", 0, "SIGKILLs per crash test (soak mode, e.g. 1000); 0 keeps each test's own")
+
+// killCount is n, or the soak mode's count.
+func killCount(n int) int { return cmp.Or(*soakKills, n) }
+
+// TestCrashJetStreamExactlyOnce and TestCrashKafkaExactlyOnce run the crash
+// test with the spool on and off: with the file checkpoint and no spool
+// setting the spool is on; off with the kafka checkpoint.
 func TestCrashJetStreamExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test takes about a minute")
 	}
-	s := jetStreamCrash(t)
-	crashRun{events: 20000, kills: 50, down: s.down, extra: s.env, check: s.check}.run(t)
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		kills int
+	}{
+		{"spool", nil, 50},
+		{"no spool", []string{"BRIDGE_SPOOL=off"}, 25},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := jetStreamCrash(t)
+			kills := killCount(tc.kills)
+			crashRun{events: max(20000, 200*kills), kills: kills, down: s.down, extra: append(s.env, tc.env...), check: s.check}.run(t)
+		})
+	}
 }
 
 func TestCrashKafkaExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test takes about a minute")
 	}
-	s := kafkaCrash(t, "BRIDGE_CHECKPOINT=kafka")
-	crashRun{events: 20000, kills: 50, down: s.down, extra: s.env, check: s.check}.run(t)
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		kills int
+	}{
+		{"no spool", []string{"BRIDGE_CHECKPOINT=kafka"}, 50},
+		{"spool", nil, 25},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := kafkaCrash(t, tc.env...)
+			kills := killCount(tc.kills)
+			crashRun{events: max(20000, 200*kills), kills: kills, down: s.down, extra: s.env, check: s.check}.run(t)
+		})
+	}
 }
 
 // midResponseRun is the crash test of the streamed loop: one GET /events

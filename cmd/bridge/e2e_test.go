@@ -247,44 +247,55 @@ func TestCheckpointInNATSKV(t *testing.T) {
 }
 
 // TestStopWithBrokerDown: SIGTERM while the broker is down waits for it
-// for the drain's share of BRIDGE_SHUTDOWN_TIMEOUT, then says at warn that
-// what it read is left unacknowledged, and exits 0; the next start, with
-// the broker back, delivers it exactly once.
+// for the drain's share of BRIDGE_SHUTDOWN_TIMEOUT, then says at warn what
+// is left (without the spool: what it read, unacknowledged; with it: the
+// events the spool holds), and exits 0; the next start, with the broker
+// back, delivers it exactly once.
 func TestStopWithBrokerDown(t *testing.T) {
-	nb := testutil.StartNATS(t)
-	w := newWorld(t, zuliptest.Config{})
-	env := append(natsEnv(nb), "BRIDGE_SHUTDOWN_TIMEOUT=2s")
-	p := w.start(env...)
-	q := w.queueID(30 * time.Second)
-	sendMessages(t, w.sim, 10, "before")
-	w.caughtUp(q, w.lastEventID(q), time.Minute, p)
+	for _, tc := range []struct {
+		spool string
+		warn  string
+	}{
+		{"off", `level=WARN msg="stopped before everything read was confirmed and checkpointed: it is left unacknowledged`},
+		{"on", `level=WARN msg="stopped with events in the spool not yet forwarded: they are durable and forwarded at the next start" pending=\d+`},
+	} {
+		t.Run("spool "+tc.spool, func(t *testing.T) {
+			nb := testutil.StartNATS(t)
+			w := newWorld(t, zuliptest.Config{})
+			env := append(natsEnv(nb), "BRIDGE_SHUTDOWN_TIMEOUT=2s", "BRIDGE_SPOOL="+tc.spool)
+			p := w.start(env...)
+			q := w.queueID(30 * time.Second)
+			sendMessages(t, w.sim, 10, "before")
+			w.caughtUp(q, w.lastEventID(q), time.Minute, p)
 
-	nb.Stop()
-	sendMessages(t, w.sim, 10, "outage")
-	testutil.WaitFor(t, time.Minute, "the bridge to notice the broker is down", func() bool {
-		return strings.Contains(p.out.String(), "broker down")
-	})
-	began := time.Now()
-	if code := p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
-		t.Fatalf("exit %d on SIGTERM with the broker down, want 0:\n%s", code, tail(p.out.String()))
-	}
-	took := time.Since(began)
-	out := p.out.String()
-	if !regexp.MustCompile(`level=WARN msg="stopped before everything read was confirmed and checkpointed: it is left unacknowledged`).MatchString(out) {
-		t.Errorf("no warning that the read events are left unacknowledged:\n%s", tail(out))
-	}
-	// The drain's share is 1.5 s of the 2 s (a quarter is kept for
-	// closing); the process must not outlive the timeout by much.
-	if took < 1500*time.Millisecond {
-		t.Errorf("stopped after %s: the broker was not waited for", took)
-	}
+			nb.Stop()
+			sendMessages(t, w.sim, 10, "outage")
+			testutil.WaitFor(t, time.Minute, "the bridge to notice the broker is down", func() bool {
+				return strings.Contains(p.out.String(), "broker down")
+			})
+			began := time.Now()
+			if code := p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+				t.Fatalf("exit %d on SIGTERM with the broker down, want 0:\n%s", code, tail(p.out.String()))
+			}
+			took := time.Since(began)
+			out := p.out.String()
+			if !regexp.MustCompile(tc.warn).MatchString(out) {
+				t.Errorf("no warning saying what is left (%s):\n%s", tc.warn, tail(out))
+			}
+			// The drain's share is 1.5 s of the 2 s (a quarter is kept for
+			// closing); the process must not outlive the timeout by much.
+			if took < 1500*time.Millisecond {
+				t.Errorf("stopped after %s: the broker was not waited for", took)
+			}
 
-	nb.Start()
-	p = w.start(env...)
-	w.caughtUp(q, w.lastEventID(q), time.Minute, p)
-	waitResumed(t, p)
-	if code := p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
-		t.Fatalf("exit %d", code)
+			nb.Start()
+			p = w.start(env...)
+			w.caughtUp(q, w.lastEventID(q), time.Minute, p)
+			waitResumed(t, p)
+			if code := p.stop(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+			checkExactlyOnce(t, readStream(t, nb.URL(), "ZULIP"), w.expected(q))
+		})
 	}
-	checkExactlyOnce(t, readStream(t, nb.URL(), "ZULIP"), w.expected(q))
 }

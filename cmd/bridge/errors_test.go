@@ -63,6 +63,8 @@ func TestConfigErrorFormat(t *testing.T) {
 		"BRIDGE_CLOUDEVENTS":                 {value: "yes"},
 		"BRIDGE_CHECKPOINT":                  {value: "etcd"},
 		"BRIDGE_CHECKPOINT_NAME":             {value: "a b"},
+		"BRIDGE_SPOOL":                       {value: "maybe"},
+		"BRIDGE_SPOOL_MAX_BYTES":             {value: "1000"},
 		"BRIDGE_CHECKPOINT_KEY":              {value: "a b"},
 		"BRIDGE_CHECKPOINT_KV_BUCKET":        {value: "a.b"},
 		"BRIDGE_CHECKPOINT_KAFKA_TOPIC":      {value: "a/b"},
@@ -100,7 +102,7 @@ func TestConfigErrorFormat(t *testing.T) {
 		"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": {value: "thrift"},
 	}
 	// Free text that no value makes invalid.
-	free := map[string]bool{"BRIDGE_STATE_DIR": true, "BRIDGE_KAFKA_CLIENT_ID": true, "BRIDGE_KAFKA_TLS_SERVER_NAME": true}
+	free := map[string]bool{"BRIDGE_STATE_DIR": true, "BRIDGE_SPOOL_DIR": true, "BRIDGE_KAFKA_CLIENT_ID": true, "BRIDGE_KAFKA_TLS_SERVER_NAME": true}
 	for _, v := range vars() {
 		b, ok := strs[v.Key]
 		typ := v.Type

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zulip-bridge/zulip-bridge/internal/crashpoint"
+	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
 	"github.com/zulip-bridge/zulip-bridge/source"
 )
 
@@ -18,6 +20,10 @@ func cmdRun(ctx context.Context, environ []string, _, stderr io.Writer) int {
 		return exitConfig
 	}
 	log := newLogger(cfg.Bridge, stderr)
+	if err := crashpoint.Arm(envconfig.ToMap(environ)[crashpoint.EnvVar]); err != nil {
+		fmt.Fprintln(stderr, "bridge:", err)
+		return exitConfig
+	}
 	// The parsed site, not the variable: it is what every component uses.
 	site, _ := source.ParseSite(cfg.Zulip.Site) // checked by loadConfig
 	log.Info("starting zulip-bridge", "version", Version(), "sink", cfg.Bridge.Sink, "site", site.String(), "checkpoint", cfg.Checkpoint.Kind)
