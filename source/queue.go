@@ -174,7 +174,7 @@ type Queue struct {
 	// downSince is when it began. Only Next uses them.
 	down      bool
 	downSince time.Time
-	failure  error
+	failure   error
 }
 
 type evIDs struct{ event, message int64 }
