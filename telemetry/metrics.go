@@ -62,7 +62,7 @@ var (
 	specLag = metricSpec{"zulip_bridge_message_lag", "histogram", "s", "",
 		"Time from a message's Zulip timestamp to the broker's confirmation of its message event."}
 	specBatchDuration = metricSpec{"zulip_bridge_batch_duration", "histogram", "s", "outcome",
-		"Duration of a chunk of a polled response (at most BRIDGE_PUBLISH_BATCH events) from receipt until the broker confirmed it, publish retries included, or of a registration until its checkpoint, by outcome."}
+		"Duration of a chunk of a polled response (at most BRIDGE_PUBLISH_BATCH events) from receipt until the broker (with the spool on: the spool) confirmed it, publish retries included, or of a registration until its checkpoint, by outcome."}
 	specRegistrations = metricSpec{"zulip_bridge_queue_registrations", "counter", "{registration}", "reason",
 		"Zulip event queue registrations, by reason (initial; queue_lost: the previous queue expired or the server lost it)."}
 	specBackfilled = metricSpec{"zulip_bridge_backfilled_messages", "counter", "{message}", "",
