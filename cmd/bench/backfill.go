@@ -26,7 +26,7 @@ func (b *bench) backfill(ctx context.Context, sink string) (*backfillResult, err
 	}
 	defer sim.Close()
 	n := max(1, b.cfg.events/10)
-	lanes, err := b.prepare(ctx, sim, "backfill", []string{sink}, n, true)
+	lanes, err := b.prepare(ctx, sim, "backfill", []string{sink}, n, true, spoolOff)
 	if err != nil {
 		return nil, err
 	}

@@ -30,7 +30,8 @@ func TestBenchTiny(t *testing.T) {
 	}
 	out := strings.TrimRight(stdout.String(), "\n")
 	line := out[strings.LastIndexByte(out, '\n')+1:]
-	for _, want := range []string{"drain 300-event backlog", "JetStream median of 2", "Kafka added by the bridge", "400-event backlog", "backfill after a queue loss"} {
+	for _, want := range []string{"drain 300-event backlog, BRIDGE_SPOOL=off", "drain 300-event backlog, BRIDGE_SPOOL=on", "JetStream median of 2",
+		"JetStream drain: ratio", "Kafka drain: ratio", "Kafka added by the bridge", "400-event backlog", "backfill after a queue loss"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
@@ -48,7 +49,7 @@ func TestBenchTiny(t *testing.T) {
 	if err := dec.Decode(&r); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(r.GoVersion, "go") || r.GOMAXPROCS < 1 || r.NumCPU < 1 || r.Runs != 2 || r.Events != 300 || r.Big != 400 || r.Mix != mixIssue {
+	if !strings.HasPrefix(r.GoVersion, "go") || r.GOMAXPROCS < 1 || r.NumCPU < 1 || r.Runs != 2 || r.Events != 300 || r.Big != 400 || r.Mix != mixIssue || r.Spool != spoolBoth {
 		t.Errorf("header %+v", r)
 	}
 	// The issue's mix: about 800 bytes per event.
@@ -59,25 +60,30 @@ func TestBenchTiny(t *testing.T) {
 		t.Fatalf("sinks %v", r.Sinks)
 	}
 	for name, s := range r.Sinks {
-		if len(s.Drain.Runs) != 2 {
-			t.Errorf("%s: %d drain runs, want 2", name, len(s.Drain.Runs))
+		if s.Drain == nil || s.DrainSpool == nil {
+			t.Fatalf("%s: drain %v, drain_spool %v; want both", name, s.Drain, s.DrainSpool)
+		}
+		for _, d := range []*drainSummary{s.Drain, s.DrainSpool} {
+			checkDrain(t, name, d)
+		}
+		if s.Drain.Spool != spoolOff || s.DrainSpool.Spool != spoolOn || s.Drain.Baseline != baselineRaw || s.DrainSpool.Baseline != baselineSpool {
+			t.Errorf("%s: drain is %s against %q, drain_spool %s against %q", name, s.Drain.Spool, s.Drain.Baseline, s.DrainSpool.Spool, s.DrainSpool.Baseline)
 		}
 		for i, d := range s.Drain.Runs {
-			// A few more than injected: the generator sends a message
-			// before its first reaction or edit.
-			if d.Events < 290 || d.Events > 310 || d.RawEvents < 290 || d.RawEvents > 310 {
-				t.Errorf("%s run %d: events %d, raw %d; want about 300", name, i+1, d.Events, d.RawEvents)
+			if d.RawAppendSeconds != 0 {
+				t.Errorf("%s spool-off run %d: raw_spool_append_seconds %v, want 0", name, i+1, d.RawAppendSeconds)
 			}
-			if !d.Finished || d.QueueLost || d.InBroker != d.Events {
-				t.Errorf("%s run %d: %+v, want the whole backlog drained", name, i+1, d)
-			}
-			if d.RawFirst != (i == 1) {
-				t.Errorf("%s run %d: raw_first %t", name, i+1, d.RawFirst)
-			}
-			positive(t, name+" drain", d.BridgeSeconds, d.BridgeEPS, d.RawSeconds, d.RawEPS, d.Ratio, d.ReadySeconds)
-			rss(t, name+" drain", d.PeakRSSMiB)
 		}
-		positive(t, name+" drain median", s.Drain.MedianRatio, s.Drain.MedianBridgeEPS, s.Drain.MedianRawEPS)
+		for i, d := range s.DrainSpool.Runs {
+			// The appends are part of the spool baseline, which ends
+			// with the broker's last confirmation after them.
+			if !(d.RawAppendSeconds > 0) || d.RawAppendSeconds > d.RawSeconds {
+				t.Errorf("%s spool-on run %d: appends took %vs of the baseline's %vs", name, i+1, d.RawAppendSeconds, d.RawSeconds)
+			}
+		}
+		if want := round(s.DrainSpool.MedianBridgeEPS / s.Drain.MedianBridgeEPS); math.Abs(s.SpoolOnOff-want) > 0.002 {
+			t.Errorf("%s: spool_on_off_bridge_ratio %v, want %v", name, s.SpoolOnOff, want)
+		}
 
 		l := s.Latency
 		if l == nil {
@@ -117,8 +123,8 @@ func TestBenchTiny(t *testing.T) {
 		}
 		positive(t, name+" backfill", bf.BridgeSeconds, bf.BridgeMPS, bf.BaselineSeconds, bf.BaselineMPS, bf.Ratio)
 	}
-	if len(r.Targets) != 12 {
-		t.Errorf("%d targets, want 6 per sink: %+v", len(r.Targets), r.Targets)
+	if len(r.Targets) != 14 {
+		t.Errorf("%d targets, want 7 per sink: %+v", len(r.Targets), r.Targets)
 	}
 	for _, tg := range r.Targets {
 		if tg.Name == "" || tg.Target == "" {
@@ -128,6 +134,34 @@ func TestBenchTiny(t *testing.T) {
 			t.Errorf("table lacks target %q", tg.Target)
 		}
 	}
+}
+
+// checkDrain checks the runs of one drain summary of TestBenchTiny.
+func checkDrain(t *testing.T, name string, s *drainSummary) {
+	t.Helper()
+	name += " spool " + s.Spool
+	if len(s.Runs) != 2 {
+		t.Errorf("%s: %d drain runs, want 2", name, len(s.Runs))
+	}
+	for i, d := range s.Runs {
+		// A few more than injected: the generator sends a message
+		// before its first reaction or edit.
+		if d.Events < 290 || d.Events > 310 || d.RawEvents < 290 || d.RawEvents > 310 {
+			t.Errorf("%s run %d: events %d, raw %d; want about 300", name, i+1, d.Events, d.RawEvents)
+		}
+		if !d.Finished || d.QueueLost || d.InBroker != d.Events {
+			t.Errorf("%s run %d: %+v, want the whole backlog drained", name, i+1, d)
+		}
+		if d.RawFirst != (i == 1) {
+			t.Errorf("%s run %d: raw_first %t", name, i+1, d.RawFirst)
+		}
+		positive(t, name+" drain", d.BridgeSeconds, d.BridgeEPS, d.RawSeconds, d.RawEPS, d.Ratio, d.ReadySeconds)
+		rss(t, name+" drain", d.PeakRSSMiB)
+	}
+	if !s.Finished {
+		t.Errorf("%s: not finished", name)
+	}
+	positive(t, name+" drain median", s.MedianRatio, s.MedianBridgeEPS, s.MedianRawEPS)
 }
 
 // checkFields fails for every field of typ, recursively, missing from m.
@@ -207,6 +241,9 @@ func TestFlags(t *testing.T) {
 		{[]string{"-mix", "huge"}, `-mix "huge"`},
 		{[]string{"-cpuprofile", "/tmp/p", "-bridge", "/bin/bridge"}, "-cpuprofile needs"},
 		{[]string{"-max-response", "-5"}, "-max-response -5"},
+		{[]string{"-spool", "off"}, ""},
+		{[]string{"-spool", "on"}, ""},
+		{[]string{"-spool", "maybe"}, `-spool "maybe"`},
 		{[]string{"extra"}, "unexpected arguments: extra"},
 	}
 	for _, tt := range tests {
@@ -221,8 +258,14 @@ func TestFlags(t *testing.T) {
 		}
 	}
 	if cfg, _ := parseFlags(nil, io.Discard); cfg.runs != 3 || cfg.events != 100000 || cfg.big != 1000000 || cfg.rate != 1000 ||
-		cfg.duration != 10*time.Second || !reflect.DeepEqual(cfg.sinks, []string{"nats", "kafka"}) || cfg.mix != mixIssue {
+		cfg.duration != 10*time.Second || !reflect.DeepEqual(cfg.sinks, []string{"nats", "kafka"}) || cfg.mix != mixIssue ||
+		cfg.spool != spoolBoth || !reflect.DeepEqual(cfg.spools, []string{spoolOff, spoolOn}) {
 		t.Errorf("defaults %+v", cfg)
+	}
+	for in, want := range map[string][]string{"off": {spoolOff}, "on": {spoolOn}} {
+		if cfg, err := parseFlags([]string{"-spool", in}, io.Discard); err != nil || !reflect.DeepEqual(cfg.spools, want) {
+			t.Errorf("-spool %s: drains %v (%v), want %v", in, cfg.spools, err, want)
+		}
 	}
 }
 
@@ -259,6 +302,51 @@ func TestPercentiles(t *testing.T) {
 		}
 		if got := median(v); got != want {
 			t.Errorf("median(%v) = %v, want %v", v, got, want)
+		}
+	}
+}
+
+// TestReportOneSpoolMode checks the table and the JSON line when -spool
+// selects one drain: the other is absent, not zero, and its target is
+// not evaluated.
+func TestReportOneSpoolMode(t *testing.T) {
+	run := drainRun{Events: 1000, Finished: true, InBroker: 1000, BridgeSeconds: 0.5, RawEvents: 1000, RawSeconds: 0.25, RawAppendSeconds: 0.1}
+	run.rates()
+	for _, mode := range []string{spoolOff, spoolOn} {
+		sr := &sinkResult{}
+		d := sr.drain(mode)
+		d.Runs = []drainRun{run}
+		d.summarize()
+		r := &result{Events: 1000, Spool: mode, Sinks: map[string]*sinkResult{"nats": sr}}
+		r.evaluate()
+		var out bytes.Buffer
+		printTable(&out, r)
+		if err := printJSON(&out, r); err != nil {
+			t.Fatal(err)
+		}
+		text := out.String()
+		other, wantTarget, wantBaseline := spoolOn, "nats drain ratio", "raw client"
+		if mode == spoolOn {
+			other, wantTarget, wantBaseline = spoolOff, "nats drain ratio spool on", "spool + raw client"
+		}
+		if !strings.Contains(text, "BRIDGE_SPOOL="+mode+"  bridge") || strings.Contains(text, "BRIDGE_SPOOL="+other+"  bridge") || !strings.Contains(text, wantBaseline) {
+			t.Errorf("-spool %s: table\n%s", mode, text)
+		}
+		if d.MedianRatio != 0.5 || len(r.Targets) != 1 || r.Targets[0].Name != wantTarget || r.Targets[0].Value != 0.5 {
+			t.Errorf("-spool %s: median ratio %v, targets %+v", mode, d.MedianRatio, r.Targets)
+		}
+		line := text[strings.LastIndexByte(strings.TrimRight(text, "\n"), '\n')+1:]
+		var fields struct {
+			Sinks map[string]map[string]json.RawMessage `json:"sinks"`
+		}
+		if err := json.Unmarshal([]byte(line), &fields); err != nil {
+			t.Fatalf("-spool %s: %v\n%s", mode, err, line)
+		}
+		_, hasOff := fields.Sinks["nats"]["drain"]
+		_, hasOn := fields.Sinks["nats"]["drain_spool"]
+		_, hasCmp := fields.Sinks["nats"]["spool_on_off_bridge_ratio"]
+		if hasOff != (mode == spoolOff) || hasOn != (mode == spoolOn) || hasCmp {
+			t.Errorf("-spool %s: JSON drain %t, drain_spool %t, spool_on_off_bridge_ratio %t:\n%s", mode, hasOff, hasOn, hasCmp, line)
 		}
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/zulip-bridge/zulip-bridge/mapping"
 )
 
 const (
@@ -54,6 +56,10 @@ type broker interface {
 	// same kind and configuration (created under dir), and returns how
 	// long it took until the broker confirmed all of it.
 	raw(ctx context.Context, b backlog, dir string) (time.Duration, error)
+	// rawForwarder starts a fresh broker of the same kind and
+	// configuration for b's messages (under dir) and returns the raw
+	// client on it, publishing chunk by chunk (spoolraw.go).
+	rawForwarder(ctx context.Context, b backlog, dir string) (rawForwarder, error)
 	close()
 }
 
@@ -63,6 +69,8 @@ type backlog interface {
 	payloadBytes() int64
 	// withHeader counts the messages that have header key set to value.
 	withHeader(key, value string) int
+	// messages is the backlog as the bridge's messages, for a spool.
+	messages() []*mapping.Message
 }
 
 // startBroker starts a broker of the given kind with its storage under

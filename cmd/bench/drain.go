@@ -54,8 +54,9 @@ func (l *lane) close() {
 // prepare starts a broker and a bridge per sink against sim, lets each
 // bridge register its queue and stops it again (the queues are kept),
 // then injects n events of the mix (of its messages only with
-// messagesOnly), which queue up in every queue.
-func (b *bench) prepare(ctx context.Context, sim *zuliptest.Server, what string, sinks []string, n int, messagesOnly bool) ([]*lane, error) {
+// messagesOnly), which queue up in every queue. The bridges run with
+// BRIDGE_SPOOL=spoolMode.
+func (b *bench) prepare(ctx context.Context, sim *zuliptest.Server, what string, sinks []string, n int, messagesOnly bool, spoolMode string) ([]*lane, error) {
 	var lanes []*lane
 	known := map[string]bool{}
 	fail := func(err error) ([]*lane, error) {
@@ -82,7 +83,7 @@ func (b *bench) prepare(ctx context.Context, sim *zuliptest.Server, what string,
 		if err := br.prepare(ctx, tr.types()); err != nil {
 			return fail(fmt.Errorf("%s: %w", s, err))
 		}
-		if l.spec, err = b.newSpec(sim, filepath.Join(dir, "state"), br); err != nil {
+		if l.spec, err = b.newSpec(sim, filepath.Join(dir, "state"), br, spoolMode); err != nil {
 			return fail(err)
 		}
 		p, err := l.spec.start("")
@@ -231,15 +232,21 @@ func (l *lane) queueLost(sim *zuliptest.Server) bool {
 	return !mine
 }
 
-// drainRun is one run of the drain measurement for every sink.
-func (b *bench) drainRun(ctx context.Context, run int) (map[string]drainRun, error) {
+// drainRun is one run of the drain measurement for every sink, the
+// bridges with BRIDGE_SPOOL=spoolMode. With the spool off the baseline is
+// the raw client (rawRun); with it on, the raw work of the spool and the
+// raw client together (rawSpoolRun).
+func (b *bench) drainRun(ctx context.Context, run int, spoolMode string) (map[string]drainRun, error) {
 	sim, err := newSimulator()
 	if err != nil {
 		return nil, err
 	}
 	defer sim.Close()
-	what := fmt.Sprintf("drain-run%d", run+1)
-	lanes, err := b.prepare(ctx, sim, what, b.cfg.sinks, b.cfg.events, false)
+	what, raw := fmt.Sprintf("drain-run%d", run+1), b.rawRun
+	if spoolMode == spoolOn {
+		what, raw = fmt.Sprintf("drain-spool-run%d", run+1), b.rawSpoolRun
+	}
+	lanes, err := b.prepare(ctx, sim, what, b.cfg.sinks, b.cfg.events, false, spoolMode)
 	if err != nil {
 		return nil, err
 	}
@@ -255,10 +262,10 @@ func (b *bench) drainRun(ctx context.Context, run int) (map[string]drainRun, err
 	out := map[string]drainRun{}
 	for _, l := range lanes {
 		r := drainRun{Events: l.backlog, ReadySeconds: l.ready.Seconds()}
-		prev := b.prev[l.sink]
+		prev := b.prev[l.sink+"/"+spoolMode]
 		rawFirst := run%2 == 1 && prev != nil
 		if rawFirst {
-			if r.RawSeconds, r.RawCPUMicros, err = b.rawRun(ctx, l, prev); err != nil {
+			if err := raw(ctx, l, prev, &r); err != nil {
 				return nil, err
 			}
 			r.RawFirst, r.RawEvents = true, int64(prev.len())
@@ -279,35 +286,36 @@ func (b *bench) drainRun(ctx context.Context, run int) (map[string]drainRun, err
 		if int64(stored.len()) != o.inBroker {
 			return nil, fmt.Errorf("%s: read back %d messages, the broker counted %d", l.sink, stored.len(), o.inBroker)
 		}
-		b.prev[l.sink] = stored
+		b.prev[l.sink+"/"+spoolMode] = stored
 		if !rawFirst {
-			if r.RawSeconds, r.RawCPUMicros, err = b.rawRun(ctx, l, stored); err != nil {
+			if err := raw(ctx, l, stored, &r); err != nil {
 				return nil, err
 			}
 			r.RawEvents = int64(stored.len())
 		}
 		r.rates()
-		b.logf("%s %s: bridge %.0f events/s, raw %.0f events/s, ratio %.3f, peak RSS %.1f MiB%s",
-			what, l.sink, r.BridgeEPS, r.RawEPS, r.Ratio, r.PeakRSSMiB, o.describe(l.backlog))
+		b.logf("%s %s (BRIDGE_SPOOL=%s): bridge %.0f events/s, raw %.0f events/s, ratio %.3f, peak RSS %.1f MiB%s",
+			what, l.sink, spoolMode, r.BridgeEPS, r.RawEPS, r.Ratio, r.PeakRSSMiB, o.describe(l.backlog))
 		out[l.sink] = r
 	}
 	return out, nil
 }
 
-// rawRun publishes stored with the raw client and returns how long it
-// took and the CPU time per message this process (broker and client)
+// rawRun publishes stored with the raw client and records in r how long
+// it took and the CPU time per message this process (broker and client)
 // spent on it.
-func (b *bench) rawRun(ctx context.Context, l *lane, stored backlog) (seconds, cpuMicros float64, _ error) {
+func (b *bench) rawRun(ctx context.Context, l *lane, stored backlog, r *drainRun) error {
 	dir, err := tempDir(l.dir, "raw-")
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
 	began := selfCPU()
 	took, err := l.broker.raw(ctx, stored, dir)
 	if err != nil {
-		return 0, 0, fmt.Errorf("%s: %w", l.sink, err)
+		return fmt.Errorf("%s: %w", l.sink, err)
 	}
-	return took.Seconds(), micros(selfCPU()-began, stored.len()), nil
+	r.RawSeconds, r.RawCPUMicros = took.Seconds(), micros(selfCPU()-began, stored.len())
+	return nil
 }
 
 // micros is d per event, in microseconds.
@@ -327,7 +335,7 @@ func (b *bench) bigBacklog(ctx context.Context, sink string) (*bigResult, error)
 		return nil, err
 	}
 	defer sim.Close()
-	lanes, err := b.prepare(ctx, sim, "big", []string{sink}, b.cfg.big, false)
+	lanes, err := b.prepare(ctx, sim, "big", []string{sink}, b.cfg.big, false, spoolOff)
 	if err != nil {
 		return nil, err
 	}

@@ -175,7 +175,7 @@ func (b *bench) latency(ctx context.Context, sink string) (*latencyResult, error
 	case *kafkaBroker:
 		c = &kafkaConsumer{b: br, topics: bridgeTopics(tr.types())}
 	}
-	spec, err := b.newSpec(sim, filepath.Join(dir, "state"), br)
+	spec, err := b.newSpec(sim, filepath.Join(dir, "state"), br, spoolOff)
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,15 @@ import (
 	"time"
 
 	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
+	"github.com/zulip-bridge/zulip-bridge/spool"
 )
+
+// spoolBoth is -spool's default: a drain measurement with the spool off
+// and one with it on.
+const spoolBoth = "both"
+
+// spoolOff and spoolOn are BRIDGE_SPOOL's values.
+const spoolOff, spoolOn = spool.ModeOff, spool.ModeOn
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -41,6 +49,10 @@ type config struct {
 	mix         string
 	maxResponse int64
 	checkpoint  string
+	// spool is -spool: both, off or on; spools are the drain
+	// measurements it selects, in order.
+	spool  string
+	spools []string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -60,6 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "longest wait for one backlog to drain; a backlog not drained by then is reported as did not finish")
 	fs.Int64Var(&cfg.maxResponse, "max-response", 0, "BRIDGE_ZULIP_MAX_RESPONSE_BYTES of every bridge (the largest single event); 0 leaves the bridge's default")
 	fs.StringVar(&cfg.checkpoint, "checkpoint", "file", "checkpoint store of every bridge: file (fsynced in the state dir, the default) or broker (nats-kv with JetStream, kafka with Kafka)")
+	fs.StringVar(&cfg.spool, "spool", spoolBoth, "drain measurements: off (BRIDGE_SPOOL=off against the raw client), on (BRIDGE_SPOOL=on against a spool append overlapped with the raw client forwarding from it) or both; the other measurements always run with BRIDGE_SPOOL=off")
 	fs.Uint64Var(&cfg.seed, "seed", 1, "traffic generator seed")
 	fs.StringVar(&cfg.mix, "mix", mixIssue, "traffic: issue (issue 13's: 55% stream messages of about 1 KB, 15% direct messages, typing, reactions, edits) or default (zuliptest.DefaultMix: every kind of event, short messages)")
 	if err := fs.Parse(args); err != nil {
@@ -98,6 +111,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if cfg.mix != mixIssue && cfg.mix != mixDefault {
 		problems = append(problems, fmt.Sprintf("-mix %q: want %s or %s (example: -mix issue)", cfg.mix, mixIssue, mixDefault))
+	}
+	switch cfg.spool {
+	case spoolBoth:
+		cfg.spools = []string{spool.ModeOff, spool.ModeOn}
+	case spool.ModeOff, spool.ModeOn:
+		cfg.spools = []string{cfg.spool}
+	default:
+		problems = append(problems, fmt.Sprintf("-spool %q: want both, off or on (example: -spool both)", cfg.spool))
 	}
 	seen := map[string]bool{}
 	for _, s := range strings.Split(sinks, ",") {
@@ -173,7 +194,7 @@ func (b *bench) measure(ctx context.Context) (*result, error) {
 	res := &result{
 		GoVersion: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(),
 		Runs: b.cfg.runs, Events: b.cfg.events, Big: b.cfg.big, Rate: b.cfg.rate, Mix: b.cfg.mix,
-		MaxResponseBytes: b.cfg.maxResponse, Checkpoint: b.cfg.checkpoint,
+		MaxResponseBytes: b.cfg.maxResponse, Checkpoint: b.cfg.checkpoint, Spool: b.cfg.spool,
 		DurationSeconds: b.cfg.duration.Seconds(), Load1Start: load1(),
 		Sinks: map[string]*sinkResult{},
 	}
@@ -207,17 +228,20 @@ func (b *bench) measure(ctx context.Context) (*result, error) {
 	res.AvgEventBytes = avg
 
 	for run := 0; run < b.cfg.runs; run++ {
-		runs, err := b.drainRun(ctx, run)
-		if err != nil {
-			return nil, fmt.Errorf("drain run %d: %w", run+1, err)
-		}
-		for s, r := range runs {
-			d := &res.Sinks[s].Drain
-			d.Runs = append(d.Runs, r)
+		for _, mode := range b.cfg.spools {
+			runs, err := b.drainRun(ctx, run, mode)
+			if err != nil {
+				return nil, fmt.Errorf("drain run %d, BRIDGE_SPOOL=%s: %w", run+1, mode, err)
+			}
+			for s, r := range runs {
+				res.Sinks[s].drain(mode).Runs = append(res.Sinks[s].drain(mode).Runs, r)
+			}
 		}
 	}
 	for _, s := range b.cfg.sinks {
-		res.Sinks[s].Drain.summarize()
+		for _, mode := range b.cfg.spools {
+			res.Sinks[s].drain(mode).summarize()
+		}
 	}
 	for _, s := range b.cfg.sinks {
 		lat, err := b.latency(ctx, s)
@@ -263,9 +287,11 @@ func (b *bench) profilePath(what string) string {
 	return p
 }
 
-// newSpec is a bridge against sim and br with its state in stateDir.
-func (b *bench) newSpec(sim *zuliptest.Server, stateDir string, br broker) (*bridgeSpec, error) {
-	env := br.env()
+// newSpec is a bridge against sim and br with its state in stateDir and
+// BRIDGE_SPOOL=spoolMode (always set: the bridge's default depends on the
+// checkpoint store and the broker, and a figure must say which it is).
+func (b *bench) newSpec(sim *zuliptest.Server, stateDir string, br broker, spoolMode string) (*bridgeSpec, error) {
+	env := append(br.env(), "BRIDGE_SPOOL="+spoolMode)
 	if b.cfg.maxResponse > 0 {
 		env = append(env, fmt.Sprintf("BRIDGE_ZULIP_MAX_RESPONSE_BYTES=%d", b.cfg.maxResponse))
 	}
