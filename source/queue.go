@@ -169,9 +169,10 @@ type Queue struct {
 	// after they started; the next GET waits a backoff for them, and
 	// failure is the last one's error.
 	failures int
-	// down is true from a failed GET /events until one succeeds, so that
-	// an outage of Zulip is logged once each way, not at every attempt;
-	// downSince is when it began. Only Next uses them.
+	// down is true from a failed GET /events until a response is read to
+	// its end, so that an outage of Zulip is logged once each way, not at
+	// every attempt (a response that starts and then breaks off is part
+	// of the outage); downSince is when it began. Guarded by mu.
 	down      bool
 	downSince time.Time
 	failure   error
@@ -269,6 +270,7 @@ func (q *Queue) ended(err error) {
 	switch {
 	case errors.Is(err, io.EOF):
 		q.failures, q.failure = 0, nil
+		q.recoveredLocked()
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 	default:
 		q.failures++
@@ -322,6 +324,9 @@ func (q *Queue) Next(ctx context.Context) (Batch, error) {
 				// another client is polling this queue; back off rather
 				// than fight over it.
 				if empties++; empties == 1 {
+					q.mu.Lock()
+					q.recoveredLocked() // a whole answer, if an empty one
+					q.mu.Unlock()
 					continue
 				}
 				err = &MalformedResponseError{Method: http.MethodGet, Endpoint: "/api/v1/events",
@@ -331,7 +336,6 @@ func (q *Queue) Next(ctx context.Context) (Batch, error) {
 			}
 		}
 		if err == nil {
-			q.getRecovered(queueID)
 			b := Batch{QueueID: queueID, r: &batchReader{q: q, ev: ev, first: &first, last: last}}
 			q.mu.Lock()
 			q.lastSuccess = q.c.clock.Now()
@@ -362,19 +366,25 @@ func (q *Queue) Next(ctx context.Context) (Batch, error) {
 // getFailed logs a failed GET /events: at warn when it starts an outage,
 // at debug for the attempts after it.
 func (q *Queue) getFailed(queueID string, attempt int, retryIn time.Duration, err error) {
-	if !q.down {
+	q.mu.Lock()
+	first := !q.down
+	if first {
 		q.down, q.downSince = true, q.c.clock.Now()
+	}
+	q.mu.Unlock()
+	if first {
 		q.c.log.Warn("zulip get events failed, retrying", "queue_id", queueID, "attempt", attempt, "retry_in", retryIn, "error", err)
 		return
 	}
 	q.c.log.Debug("zulip get events still failing", "queue_id", queueID, "attempt", attempt, "retry_in", retryIn, "error", err)
 }
 
-// getRecovered logs, once, that GET /events works again after an outage.
-func (q *Queue) getRecovered(queueID string) {
+// recoveredLocked logs, once, that GET /events works again after an
+// outage: a response was read to its end. q.mu is held.
+func (q *Queue) recoveredLocked() {
 	if q.down {
 		q.down = false
-		q.c.log.Info("zulip get events recovered", "queue_id", queueID, "outage", q.c.clock.Since(q.downSince).Round(time.Millisecond).String())
+		q.c.log.Info("zulip get events recovered", "queue_id", q.st.QueueID, "outage", q.c.clock.Since(q.downSince).Round(time.Millisecond).String())
 	}
 }
 
