@@ -309,7 +309,7 @@ func printTable(w io.Writer, r *result) {
 	}
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "latency at %.0f events/s for %.0fs (BRIDGE_SPOOL=off)\tp50\tp99\tp999\tRSS (peak)\t\n", r.Rate, r.DurationSeconds)
+	fmt.Fprintf(tw, "latency at %.0f events/s for %gs (BRIDGE_SPOOL=off)\tp50\tp99\tp999\tRSS (peak)\t\n", r.Rate, r.DurationSeconds)
 	for _, s := range sortedSinks(r) {
 		l := r.Sinks[s].Latency
 		if l == nil {
