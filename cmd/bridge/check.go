@@ -351,10 +351,13 @@ func checkKafka(ctx context.Context, cfg *config) error {
 		_ = s.Close(cctx)
 	}()
 	err = s.Ready(ctx)
+	// The dialer's own timeout is the step's: whichever fires first, the
+	// brokers did not answer in time.
+	var ne net.Error
 	switch {
 	case err == nil:
 		return nil
-	case ctx.Err() != nil:
+	case ctx.Err() != nil, errors.As(err, &ne) && ne.Timeout():
 		return fmt.Errorf("brokers %s (BRIDGE_KAFKA_BROKERS) did not answer within %s (BRIDGE_KAFKA_DIAL_TIMEOUT): %w",
 			brokers, kafkaCheckTimeout(cfg), err)
 	default:
