@@ -47,6 +47,33 @@ func (p *Pipeline) forward(ctx context.Context, drain <-chan struct{}) error {
 		tail = maps.Clone(keys)
 		p.log.Info("spool: read back what the broker stored after the last forwarded entry", "forwarded", seq, "count", len(keys))
 	}
+	// Marks are written beside the publishing, newest first (markSlot):
+	// the next chunk is on its way while the last one's mark is fsynced. A
+	// mark that fails for good stops the forwarder.
+	lctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	marks := newMarkSlot()
+	recorded := make(chan error, 1)
+	go func() {
+		err := p.recordForwarded(lctx, marks)
+		if err != nil {
+			fail(err)
+		}
+		recorded <- err
+	}()
+	err = p.forwardLoop(lctx, drain, seq, skip, tail, marks)
+	marks.close()
+	if rerr := <-recorded; rerr != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		err = rerr
+	}
+	return p.forwardStopped(ctx, err)
+}
+
+// forwardLoop reads, publishes and hands each confirmed chunk's mark on,
+// until drain is closed and the spool is forwarded to its end (nil), or
+// ctx ends.
+func (p *Pipeline) forwardLoop(ctx context.Context, drain <-chan struct{}, seq uint64, skip, tail map[string]struct{}, marks *markSlot) error {
+	w := p.fwd
 	// Reads wait for entries until the loop stops; then they take what is
 	// left and the forwarder returns once it has caught up.
 	waiting, stopWaiting := context.WithCancel(ctx)
@@ -61,8 +88,11 @@ func (p *Pipeline) forward(ctx context.Context, drain <-chan struct{}) error {
 	for {
 		rctx := waiting
 		if waiting.Err() != nil {
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
 			if seq >= p.spool.Last() {
-				return p.forwardStopped(ctx, ctx.Err())
+				return nil
 			}
 			rctx = ctx
 		}
@@ -71,7 +101,7 @@ func (p *Pipeline) forward(ctx context.Context, drain <-chan struct{}) error {
 			if ctx.Err() == nil && waiting.Err() != nil {
 				continue // the loop stopped: take what is left
 			}
-			return p.forwardStopped(ctx, fmt.Errorf("spool: %w", err))
+			return fmt.Errorf("spool: %w", err)
 		}
 		msgs := make([]*mapping.Message, 0, len(es))
 		matched := false
@@ -84,7 +114,7 @@ func (p *Pipeline) forward(ctx context.Context, drain <-chan struct{}) error {
 			}
 		}
 		if err := w.publish(ctx, msgs); err != nil {
-			return p.forwardStopped(ctx, err)
+			return err
 		}
 		// As the loop does (closeTail): while what the last run forwarded
 		// after its mark may still come, the mark keeps its position.
@@ -93,16 +123,28 @@ func (p *Pipeline) forward(ctx context.Context, drain <-chan struct{}) error {
 		}
 		if w.rec != nil && len(msgs) > 0 && len(tail) == 0 {
 			if w.pos, err = w.position(ctx); err != nil {
-				return p.forwardStopped(ctx, err)
+				return err
 			}
 		}
 		crashpoint.Here(crashpoint.Forwarded)
 		last := es[len(es)-1].Seq
 		p.log.Debug("spool: forwarded", "from", es[0].Seq, "to", last, "published", len(msgs))
-		if err := p.retry(ctx, "spool: record what was forwarded", func() error { return p.spool.Forward(last, w.pos) }); err != nil {
-			return p.forwardStopped(ctx, err)
-		}
+		marks.put(mark{lastID: int64(last), pos: w.pos})
 		seq = last
+	}
+}
+
+// recordForwarded writes the newest forward mark into the spool until the
+// slot is closed and empty.
+func (p *Pipeline) recordForwarded(ctx context.Context, marks *markSlot) error {
+	for {
+		m, ok, err := marks.take(ctx)
+		if !ok {
+			return err
+		}
+		if err := p.retry(ctx, "spool: record what was forwarded", func() error { return p.spool.Forward(uint64(m.lastID), m.pos) }); err != nil {
+			return err
+		}
 	}
 }
 

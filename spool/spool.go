@@ -423,17 +423,26 @@ func (s *Spool) record(f *forwardMark) error {
 				return err
 			}
 		}
+		if to < from {
+			return nil
+		}
 		b := tx.Bucket(bucketEntries)
-		for seq := from; seq <= to; seq++ {
-			k := seqKey(seq)
-			if v := b.Get(k); v != nil {
-				freed += int64(len(v))
-				n++
-				if err := b.Delete(k); err != nil {
-					return err
-				}
+		// Keys are collected first: deleting under a cursor moves it.
+		var keys [][]byte
+		c := b.Cursor()
+		for k, v := c.Seek(seqKey(from)); k != nil; k, v = c.Next() {
+			if seq, _ := parseKey(k); seq > to {
+				break
+			}
+			keys = append(keys, bytes.Clone(k))
+			freed += int64(len(v))
+		}
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
+				return err
 			}
 		}
+		n = len(keys)
 		return nil
 	})
 	if err != nil {
