@@ -147,25 +147,25 @@ func (d *decoder) varint() int64 {
 	return v
 }
 
-func (d *decoder) bytes() []byte {
+// field returns the next length-prefixed field, nil when it is cut short
+// (the decoder has failed).
+func (d *decoder) field() []byte {
 	n := d.uvarint()
 	if n > uint64(len(d.b)) {
 		d.fail()
 		return nil
 	}
-	v := make([]byte, n)
-	copy(v, d.b)
+	v := d.b[:n]
 	d.b = d.b[n:]
 	return v
 }
 
-func (d *decoder) string() string {
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail()
-		return ""
+func (d *decoder) bytes() []byte {
+	f := d.field()
+	if d.err != nil {
+		return nil
 	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
+	return append(make([]byte, 0, len(f)), f...)
 }
+
+func (d *decoder) string() string { return string(d.field()) }

@@ -33,20 +33,8 @@ type crashRun struct {
 
 func (c crashRun) run(t *testing.T) {
 	w := newWorld(t, zuliptest.Config{HeartbeatInterval: 100 * time.Millisecond})
-	seed := uint64(time.Now().UnixNano())
-	rng := rand.New(rand.NewPCG(seed, 1))
-	t.Logf("seed %d", seed)
-
-	p := w.start(c.extra...)
-	queueID := w.queueID(30 * time.Second)
-	// Kills start once the queue is durable: the bridge polls a queue only
-	// after checkpointing its registration. A bridge killed before that
-	// leaves a queue that delivered nothing, and its successor registers
-	// another, which would not be the queue this test watches.
-	testutil.WaitFor(t, 30*time.Second, "the bridge to poll its queue", func() bool {
-		qs := w.sim.Queues()
-		return len(qs) == 1 && qs[0].Waiting
-	})
+	rng := seeded(t, 1)
+	p, queueID := w.startPolling(c.extra...)
 
 	gen, err := zuliptest.NewGenerator(w.sim, zuliptest.GeneratorConfig{Seed: rng.Uint64()})
 	if err != nil {
@@ -117,6 +105,30 @@ func (c crashRun) run(t *testing.T) {
 	}
 	t.Logf("%d events generated, %d kills (%d with a batch in flight), last event id %d", produced.Load(), c.kills, midBatch, last)
 	c.check(w, queueID)
+}
+
+// seeded returns a random source seeded from the clock, logging the seed
+// so that a failing run can be told apart.
+func seeded(t *testing.T, stream uint64) *rand.Rand {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	return rand.New(rand.NewPCG(seed, stream))
+}
+
+// startPolling starts a bridge and waits until it polls its queue. Kills
+// start only then: the bridge polls a queue only after checkpointing its
+// registration, and one killed before that leaves a queue that delivered
+// nothing; its successor registers another, which would not be the queue
+// the test watches.
+func (w *world) startPolling(extra ...string) (*bridgeProc, string) {
+	w.t.Helper()
+	p := w.start(extra...)
+	queueID := w.queueID(30 * time.Second)
+	testutil.WaitFor(w.t, 30*time.Second, "the bridge to poll its queue", func() bool {
+		qs := w.sim.Queues()
+		return len(qs) == 1 && qs[0].Waiting
+	})
+	return p, queueID
 }
 
 // waitResumed waits until p has resumed its queue, by its log.
@@ -251,17 +263,9 @@ type midResponseRun struct {
 
 func (c midResponseRun) run(t *testing.T) {
 	w := newWorld(t, zuliptest.Config{})
-	seed := uint64(time.Now().UnixNano())
-	rng := rand.New(rand.NewPCG(seed, 2))
-	t.Logf("seed %d", seed)
+	rng := seeded(t, 2)
 	extra := append([]string{"BRIDGE_PUBLISH_BATCH=20"}, c.extra...)
-
-	p := w.start(extra...)
-	queueID := w.queueID(30 * time.Second)
-	testutil.WaitFor(t, 30*time.Second, "the bridge to poll its queue", func() bool {
-		qs := w.sim.Queues()
-		return len(qs) == 1 && qs[0].Waiting
-	})
+	p, queueID := w.startPolling(extra...)
 	p.kill()
 	// The backlog piles up while no bridge runs: the next GET returns it
 	// all in one response.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -48,15 +47,8 @@ type crashPointRun struct {
 
 func (c crashPointRun) run(t *testing.T) {
 	w := newWorld(t, zuliptest.Config{HeartbeatInterval: 100 * time.Millisecond})
-	seed := uint64(time.Now().UnixNano())
-	rng := rand.New(rand.NewPCG(seed, 3))
-	t.Logf("seed %d", seed)
-	p := w.start(c.extra...)
-	queueID := w.queueID(30 * time.Second)
-	testutil.WaitFor(t, 30*time.Second, "the bridge to poll its queue", func() bool {
-		qs := w.sim.Queues()
-		return len(qs) == 1 && qs[0].Waiting
-	})
+	rng := seeded(t, 3)
+	p, queueID := w.startPolling(c.extra...)
 	p.kill()
 	gen, err := zuliptest.NewGenerator(w.sim, zuliptest.GeneratorConfig{Seed: rng.Uint64()})
 	if err != nil {
