@@ -89,6 +89,7 @@ type Spool struct {
 	bytes     int64           // bytes of the entries stored
 	stored    int             // entries stored (forwarded ones not yet dropped included)
 	full      bool            // a Publish is waiting for room
+	lowered   bool            // limit is half the filesystem, below Options.MaxBytes
 	// changed is closed and replaced when something a waiter waits for
 	// happens: an append or a release (Read), a drop (Publish), Close.
 	changed chan struct{}
@@ -115,6 +116,12 @@ func Open(dir string, opts Options) (*Spool, error) {
 	s := &Spool{
 		db: db, path: path, limit: cmp.Or(opts.MaxBytes, DefaultMaxBytes),
 		clock: opts.Clock, changed: make(chan struct{}),
+	}
+	// The spool file never shrinks and the checkpoint lives beside it: a
+	// limit beyond half the filesystem (a small volume) would let a long
+	// outage fill the disk and wedge the checkpoint. Limit reports it.
+	if fs := filesystemBytes(dir); fs > 0 && s.limit > fs/2 {
+		s.limit, s.lowered = max(fs/2, 1), true
 	}
 	if s.clock == nil {
 		s.clock = clockwork.NewRealClock()
@@ -186,6 +193,11 @@ func (s *Spool) load(tx *bolt.Tx, site string) error {
 	}
 	return nil
 }
+
+// Lowered reports whether the limit is half the filesystem holding the
+// spool rather than Options.MaxBytes, which would not fit beside the
+// checkpoint.
+func (s *Spool) Lowered() bool { return s.lowered }
 
 // Path is the spool file.
 func (s *Spool) Path() string { return s.path }

@@ -274,3 +274,22 @@ func TestForeignPositionMeansEverything(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitFitsTheFilesystem: a limit beyond half the filesystem holding
+// the spool is lowered to that half, and says so.
+func TestLimitFitsTheFilesystem(t *testing.T) {
+	dir := t.TempDir()
+	fs := filesystemBytes(dir)
+	if fs == 0 {
+		t.Skip("the filesystem's size cannot be read on this platform")
+	}
+	s := open(t, dir, Options{MaxBytes: 1 << 62})
+	if !s.Lowered() || s.Stats().Limit != fs/2 {
+		t.Errorf("limit %d (lowered %v) on a filesystem of %d bytes, want %d", s.Stats().Limit, s.Lowered(), fs, fs/2)
+	}
+	s.Close(context.Background())
+	s = open(t, dir, Options{MaxBytes: MinMaxBytes})
+	if s.Lowered() || s.Stats().Limit != MinMaxBytes {
+		t.Errorf("limit %d (lowered %v), want %d as configured", s.Stats().Limit, s.Lowered(), MinMaxBytes)
+	}
+}

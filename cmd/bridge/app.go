@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -237,6 +238,10 @@ func (a *app) openSpool() (json.RawMessage, error) {
 		a.tel.ObserveSpool(sp.Stats)
 		st := sp.Stats()
 		a.log.Info("spool on: events are acknowledged to Zulip once durable in it", "path", sp.Path(), "pending", st.Pending, "bytes", st.Bytes, "max_bytes", st.Limit)
+		if sp.Lowered() {
+			a.log.Warn("spool limit lowered to half the filesystem holding it, so that a long outage cannot fill the disk under the checkpoint; give the volume more room or lower BRIDGE_SPOOL_MAX_BYTES",
+				"max_bytes", st.Limit, "BRIDGE_SPOOL_MAX_BYTES", cmp.Or(a.cfg.Spool.MaxBytes, spool.DefaultMaxBytes))
+		}
 		return nil, nil
 	}
 	if _, err := os.Stat(filepath.Join(dir, spool.FileName)); err != nil {
