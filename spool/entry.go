@@ -169,3 +169,53 @@ func (d *decoder) bytes() []byte {
 }
 
 func (d *decoder) string() string { return string(d.field()) }
+
+// A batch's stored form, the value of one key (the sequence number of its
+// first entry): the number of entries, then each entry as a uvarint
+// length and its bytes. One key per batch keeps bbolt's tree small and a
+// batch's append one insertion, however many events it holds.
+
+func encodeBatch(entries [][]byte) []byte {
+	n := binary.MaxVarintLen64
+	for _, e := range entries {
+		n += binary.MaxVarintLen64 + len(e)
+	}
+	b := binary.AppendUvarint(make([]byte, 0, n), uint64(len(entries)))
+	for _, e := range entries {
+		b = appendBytes(b, e)
+	}
+	return b
+}
+
+// batchCount returns how many entries a stored batch holds.
+func batchCount(v []byte) (int, error) {
+	n, k := binary.Uvarint(v)
+	if k <= 0 || n == 0 || n > uint64(len(v)) {
+		return 0, fmt.Errorf("%w: batch header", ErrCorrupt)
+	}
+	return int(n), nil
+}
+
+// eachEntry calls fn with the index and bytes of every entry of a stored
+// batch, in order, until fn returns false.
+func eachEntry(v []byte, fn func(i int, entry []byte) bool) error {
+	count, err := batchCount(v)
+	if err != nil {
+		return err
+	}
+	_, k := binary.Uvarint(v)
+	d := decoder{b: v[k:]}
+	for i := range count {
+		e := d.field()
+		if d.err != nil {
+			return fmt.Errorf("%w: entry %d of %d: %w", ErrCorrupt, i, count, d.err)
+		}
+		if !fn(i, e) {
+			return nil
+		}
+	}
+	if len(d.b) != 0 {
+		return fmt.Errorf("%w: %d bytes after the batch", ErrCorrupt, len(d.b))
+	}
+	return nil
+}

@@ -27,7 +27,7 @@ const FileName = "spool.db"
 
 // formatVersion is the version of what the spool file holds; Open refuses
 // another.
-const formatVersion = "1"
+const formatVersion = "2"
 
 var (
 	// ErrFull means the spool holds MaxBytes: Publish waits for the
@@ -86,6 +86,7 @@ type Spool struct {
 	sinkPos   json.RawMessage // broker position recorded with forwarded
 	released  uint64          // the Zulip checkpoint covers up to here
 	dropped   uint64          // entries up to here are deleted
+	tried     uint64          // the last drop went up to here (a batch goes whole)
 	bytes     int64           // bytes of the entries stored
 	stored    int             // entries stored (forwarded ones not yet dropped included)
 	full      bool            // a Publish is waiting for room
@@ -172,13 +173,14 @@ func (s *Spool) load(tx *bolt.Tx, site string) error {
 	first := true
 	err = entries.ForEach(func(k, v []byte) error {
 		seq, ok := parseKey(k)
-		if !ok || seq > s.last {
-			return fmt.Errorf("%w: entry key %x", ErrCorrupt, k)
+		count, err := batchCount(v)
+		if !ok || err != nil || seq+uint64(count)-1 > s.last {
+			return fmt.Errorf("%w: batch at key %x", ErrCorrupt, k)
 		}
 		if first {
 			s.dropped, first = seq-1, false
 		}
-		s.stored++
+		s.stored += count
 		s.bytes += int64(len(v))
 		return nil
 	})
@@ -211,11 +213,11 @@ func (s *Spool) Publish(ctx context.Context, msgs []*mapping.Message) error {
 	}
 	now := s.clock.Now()
 	vals := make([][]byte, len(msgs))
-	var size int64
 	for i, m := range msgs {
 		vals[i] = encodeEntry(now, m)
-		size += int64(len(vals[i]))
 	}
+	batch := encodeBatch(vals)
+	size := int64(len(batch))
 	first, err := s.waitRoom(ctx, size)
 	if err != nil {
 		return err
@@ -223,10 +225,8 @@ func (s *Spool) Publish(ctx context.Context, msgs []*mapping.Message) error {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEntries)
 		b.FillPercent = 1 // keys only ever grow: pack the pages
-		for i, v := range vals {
-			if err := b.Put(seqKey(first+uint64(i)), v); err != nil {
-				return err
-			}
+		if err := b.Put(seqKey(first), batch); err != nil {
+			return err
 		}
 		return tx.Bucket(bucketMeta).Put(metaLast, seqKey(first+uint64(len(vals))-1))
 	})
@@ -292,15 +292,14 @@ func (s *Spool) PublishedSince(_ context.Context, pos json.RawMessage) (map[stri
 	after, _ := ParsePosition(pos)
 	keys := map[string]struct{}{}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketEntries).Cursor()
-		for k, v := c.Seek(seqKey(after + 1)); k != nil; k, v = c.Next() {
-			m, _, err := decodeEntry(v)
+		return scanFrom(tx, after+1, func(_ uint64, e []byte) (bool, error) {
+			m, _, err := decodeEntry(e)
 			if err != nil {
-				return fmt.Errorf("entry %x: %w", k, err)
+				return false, err
 			}
 			keys[m.DedupKey] = struct{}{}
-		}
-		return nil
+			return true, nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("spool read-back: %w", err)
@@ -338,21 +337,21 @@ func (s *Spool) Forwarded() (uint64, json.RawMessage) {
 	return s.forwarded, s.sinkPos
 }
 
-// Read returns, in order, up to max entries appended after seq and about
+// Read returns, in order, up to maxEntries entries appended after seq and about
 // maxBytes of them (at least one), waiting until there is one. While it
 // waits it drops what is forwarded and checkpointed. It fails only when
 // ctx ends or the spool is closed.
-func (s *Spool) Read(ctx context.Context, after uint64, max, maxBytes int) ([]Entry, error) {
+func (s *Spool) Read(ctx context.Context, after uint64, maxEntries, maxBytes int) ([]Entry, error) {
 	for {
 		s.mu.Lock()
 		closed, last, changed := s.closed, s.last, s.changed
-		droppable := min(s.forwarded, s.released) > s.dropped
+		droppable := min(s.forwarded, s.released) > max(s.dropped, s.tried)
 		s.mu.Unlock()
 		switch {
 		case closed:
 			return nil, ErrClosed
 		case last > after:
-			return s.read(after, max, maxBytes)
+			return s.read(after, maxEntries, maxBytes)
 		case droppable:
 			if err := s.record(nil); err != nil {
 				return nil, err
@@ -367,21 +366,22 @@ func (s *Spool) Read(ctx context.Context, after uint64, max, maxBytes int) ([]En
 	}
 }
 
-func (s *Spool) read(after uint64, max, maxBytes int) ([]Entry, error) {
+func (s *Spool) read(after uint64, maxEntries, maxBytes int) ([]Entry, error) {
 	var out []Entry
+	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketEntries).Cursor()
-		n := 0
-		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < max && (n < maxBytes || len(out) == 0); k, v = c.Next() {
-			seq, _ := parseKey(k)
-			m, at, err := decodeEntry(v)
+		return scanFrom(tx, after+1, func(seq uint64, e []byte) (bool, error) {
+			if len(out) >= maxEntries || (n >= maxBytes && len(out) > 0) {
+				return false, nil
+			}
+			m, at, err := decodeEntry(e)
 			if err != nil {
-				return fmt.Errorf("entry %d: %w", seq, err)
+				return false, fmt.Errorf("entry %d: %w", seq, err)
 			}
 			out = append(out, Entry{Seq: seq, Appended: at, Msg: m})
-			n += len(v)
-		}
-		return nil
+			n += len(e)
+			return true, nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("spool read: %w", err)
@@ -390,6 +390,53 @@ func (s *Spool) read(after uint64, max, maxBytes int) ([]Entry, error) {
 		return nil, fmt.Errorf("%w: entry %d is missing", ErrCorrupt, after+1)
 	}
 	return out, nil
+}
+
+// scanFrom calls fn with every entry from sequence number from on, in
+// order, until fn returns false or an error. The batch holding from may
+// start before it.
+func scanFrom(tx *bolt.Tx, from uint64, fn func(seq uint64, entry []byte) (bool, error)) error {
+	c := tx.Bucket(bucketEntries).Cursor()
+	k, v := c.Seek(seqKey(from))
+	if pk, pv := c.Prev(); pk != nil {
+		// The batch before the one Seek found may hold from.
+		if first, _ := parseKey(pk); first < from {
+			if count, err := batchCount(pv); err == nil && first+uint64(count) > from {
+				k, v = pk, pv
+			} else {
+				k, v = c.Next()
+			}
+		} else {
+			k, v = c.Next()
+		}
+	} else {
+		k, v = c.First()
+	}
+	for ; k != nil; k, v = c.Next() {
+		first, ok := parseKey(k)
+		if !ok {
+			return fmt.Errorf("%w: batch key %x", ErrCorrupt, k)
+		}
+		more := true
+		var ferr error
+		err := eachEntry(v, func(i int, e []byte) bool {
+			seq := first + uint64(i)
+			if seq < from {
+				return true
+			}
+			more, ferr = fn(seq, e)
+			return more && ferr == nil
+		})
+		switch {
+		case ferr != nil:
+			return ferr
+		case err != nil:
+			return err
+		case !more:
+			return nil
+		}
+	}
+	return nil
 }
 
 // Forward records durably that the broker confirmed every entry up to seq,
@@ -415,10 +462,11 @@ func (s *Spool) record(f *forwardMark) error {
 	if f != nil {
 		forwarded = f.seq
 	}
-	from, to := s.dropped+1, min(forwarded, s.released)
+	to := min(forwarded, s.released)
 	s.mu.Unlock()
 	var freed int64
 	var n int
+	dropped := uint64(0)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if f != nil {
 			meta := tx.Bucket(bucketMeta)
@@ -435,26 +483,30 @@ func (s *Spool) record(f *forwardMark) error {
 				return err
 			}
 		}
-		if to < from {
-			return nil
-		}
 		b := tx.Bucket(bucketEntries)
-		// Keys are collected first: deleting under a cursor moves it.
+		// Keys are collected first: deleting under a cursor moves it. A
+		// batch goes once all of it may.
 		var keys [][]byte
 		c := b.Cursor()
-		for k, v := c.Seek(seqKey(from)); k != nil; k, v = c.Next() {
-			if seq, _ := parseKey(k); seq > to {
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			first, _ := parseKey(k)
+			count, err := batchCount(v)
+			if err != nil {
+				return err
+			}
+			if first+uint64(count)-1 > to {
 				break
 			}
 			keys = append(keys, bytes.Clone(k))
 			freed += int64(len(v))
+			n += count
+			dropped = first + uint64(count) - 1
 		}
 		for _, k := range keys {
 			if err := b.Delete(k); err != nil {
 				return err
 			}
 		}
-		n = len(keys)
 		return nil
 	})
 	if err != nil {
@@ -464,7 +516,8 @@ func (s *Spool) record(f *forwardMark) error {
 	if f != nil {
 		s.forwarded, s.sinkPos = f.seq, bytes.Clone(f.pos)
 	}
-	s.dropped = max(s.dropped, to)
+	s.dropped = max(s.dropped, dropped)
+	s.tried = max(s.tried, to)
 	s.bytes -= freed
 	s.stored -= n
 	if n > 0 {
@@ -499,10 +552,12 @@ func (s *Spool) Stats() Stats {
 	s.mu.Unlock()
 	if st.Pending > 0 && !closed {
 		_ = s.db.View(func(tx *bolt.Tx) error {
-			if v := tx.Bucket(bucketEntries).Get(seqKey(st.Forwarded + 1)); len(v) >= 8 {
-				st.Oldest = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
-			}
-			return nil
+			return scanFrom(tx, st.Forwarded+1, func(_ uint64, e []byte) (bool, error) {
+				if len(e) >= 8 {
+					st.Oldest = time.Unix(0, int64(binary.BigEndian.Uint64(e)))
+				}
+				return false, nil
+			})
 		})
 	}
 	return st

@@ -128,18 +128,27 @@ func TestAppendReadForward(t *testing.T) {
 	if st := s.Stats(); st.Pending != 3 || st.Forwarded != 5 || s.stored != 8 {
 		t.Fatalf("stats %+v stored %d", st, s.stored)
 	}
+	// A batch goes once all of it is forwarded and checkpointed: 1..5
+	// (the first batch), not 6..8 (only 6 of it forwarded).
 	s.Checkpointed(position(3))
 	if err := s.Forward(6, json.RawMessage(`{"stream_seq":43}`)); err != nil {
 		t.Fatal(err)
 	}
-	if s.stored != 5 { // 1..3 dropped
-		t.Fatalf("stored %d after checkpoint at 3 and forward to 6", s.stored)
+	if s.stored != 8 {
+		t.Fatalf("stored %d after checkpoint at 3 (inside the first batch) and forward to 6", s.stored)
+	}
+	s.Checkpointed(position(7))
+	if err := s.Forward(6, json.RawMessage(`{"stream_seq":43}`)); err != nil {
+		t.Fatal(err)
+	}
+	if s.stored != 3 { // 1..5 dropped
+		t.Fatalf("stored %d after checkpoint at 7 and forward to 6", s.stored)
 	}
 	// Reopened, it resumes where it was.
 	s.Close(ctx)
 	s = open(t, dir, Options{Site: "https://chat.example.com"})
 	seq, sp := s.Forwarded()
-	if seq != 6 || string(sp) != `{"stream_seq":43}` || s.stored != 5 || s.last != 8 {
+	if seq != 6 || string(sp) != `{"stream_seq":43}` || s.stored != 3 || s.last != 8 {
 		t.Fatalf("reopened: forwarded %d %s stored %d last %d", seq, sp, s.stored, s.last)
 	}
 	es, err = s.Read(ctx, 6, 100, 1<<20)
