@@ -14,8 +14,10 @@ demo:
 # scripts/kube-test-bins.sh builds once into a cache outside the tree.
 test: test-bridge test-fuzz test-helm
 
+# The bridge's leader election tests (leader/) run the same kube-apiserver
+# as the chart's install tests; without KUBE_TEST_BINS they skip its part.
 test-bridge:
-	go test -race -count=1 -timeout 15m ./...
+	KUBE_TEST_BINS="$$(scripts/kube-test-bins.sh)" go test -race -count=1 -timeout 15m ./...
 
 # Every fuzz target of the module for a few seconds each (FUZZTIME, default
 # 5s); docs/testing.md says how to run them longer.
