@@ -113,19 +113,23 @@ func ParseSite(raw string) (Site, error) {
 	}, nil
 }
 
-// trimAPI cuts the trailing slashes of an escaped path, then one last
-// segment that is "api" (escaped or not: "%61pi" too); an escaped slash
-// (%2F) is a character of a segment, not a separator, so it stays.
+// trimAPI cuts the trailing slashes of an escaped path and every last
+// segment that is "api" (escaped or not: "%61pi" too), so that the result
+// parses back to itself (…/api/api is the site, as …/api is); an escaped
+// slash (%2F) is a character of a segment, not a separator, so it stays.
 func trimAPI(escaped string) string {
 	p := strings.TrimRight(escaped, "/")
-	i := strings.LastIndex(p, "/")
-	if i < 0 {
-		return p
+	for {
+		i := strings.LastIndex(p, "/")
+		if i < 0 {
+			return p
+		}
+		seg, err := url.PathUnescape(p[i+1:])
+		if err != nil || seg != "api" {
+			return p
+		}
+		p = strings.TrimRight(p[:i], "/")
 	}
-	if seg, err := url.PathUnescape(p[i+1:]); err == nil && seg == "api" {
-		return p[:i]
-	}
-	return p
 }
 
 func siteError(problem string) error {

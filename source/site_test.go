@@ -32,6 +32,9 @@ func TestParseSite(t *testing.T) {
 		{"https://h.example/x/%61pi", "https://h.example/x", "h.example", "https://h.example"},
 		{"https://h.example/x%2Fapi", "https://h.example/x%2Fapi", "h.example", "https://h.example"},
 		{"https://h.example/%00", "https://h.example/%00", "h.example", "https://h.example"},
+		// /api twice is the site too, so that String parses back to it.
+		{"https://h.example/x/api/api/", "https://h.example/x", "h.example", "https://h.example"},
+		{"0/api/api", "https://0", "0", "https://0"},
 	}
 	for _, tt := range tests {
 		s, err := ParseSite(tt.in)
