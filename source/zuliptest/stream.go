@@ -274,9 +274,22 @@ func (c *call) writeEvents(hist *history, queueID string, withQueueID bool, even
 		recorded = k
 	}
 	whole := 0 // events written whole into the buffer
+	// ends[i] is where event i ends in the body: once the connection took
+	// that many bytes (a buffer that filled up went out on its own), the
+	// event is delivered, even if the client dies before the body ends.
+	ends := make([]int64, 0, len(events))
+	recordWritten := func() {
+		k := recorded
+		for k < len(ends) && ends[k] <= sink.written {
+			k++
+		}
+		recordUpTo(k)
+	}
 	stop := func() {
 		if ew.flush() == nil {
 			recordUpTo(whole)
+		} else {
+			recordWritten()
 		}
 		if ct != nil || errors.Is(ew.err, errStreamCrashed) {
 			c.abort()
@@ -323,6 +336,8 @@ func (c *call) writeEvents(hist *history, queueID string, withQueueID bool, even
 			return
 		}
 		whole = i + 1
+		ends = append(ends, ew.body)
+		recordWritten()
 		if !hold(i + 1) {
 			stop()
 			return
