@@ -24,9 +24,12 @@ func ExponentialBackoff(base, max time.Duration, rnd func() float64) Backoff {
 // retryDelay is how long to wait after the attempt-th consecutive failure:
 // what the server asked for if it asked for longer than the backoff policy.
 func retryDelay(b Backoff, attempt int, err error) time.Duration {
-	d := b(attempt)
-	if ra, ok := retryAfter(err); ok && ra > d {
-		d = ra
-	}
+	return retry.Policy{Backoff: b, After: serverWait}.Wait(attempt, err)
+}
+
+// serverWait is how long the server asked to wait before the next request
+// (Retry-After), zero if it did not ask.
+func serverWait(err error) time.Duration {
+	d, _ := retryAfter(err)
 	return d
 }

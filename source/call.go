@@ -64,25 +64,32 @@ func (c *Client) CallOnEachEvent(ctx context.Context, handler EventHandler, opts
 	if err != nil {
 		return err
 	}
-	failures := 0
+	// A batch is retried, from Next on, until its handlers all returned
+	// nil; Next's own errors are fatal (it retries what is worth retrying).
+	var fatal error
+	p := retry.Policy{
+		Backoff:   c.backoff,
+		Clock:     c.clock,
+		Permanent: func(error) bool { return fatal != nil },
+		OnRetry: func(f retry.Failure) {
+			c.log.Warn("zulip event handler failed, the event comes again", "attempt", f.Attempt, "retry_in", f.Wait, "error", f.Err)
+		},
+	}
 	for {
-		b, err := q.Next(ctx)
-		if err != nil {
-			return err
-		}
-		if err := c.handleBatch(ctx, q, b, handler, &cfg); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			failures++
-			d := c.backoff(failures)
-			c.log.Warn("zulip event handler failed, the event comes again", "attempt", failures, "retry_in", d, "error", err)
-			if err := retry.Sleep(ctx, c.clock, d); err != nil {
+		err := retry.Do(ctx, p, func(ctx context.Context) error {
+			b, err := q.Next(ctx)
+			if err != nil {
+				fatal = err
 				return err
 			}
-			continue
+			return c.handleBatch(ctx, q, b, handler, &cfg)
+		})
+		switch {
+		case fatal != nil:
+			return fatal
+		case err != nil:
+			return ctx.Err() // the only other way Do ends
 		}
-		failures = 0
 	}
 }
 

@@ -235,19 +235,26 @@ func (c *Client) LongPollTimeout() time.Duration { return time.Duration(c.longPo
 // server's Retry-After say, and logging each failure. op names the
 // operation in logs and errors. It returns fn's last error or ctx's.
 func (c *Client) Retry(ctx context.Context, op string, fn func(context.Context) error) error {
-	for attempt := 1; ; attempt++ {
-		err := fn(ctx)
-		if err == nil || !IsTransient(err) {
-			return err
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w (last error: %v)", op, ctx.Err(), err)
-		}
-		d := retryDelay(c.backoff, attempt, err)
-		c.log.Warn("zulip request failed, retrying", "op", op, "attempt", attempt, "retry_in", d, "error", err)
-		if err := retry.Sleep(ctx, c.clock, d); err != nil {
-			return fmt.Errorf("%s: %w", op, err)
-		}
+	p := c.retryPolicy()
+	p.OnRetry = func(f retry.Failure) {
+		c.log.Warn("zulip request failed, retrying", "op", op, "attempt", f.Attempt, "retry_in", f.Wait, "error", f.Err)
+	}
+	err := retry.Do(ctx, p, fn)
+	if _, stopped := errors.AsType[*retry.StopError](err); stopped {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return err
+}
+
+// retryPolicy is how the client retries a request: its backoff and clock,
+// at least as long as the server asks (Retry-After), transient errors
+// only.
+func (c *Client) retryPolicy() retry.Policy {
+	return retry.Policy{
+		Backoff:   c.backoff,
+		After:     serverWait,
+		Clock:     c.clock,
+		Permanent: func(err error) bool { return !IsTransient(err) },
 	}
 }
 

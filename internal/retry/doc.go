@@ -1,5 +1,8 @@
-// Package retry is the bridge's one backoff and one wait: the exponential
-// policy that the Zulip client, the pipeline and the NATS reconnects share,
-// and a wait on an injected clock that ends with its context, so that tests
-// move time instead of sleeping.
+// Package retry is the bridge's one way to retry: the backoff policies
+// (Exponential with full jitter for requests, Jittered with a floor for
+// reconnects), a wait on an injected clock that ends with its context
+// (Sleep), and the loop around them (Do: attempts, waits, permanent errors,
+// and hooks to log an outage's start and end once each), so that the
+// Zulip client, CallOnEachEvent, the pipeline and the NATS sink retry
+// alike and tests move time instead of sleeping.
 package retry

@@ -26,6 +26,21 @@ func Exponential(base, max time.Duration, rnd func() float64) Backoff {
 	}
 }
 
+// Jittered returns exponential backoff that never waits less than its
+// ceiling: retry n waits Ceiling(base, max, n) plus a uniformly random
+// extra of up to frac of it. Unlike Exponential's full jitter it keeps a
+// floor, for retries that are cheap to make but pointless to make at once
+// (a reconnect). rnd as for Exponential.
+func Jittered(base, max time.Duration, frac float64, rnd func() float64) Backoff {
+	if rnd == nil {
+		rnd = rand.Float64
+	}
+	return func(attempt int) time.Duration {
+		d := Ceiling(base, max, attempt)
+		return d + time.Duration(rnd()*(frac*float64(d)+1))
+	}
+}
+
 // Ceiling is min(max, base*2^(attempt-1)) without overflowing; attempts
 // below 1 count as 1.
 func Ceiling(base, max time.Duration, attempt int) time.Duration {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -150,7 +149,7 @@ func connect(ctx context.Context, cfg Config, o options) (*conn, error) {
 	nopts := []nats.Option{
 		nats.Name("zulip-bridge"),
 		nats.MaxReconnects(-1),
-		nats.CustomReconnectDelay(backoff),
+		nats.CustomReconnectDelay(nats.ReconnectDelayHandler(backoff)),
 		nats.ReconnectBufSize(-1),
 		nats.PingInterval(20 * time.Second),
 		nats.MaxPingsOutstanding(3),
@@ -244,10 +243,7 @@ func connectErr(cfg Config, err error) error {
 // backoff is the delay before another round of reconnect attempts:
 // exponential from 100ms, capped at 5s, with up to 20% jitter so that many
 // bridges do not reconnect in step.
-func backoff(attempt int) time.Duration {
-	d := retry.Ceiling(100*time.Millisecond, 5*time.Second, attempt)
-	return d + rand.N(d/5+1)
-}
+var backoff = retry.Jittered(100*time.Millisecond, 5*time.Second, 0.2, nil)
 
 // ready reports whether a message could be sent right now.
 func (c *conn) ready() error {
