@@ -94,6 +94,41 @@ networkPolicy: {enabled: true, allowExternalEgress: false, extraEgress: [{to: [{
 serviceAccount: {automount: true}
 persistence: {storageClass: "-", size: 5Gi}
 `},
+	{"standby-nats-kv", credentials + `
+replicaCount: 3
+leaderElection: {backend: nats-kv, natsBucket: bridge-leaders, leaseDuration: 20s, renewDeadline: 15s, retryPeriod: 3s}
+nats: {url: nats://nats.nats.svc:4222}
+checkpoint: {kind: nats-kv}
+persistence: {enabled: false}
+podDisruptionBudget: {minAvailable: 2, maxUnavailable: ""}
+affinity:
+  nodeAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      nodeSelectorTerms: [{matchExpressions: [{key: kubernetes.io/arch, operator: In, values: [amd64]}]}]
+`},
+	{"standby-kafka-own-rbac", credentials + `
+replicaCount: 2
+leaderElection: {backend: lease, leaseName: chat-bridge.leader, leaseDuration: 1m, renewDeadline: 40s, retryPeriod: 5s}
+sink: kafka
+kafka: {brokers: [kafka.kafka.svc:9092]}
+checkpoint: {kind: kafka}
+persistence: {enabled: false}
+rbac: {create: false}
+serviceAccount: {create: false, name: bridge-sa}
+podDisruptionBudget: {enabled: false}
+config: {BRIDGE_SPOOL: "off"}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: topology.kubernetes.io/zone
+        labelSelector: {matchLabels: {app.kubernetes.io/name: zulip-bridge}}
+`},
+	{"lease-one-replica", credentials + `
+leaderElection: {backend: lease}
+nats: {url: nats://nats.nats.svc:4222}
+checkpoint: {kind: nats-kv}
+podDisruptionBudget: {enabled: true}
+`},
 }
 
 type valuesCase struct {
@@ -203,11 +238,20 @@ func checkRender(t *testing.T, v values, r rendered, env bridgeEnv, monitoring b
 	ctr := pod.Containers[0]
 	cfg := cm.Data
 
+	replicas := v.num("replicaCount")
 	t.Run("deployment", func(t *testing.T) {
-		if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 1 {
-			t.Errorf("replicas = %v, want 1", dep.Spec.Replicas)
+		if dep.Spec.Replicas == nil || int(*dep.Spec.Replicas) != replicas {
+			t.Errorf("replicas = %v, want %d", dep.Spec.Replicas, replicas)
 		}
-		if dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType || dep.Spec.Strategy.RollingUpdate != nil {
+		if replicas > 1 {
+			// A standby is up before an old pod stops: none is unavailable, one surges.
+			s := dep.Spec.Strategy
+			if s.Type != appsv1.RollingUpdateDeploymentStrategyType || s.RollingUpdate == nil ||
+				s.RollingUpdate.MaxUnavailable == nil || s.RollingUpdate.MaxUnavailable.String() != "0" ||
+				s.RollingUpdate.MaxSurge == nil || s.RollingUpdate.MaxSurge.String() != "1" {
+				t.Errorf("strategy = %+v, want RollingUpdate maxSurge 1 maxUnavailable 0", s)
+			}
+		} else if dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType || dep.Spec.Strategy.RollingUpdate != nil {
 			t.Errorf("strategy = %+v, want Recreate", dep.Spec.Strategy)
 		}
 		for k, want := range dep.Spec.Selector.MatchLabels {
@@ -267,16 +311,18 @@ func checkRender(t *testing.T, v values, r rendered, env bridgeEnv, monitoring b
 				t.Errorf("seccomp = %+v, want RuntimeDefault", p)
 			}
 		}
-		wantToken := v.on("serviceAccount.automount")
+		// The lease backend needs the token; nothing else talks to the API server.
+		wantToken := v.on("serviceAccount.automount") || leaderBackend(v) == "lease"
 		if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken != wantToken {
 			t.Errorf("automountServiceAccountToken = %v, want %v", pod.AutomountServiceAccountToken, wantToken)
 		}
+		saToken := v.on("serviceAccount.automount")
 		sas := all[*corev1.ServiceAccount](r)
 		if v.on("serviceAccount.create") {
 			if len(sas) != 1 || sas[0].Name != pod.ServiceAccountName {
 				t.Errorf("ServiceAccounts %v, pod runs as %q", r.kinds(), pod.ServiceAccountName)
-			} else if sas[0].AutomountServiceAccountToken == nil || *sas[0].AutomountServiceAccountToken != wantToken {
-				t.Errorf("ServiceAccount automount = %v, want %v", sas[0].AutomountServiceAccountToken, wantToken)
+			} else if sas[0].AutomountServiceAccountToken == nil || *sas[0].AutomountServiceAccountToken != saToken {
+				t.Errorf("ServiceAccount automount = %v, want %v", sas[0].AutomountServiceAccountToken, saToken)
 			}
 		} else if len(sas) != 0 || pod.ServiceAccountName != v.str("serviceAccount.name") {
 			t.Errorf("serviceAccount.create=false: %v, pod runs as %q", r.kinds(), pod.ServiceAccountName)
@@ -340,6 +386,10 @@ func checkRender(t *testing.T, v values, r rendered, env bridgeEnv, monitoring b
 
 	t.Run("secrets", func(t *testing.T) {
 		checkSecrets(t, v, r, dep, cfg)
+	})
+
+	t.Run("standby", func(t *testing.T) {
+		checkStandby(t, v, r, dep, cfg)
 	})
 
 	t.Run("probes", func(t *testing.T) {
@@ -519,12 +569,23 @@ func checkRender(t *testing.T, v values, r rendered, env bridgeEnv, monitoring b
 
 	t.Run("optional", func(t *testing.T) {
 		pdbs := all[*policyv1.PodDisruptionBudget](r)
-		if (len(pdbs) == 1) != v.on("podDisruptionBudget.enabled") {
-			t.Errorf("PodDisruptionBudgets %d, enabled %v", len(pdbs), v.on("podDisruptionBudget.enabled"))
+		// null (the default): a PDB comes with a standby.
+		wantPDB := v.on("podDisruptionBudget.enabled") || (v.get("podDisruptionBudget.enabled") == nil && replicas > 1)
+		if (len(pdbs) == 1) != wantPDB {
+			t.Errorf("PodDisruptionBudgets %d, want %v (enabled %v, replicas %d)", len(pdbs), wantPDB, v.get("podDisruptionBudget.enabled"), replicas)
 		}
 		for _, pdb := range pdbs {
 			if (pdb.Spec.MinAvailable == nil) == (pdb.Spec.MaxUnavailable == nil) {
 				t.Errorf("PDB needs exactly one of minAvailable, maxUnavailable: %+v", pdb.Spec)
+			}
+			// With a standby, a drain may take one pod at a time and never all of them.
+			if replicas > 1 {
+				if m := pdb.Spec.MaxUnavailable; m != nil && m.Type == intstr.Int && (m.IntValue() < 1 || m.IntValue() >= replicas) {
+					t.Errorf("PDB maxUnavailable %d with %d replicas", m.IntValue(), replicas)
+				}
+				if m := pdb.Spec.MinAvailable; m != nil && m.Type == intstr.Int && (m.IntValue() < 1 || m.IntValue() >= replicas) {
+					t.Errorf("PDB minAvailable %d with %d replicas", m.IntValue(), replicas)
+				}
 			}
 			if !selects(pdb.Spec.Selector.MatchLabels, dep.Spec.Template.Labels) {
 				t.Error("PDB does not select the pod")
@@ -823,7 +884,36 @@ func TestSchemaRejects(t *testing.T) {
 		{"unknown key in a probe", `livenessProbe: {path: /x}`, "additional properties 'path' not allowed"},
 		{"bad sink", `sink: rabbitmq`, "at '/sink'"},
 		{"bad checkpoint", `checkpoint: {kind: redis}`, "at '/checkpoint/kind'"},
-		{"replicaCount 2", `replicaCount: 2`, "maximum: got 2, want 1"},
+		{"replicaCount 2 with leader election off", `replicaCount: 2
+nats: {url: nats://nats:4222}
+checkpoint: {kind: nats-kv}
+persistence: {enabled: false}`, "at '/leaderElection/backend'"},
+		{"replicaCount 2 with the file checkpoint", `replicaCount: 2
+leaderElection: {backend: lease}
+nats: {url: nats://nats:4222}
+persistence: {enabled: false}`, "at '/checkpoint/kind'"},
+		{"replicaCount 2 with the embedded NATS server", `replicaCount: 2
+leaderElection: {backend: lease}
+checkpoint: {kind: nats-kv}
+persistence: {enabled: false}`, "at '/nats/url'"},
+		{"replicaCount 2 with a persistent volume", `replicaCount: 2
+leaderElection: {backend: lease}
+nats: {url: nats://nats:4222}
+checkpoint: {kind: nats-kv}`, "at '/persistence/enabled'"},
+		{"leader election with the spool", `leaderElection: {backend: nats-kv}
+nats: {url: nats://nats:4222}
+checkpoint: {kind: nats-kv}
+config: {BRIDGE_SPOOL: "on"}`, "at '/config/BRIDGE_SPOOL'"},
+		{"leader election with a file checkpoint, one replica", `leaderElection: {backend: lease}
+nats: {url: nats://nats:4222}`, "at '/checkpoint/kind'"},
+		{"nats-kv election with kafka", `leaderElection: {backend: nats-kv}
+sink: kafka
+kafka: {brokers: ["k:9092"]}
+checkpoint: {kind: kafka}`, "at '/sink'"},
+		{"unknown election backend", `leaderElection: {backend: etcd}`, "at '/leaderElection/backend'"},
+		{"bad lease name", `leaderElection: {leaseName: Zulip_Bridge}`, "at '/leaderElection/leaseName'"},
+		{"bad lease duration", `leaderElection: {leaseDuration: 15}`, "at '/leaderElection/leaseDuration'"},
+		{"negative replicaCount", `replicaCount: -1`, "at '/replicaCount'"},
 		{"persistence off with the file checkpoint", `persistence: {enabled: false}
 nats: {url: nats://nats:4222}`, "at '/checkpoint/kind'"},
 		{"persistence off with the embedded NATS server", `persistence: {enabled: false}
@@ -881,7 +971,39 @@ func TestTemplateRefuses(t *testing.T) {
 nats: {url: nats://nats:4222}`, "persistence.enabled=false needs checkpoint.kind nats-kv or kafka"},
 		{"persistence off with the embedded NATS server", `persistence: {enabled: false}
 checkpoint: {kind: nats-kv}`, "persistence.enabled=false needs an external broker"},
-		{"replicaCount 2", `replicaCount: 2`, "replicaCount: at most 1"},
+		{"replicaCount 2 with leader election off", `replicaCount: 2
+nats: {url: nats://nats:4222}
+checkpoint: {kind: nats-kv}
+persistence: {enabled: false}`, "replicaCount=2 needs leaderElection.backend lease or nats-kv"},
+		{"replicaCount 2 with the file checkpoint", `replicaCount: 2
+leaderElection: {backend: lease}
+nats: {url: nats://nats:4222}
+persistence: {enabled: false}`, "leaderElection.backend=lease needs checkpoint.kind nats-kv or kafka"},
+		{"replicaCount 2 with the embedded NATS server", `replicaCount: 2
+leaderElection: {backend: lease}
+checkpoint: {kind: nats-kv}
+persistence: {enabled: false}`, "leaderElection.backend=lease needs an external broker"},
+		{"replicaCount 2 with a persistent volume", `replicaCount: 2
+leaderElection: {backend: lease}
+nats: {url: nats://nats:4222}
+checkpoint: {kind: nats-kv}`, "replicaCount=2 needs persistence.enabled=false"},
+		{"leader election with the spool", `leaderElection: {backend: nats-kv}
+nats: {url: nats://nats:4222}
+checkpoint: {kind: nats-kv}
+config: {BRIDGE_SPOOL: true}`, "cannot run with config.BRIDGE_SPOOL=on"},
+		{"nats-kv election with kafka", `leaderElection: {backend: nats-kv}
+sink: kafka
+kafka: {brokers: ["k:9092"]}
+checkpoint: {kind: kafka}`, "leaderElection.backend=nats-kv needs sink=nats"},
+		{"renew deadline not below the lease duration", `leaderElection: {backend: lease, leaseDuration: 10s, renewDeadline: 10s}
+nats: {url: nats://nats:4222}
+checkpoint: {kind: nats-kv}`, "leaderElection.renewDeadline (10s) must be shorter than leaderElection.leaseDuration (10s)"},
+		{"retry period too long for the renew deadline", `leaderElection: {backend: nats-kv, retryPeriod: 9s}
+nats: {url: nats://nats:4222}
+checkpoint: {kind: nats-kv}`, "leaderElection.retryPeriod (9s) must be below leaderElection.renewDeadline (10s) / 1.2"},
+		{"lease duration in fractions of a second", `leaderElection: {backend: lease, leaseDuration: 15500ms}
+nats: {url: nats://nats:4222}
+checkpoint: {kind: nats-kv}`, "must be a whole number of seconds with the lease backend"},
 		{"latest tag", `image: {tag: latest}`, "image.tag: latest is not allowed"},
 		{"no api key", `zulip: {apiKey: ""}`, "zulip.apiKey or zulip.existingSecret is required"},
 		{"kafka checkpoint with nats", `checkpoint: {kind: kafka}`, "checkpoint.kind=kafka needs sink=kafka"},
@@ -905,6 +1027,22 @@ nats: {url: nats://nats:4222}
 checkpoint: {kind: nats-kv}`))
 	if _, err := renderChart(t, ok, renderOpts{skipSchema: true}); err != nil {
 		t.Fatalf("explicit opt-out refused: %v", err)
+	}
+	// Nor on a standby done right, with a bare YAML off elsewhere (false) or fractional
+	// seconds where the backend allows them.
+	for _, s := range []string{`replicaCount: 2
+leaderElection: {backend: lease}
+persistence: {enabled: false}
+nats: {url: nats://nats:4222}
+checkpoint: {kind: nats-kv}`, `leaderElection: {backend: false}`, `leaderElection: {backend: nats-kv, leaseDuration: 2500ms, renewDeadline: 2s, retryPeriod: 500ms}
+nats: {url: nats://nats:4222}
+checkpoint: {kind: nats-kv}`} {
+		vals := merged(readValues(t, credentials), readValues(t, s))
+		for _, skip := range []bool{true, false} {
+			if _, err := renderChart(t, vals, renderOpts{skipSchema: skip}); err != nil {
+				t.Errorf("refused (schema skipped %v): %v\n%s", skip, err, s)
+			}
+		}
 	}
 }
 
@@ -941,10 +1079,18 @@ func TestConfigNamesMatchBridgeEnv(t *testing.T) {
 	allowed := slices.Collect(maps.Keys(schema.Properties.Config.Properties))
 	managed := map[string]bool{}
 	for _, c := range allCases(t) {
-		cm := configMapNamed(t, mustRender(t, c.vals, renderOpts{}), nil)
+		r := mustRender(t, c.vals, renderOpts{})
+		cm := configMapNamed(t, r, nil)
 		for k := range cm.Data {
 			if cfg, _ := c.vals["config"].(map[string]any); cfg[k] == nil {
 				managed[k] = true
+			}
+		}
+		// The chart's own env entries (the downward API's), not the case's extraEnv.
+		extra, _ := c.vals["extraEnv"].([]any)
+		for _, e := range one[*appsv1.Deployment](t, r).Spec.Template.Spec.Containers[0].Env {
+			if !slices.ContainsFunc(extra, func(x any) bool { m, _ := x.(map[string]any); return m["name"] == e.Name }) {
+				managed[e.Name] = true
 			}
 		}
 	}

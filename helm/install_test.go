@@ -110,6 +110,9 @@ func TestInstall(t *testing.T) {
 				}
 			}
 			before := storedDeployment(t, stored)
+			if b, _, _ := unstructured.NestedFieldNoCopy(c.vals, "leaderElection", "backend"); b == "lease" {
+				checkLeaseAccess(t, srv, ns, before)
+			}
 
 			// An upgrade that changes the pod template: the server must
 			// store the new template under a new generation.

@@ -18,6 +18,19 @@ ever an env value.
 {{- $_ = set $env "BRIDGE_STATE_DIR" (include "zulip-bridge.stateDir" .) }}
 {{- $_ = set $env "BRIDGE_HTTP_ADDR" (printf ":%d" (int .Values.http.port)) }}
 {{- $_ = set $env "BRIDGE_SHUTDOWN_TIMEOUT" .Values.shutdownTimeout }}
+{{- $le := include "zulip-bridge.leaderElection" . }}
+{{- $_ = set $env "BRIDGE_LEADER_ELECTION" $le }}
+{{- if ne $le "off" }}
+{{- /* The identity (the pod's name) and the Lease's namespace come from the downward API: deployment.yaml. */}}
+{{- $e := .Values.leaderElection }}
+{{- $_ = set $env "BRIDGE_LEADER_LEASE_NAME" (include "zulip-bridge.leaseName" .) }}
+{{- $_ = set $env "BRIDGE_LEADER_LEASE_DURATION" $e.leaseDuration }}
+{{- $_ = set $env "BRIDGE_LEADER_RENEW_DEADLINE" $e.renewDeadline }}
+{{- $_ = set $env "BRIDGE_LEADER_RETRY_PERIOD" $e.retryPeriod }}
+{{- if eq $le "nats-kv" }}
+{{- $_ = set $env "BRIDGE_LEADER_NATS_BUCKET" $e.natsBucket }}
+{{- end }}
+{{- end }}
 {{- if eq .Values.sink "nats" }}
 {{- $n := .Values.nats }}
 {{- if $n.url }}

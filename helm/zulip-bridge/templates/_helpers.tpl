@@ -142,6 +142,13 @@ Seconds of a Go duration string (e.g. 1m30s, 45s, 1.5m, 500ms), rounded up. The 
 allows only such strings; this refuses anything else rather than guess.
 */}}
 {{- define "zulip-bridge.durationSeconds" -}}
+{{- include "zulip-bridge.durationFloat" . | float64 | ceil | int }}
+{{- end }}
+
+{{/*
+Seconds of a Go duration string, as a float (1.5 for 1500ms).
+*/}}
+{{- define "zulip-bridge.durationFloat" -}}
 {{- $d := toString . }}
 {{- if not (regexMatch "^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$" $d) }}
 {{- fail (printf "%q is not a duration such as 30s or 1m30s" $d) }}
@@ -153,7 +160,53 @@ allows only such strings; this refuses anything else rather than guess.
 {{- $unit := trimPrefix $num . }}
 {{- $total = addf $total (mulf (float64 $num) (get $units $unit)) }}
 {{- end }}
-{{- ceil $total | int }}
+{{- $total }}
+{{- end }}
+
+{{/*
+The leader election backend: off, lease or nats-kv (a bare YAML off arrives as false).
+*/}}
+{{- define "zulip-bridge.leaderElection" -}}
+{{- $b := .Values.leaderElection.backend }}
+{{- if kindIs "bool" $b }}
+{{- if $b }}{{ fail "leaderElection.backend: true is not a backend; use lease or nats-kv" }}{{ end }}
+{{- print "off" }}
+{{- else }}
+{{- default "off" $b }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the Lease, or of the NATS KV key: leaderElection.leaseName, else the full name (with
+nats-kv prefixed by the namespace: one bucket may serve the bridges of every namespace).
+*/}}
+{{- define "zulip-bridge.leaseName" -}}
+{{- if .Values.leaderElection.leaseName }}
+{{- .Values.leaderElection.leaseName }}
+{{- else if eq (include "zulip-bridge.leaderElection" .) "nats-kv" }}
+{{- printf "%s.%s" .Release.Namespace (include "zulip-bridge.fullname" .) }}
+{{- else }}
+{{- include "zulip-bridge.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+True when the pod mounts its ServiceAccount token: asked for, or needed by the lease backend.
+*/}}
+{{- define "zulip-bridge.automountToken" -}}
+{{- if or .Values.serviceAccount.automount (eq (include "zulip-bridge.leaderElection" .) "lease") }}true{{ else }}false{{ end }}
+{{- end }}
+
+{{/*
+True when the chart creates a PodDisruptionBudget: podDisruptionBudget.enabled, or when it
+is null (Helm may drop it) and there is a standby.
+*/}}
+{{- define "zulip-bridge.pdbEnabled" -}}
+{{- $p := .Values.podDisruptionBudget }}
+{{- if and (hasKey $p "enabled") (not (kindIs "invalid" $p.enabled)) }}
+{{- if $p.enabled }}true{{ end }}
+{{- else if gt (int .Values.replicaCount) 1 }}true
+{{- end }}
 {{- end }}
 
 {{/*
@@ -180,6 +233,7 @@ a pod without a persistent volume loses a file checkpoint and the embedded NATS 
 every restart, so the opt-out needs an external broker holding the checkpoint.
 */}}
 {{- define "zulip-bridge.validate" -}}
+{{- include "zulip-bridge.validateStandby" . }}
 {{- if not .Values.persistence.enabled }}
 {{- if eq .Values.checkpoint.kind "file" }}
 {{- fail "persistence.enabled=false needs checkpoint.kind nats-kv or kafka: the file checkpoint would be lost on every restart" }}
@@ -203,8 +257,57 @@ every restart, so the opt-out needs an external broker holding the checkpoint.
 {{- if and .Values.serviceMonitor.enabled .Values.podMonitor.enabled }}
 {{- fail "enable serviceMonitor or podMonitor, not both: Prometheus would scrape the bridge twice" }}
 {{- end }}
-{{- if gt (int .Values.replicaCount) 1 }}
-{{- fail "replicaCount: at most 1; two bridges on one Zulip queue steal each other's events" }}
+{{- end }}
+
+{{/*
+Refuses what a hot standby cannot make safe, as the schema does, and what the schema
+cannot express (the durations' order). The bridge refuses the same at start (exit code 2);
+refusing here keeps a release from rolling out pods that cannot start.
+*/}}
+{{- define "zulip-bridge.validateStandby" -}}
+{{- $le := include "zulip-bridge.leaderElection" . }}
+{{- $replicas := int .Values.replicaCount }}
+{{- if gt $replicas 1 }}
+{{- if eq $le "off" }}
+{{- fail (printf "replicaCount=%d needs leaderElection.backend lease or nats-kv: bridges without an election poll one Zulip queue and steal each other's events" $replicas) }}
+{{- end }}
+{{- if .Values.persistence.enabled }}
+{{- fail (printf "replicaCount=%d needs persistence.enabled=false: with leader election the state is in the broker, and pods on different nodes cannot share a ReadWriteOnce claim" $replicas) }}
+{{- end }}
+{{- end }}
+{{- if ne $le "off" }}
+{{- if not (has $le (list "lease" "nats-kv")) }}
+{{- fail (printf "leaderElection.backend: %q is not off, lease or nats-kv" $le) }}
+{{- end }}
+{{- if eq .Values.checkpoint.kind "file" }}
+{{- fail (printf "leaderElection.backend=%s needs checkpoint.kind nats-kv or kafka: a standby cannot read the file checkpoint on another pod's volume" $le) }}
+{{- end }}
+{{- if include "zulip-bridge.embeddedNATS" . }}
+{{- fail (printf "leaderElection.backend=%s needs an external broker (nats.url, or sink kafka): with the embedded NATS server each replica would publish to a broker of its own" $le) }}
+{{- end }}
+{{- if and (eq $le "nats-kv") (ne .Values.sink "nats") }}
+{{- fail "leaderElection.backend=nats-kv needs sink=nats; with Kafka use lease" }}
+{{- end }}
+{{- $spool := get .Values.config "BRIDGE_SPOOL" }}
+{{- if or (eq (toString $spool) "on") (and (kindIs "bool" $spool) $spool) }}
+{{- fail (printf "leaderElection.backend=%s cannot run with config.BRIDGE_SPOOL=on: the spool holds acknowledged events in one pod, which a standby cannot forward" $le) }}
+{{- end }}
+{{- $e := .Values.leaderElection }}
+{{- $lease := include "zulip-bridge.durationFloat" $e.leaseDuration | float64 }}
+{{- $renew := include "zulip-bridge.durationFloat" $e.renewDeadline | float64 }}
+{{- $retry := include "zulip-bridge.durationFloat" $e.retryPeriod | float64 }}
+{{- if or (le $lease 0.0) (le $renew 0.0) (le $retry 0.0) }}
+{{- fail "leaderElection: leaseDuration, renewDeadline and retryPeriod must be above zero" }}
+{{- end }}
+{{- if ge $renew $lease }}
+{{- fail (printf "leaderElection.renewDeadline (%s) must be shorter than leaderElection.leaseDuration (%s): a standby could take over while the leader still believes it leads" $e.renewDeadline $e.leaseDuration) }}
+{{- end }}
+{{- if le $renew (mulf 1.2 $retry) }}
+{{- fail (printf "leaderElection.retryPeriod (%s) must be below leaderElection.renewDeadline (%s) / 1.2: the leader would get no retry before its deadline" $e.retryPeriod $e.renewDeadline) }}
+{{- end }}
+{{- if and (eq $le "lease") (ne $lease (floor $lease)) }}
+{{- fail (printf "leaderElection.leaseDuration (%s) must be a whole number of seconds with the lease backend: a Lease stores seconds" $e.leaseDuration) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
