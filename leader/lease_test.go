@@ -11,7 +11,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/zulip-bridge/zulip-bridge/internal/faultproxy"
-	"github.com/zulip-bridge/zulip-bridge/leader/internal/kubeapi"
+	"github.com/zulip-bridge/zulip-bridge/internal/kubeapi"
 )
 
 // leaseConfig: a Lease stores whole seconds; 3s leaves a renew deadline
