@@ -36,6 +36,11 @@ type Checkpoint struct {
 	// SinkPosition is opaque data from sink.Recoverer.Position, stored as
 	// compact JSON; nil when the sink has none.
 	SinkPosition json.RawMessage `json:"sink_position,omitempty"`
+	// Term is the leadership term of the bridge that wrote it (leader
+	// election, docs/standby.md); 0 without election. A store that can
+	// compare and set refuses to replace a checkpoint of a later term
+	// (ErrStaleTerm).
+	Term uint64 `json:"term,omitempty"`
 	// UpdatedAt is when the caller made the checkpoint, for operators.
 	UpdatedAt time.Time `json:"updated_at"`
 }
@@ -74,6 +79,10 @@ var (
 	// ErrConflict means someone else wrote the checkpoint since this Store
 	// last read or wrote it: two bridges share one key.
 	ErrConflict = errors.New("checkpoint written by another bridge")
+	// ErrStaleTerm means the stored checkpoint was written under a later
+	// leadership term than the one given to Save: another replica leads
+	// now, and nothing was written.
+	ErrStaleTerm = errors.New("checkpoint written under a later leadership term")
 	// ErrClosed is returned by a Store used after Close.
 	ErrClosed = errors.New("checkpoint store closed")
 )

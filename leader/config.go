@@ -73,6 +73,11 @@ type Config struct {
 	// candidacy appends a random suffix, so that a restarted replica is a
 	// new holder (see the package documentation).
 	Identity string `env:"BRIDGE_LEADER_IDENTITY" example:"zulip-bridge-7d9f-x2x4q" help:"this replica's name in the election; unset = host name"`
+
+	// Kubeconfig is a kubeconfig file through which the lease backend
+	// reaches the API server, for a bridge run outside the cluster. Empty
+	// means the in-cluster configuration of the pod's service account.
+	Kubeconfig string `env:"KUBECONFIG" example:"/home/me/.kube/config" help:"with BRIDGE_LEADER_ELECTION=lease, the kubeconfig file to reach the API server with, outside a cluster; unset = the pod's service account"`
 }
 
 // withDefaults returns c with its zero fields set to their defaults.

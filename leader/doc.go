@@ -5,7 +5,7 @@
 // Two backends implement Elector: a Kubernetes Lease (NewLease, through
 // client-go's tools/leaderelection and resourcelock.LeaseLock) and a key of
 // a NATS JetStream key-value bucket (NewNATSKV). Config holds the
-// BRIDGE_LEADER_* variables; the bridge does not use the package yet.
+// BRIDGE_LEADER_* variables; cmd/bridge runs a pipeline per term.
 //
 // # Terms
 //

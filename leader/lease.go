@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
@@ -34,7 +35,8 @@ type LeaseElector struct {
 }
 
 // NewLease returns an elector on the Lease cfg names. A nil rc means the
-// in-cluster configuration of the pod's service account. log may be nil.
+// kubeconfig file cfg.Kubeconfig names or, without one, the in-cluster
+// configuration of the pod's service account. log may be nil.
 func NewLease(cfg Config, rc *rest.Config, log *slog.Logger) (*LeaseElector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -43,10 +45,16 @@ func NewLease(cfg Config, rc *rest.Config, log *slog.Logger) (*LeaseElector, err
 	if cfg.Election != Lease {
 		return nil, fmt.Errorf("leader: NewLease with BRIDGE_LEADER_ELECTION=%s", cfg.Election)
 	}
+	if rc == nil && cfg.Kubeconfig != "" {
+		var err error
+		if rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig); err != nil {
+			return nil, fmt.Errorf("KUBECONFIG: %w", err)
+		}
+	}
 	if rc == nil {
 		var err error
 		if rc, err = rest.InClusterConfig(); err != nil {
-			return nil, fmt.Errorf("leader: Kubernetes in-cluster configuration: %w", err)
+			return nil, fmt.Errorf("leader: Kubernetes in-cluster configuration (outside a cluster, set KUBECONFIG): %w", err)
 		}
 	}
 	rc = rest.CopyConfig(rc)

@@ -34,11 +34,12 @@ type Term struct {
 	timer  clockwork.Timer
 	onEnd  []func()
 	reason string
+	done   chan struct{} // closed by end
 }
 
 // newTerm starts a term whose acquiring write started at start.
 func newTerm(number uint64, holder string, clock clockwork.Clock, window time.Duration, start time.Time) *Term {
-	t := &Term{number: number, holder: holder, clock: clock, window: window, until: start.Add(window)}
+	t := &Term{number: number, holder: holder, clock: clock, window: window, until: start.Add(window), done: make(chan struct{})}
 	t.timer = clock.AfterFunc(t.until.Sub(clock.Now()), t.expire)
 	return t
 }
@@ -70,6 +71,11 @@ func (t *Term) Check() error {
 	}
 	return nil
 }
+
+// Done is closed once the term has ended: its deadline passed, another
+// replica took over, or onLead returned. A term that ends this way is
+// never valid again, so work guarded by it can be abandoned at once.
+func (t *Term) Done() <-chan struct{} { return t.done }
 
 // Deadline is the instant, by the local clock, after which the term is no
 // longer valid unless a renewal extends it.
@@ -117,6 +123,7 @@ func (t *Term) end(reason string) {
 		return
 	}
 	t.ended, t.reason = true, reason
+	close(t.done)
 	t.timer.Stop()
 	fns := t.onEnd
 	t.onEnd = nil

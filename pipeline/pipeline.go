@@ -39,6 +39,8 @@ type Pipeline struct {
 	maxBytes int
 	// handover is Deps.Forwarded.
 	handover json.RawMessage
+	// fence is Deps.Fence, nil without leader election.
+	fence Fence
 
 	// maxMessageID is the highest message id seen or backfilled: the anchor
 	// of the next backfill.
@@ -90,6 +92,45 @@ type Deps struct {
 	// checkpoint written with the spool on names a spool position, and
 	// this is where the broker's read-back starts instead.
 	Forwarded json.RawMessage
+	// Fence, if not nil, is the leadership term this pipeline runs under
+	// (leader.Term): every poll, publish and checkpoint write is preceded
+	// by Fence.Check, every checkpoint records Fence.Number, and once the
+	// term is over (Done) the work in flight is abandoned, not finished
+	// (docs/standby.md).
+	Fence Fence
+}
+
+// Fence is a leadership term, as leader.Term implements it.
+type Fence interface {
+	// Check returns nil while the term is current.
+	Check() error
+	// Number is the term's fencing token, larger for every later term.
+	Number() uint64
+	// Done is closed once the term has ended for good.
+	Done() <-chan struct{}
+}
+
+// ErrFenced is wrapped by what Run returns when it stopped because its
+// term (Deps.Fence) ended: another replica may be leading.
+var ErrFenced = errors.New("no longer the leader")
+
+// fenced returns an error wrapping ErrFenced once the term is over.
+func (p *Pipeline) fenced() error {
+	if p.fence == nil {
+		return nil
+	}
+	if err := p.fence.Check(); err != nil {
+		return fmt.Errorf("%w: %w", ErrFenced, err)
+	}
+	return nil
+}
+
+// term is the term number a checkpoint records: 0 without election.
+func (p *Pipeline) term() uint64 {
+	if p.fence == nil {
+		return 0
+	}
+	return p.fence.Number()
 }
 
 // New checks deps and returns a Pipeline.
@@ -107,7 +148,7 @@ func New(cfg Config, d Deps) (*Pipeline, error) {
 		cfg: cfg.withDefaults(), site: d.Site, client: d.Client, mapper: d.Mapper,
 		store: d.Store, log: d.Logger, clock: d.Clock, backoff: d.Backoff,
 		obs: d.Observer, skip: map[string]struct{}{}, lastPage: map[string]struct{}{}, tail: map[string]struct{}{},
-		maxBytes: d.MaxMessageBytes, spool: d.Spool, handover: d.Forwarded,
+		maxBytes: d.MaxMessageBytes, spool: d.Spool, handover: d.Forwarded, fence: d.Fence,
 	}
 	brokerState := func(err error) { p.status.update(func(s *Status) { s.brokerErr = err }) }
 	if d.Spool == nil {
@@ -183,6 +224,9 @@ func (p *Pipeline) Run(ctx context.Context) (result error) {
 	}
 	p.setQueue(q.State(), p.maxMessageID)
 	for ctx.Err() == nil {
+		if err := p.fenced(); err != nil {
+			return err
+		}
 		b, err := q.Next(ctx)
 		p.progress()
 		if err != nil {
@@ -229,6 +273,17 @@ func (p *Pipeline) drainContext(ctx context.Context) (context.Context, context.C
 		t := p.clock.AfterFunc(p.cfg.ShutdownTimeout, cancel)
 		context.AfterFunc(work, func() { t.Stop() })
 	})
+	if p.fence != nil {
+		// A term that ended leaves nothing to finish: another replica may
+		// already lead, and every action would be refused anyway.
+		go func() {
+			select {
+			case <-p.fence.Done():
+				cancel()
+			case <-work.Done():
+			}
+		}()
+	}
 	return work, func() { stop(); cancel() }
 }
 
@@ -247,6 +302,15 @@ func (p *Pipeline) recover(ctx context.Context) (source.State, error) {
 		return source.State{}, fmt.Errorf("load checkpoint: %w", err)
 	}
 	p.maxMessageID = cp.MaxMessageID
+	if p.fence != nil && cp.Term != p.term() {
+		// The fencing write: from now on the store refuses a checkpoint
+		// of an earlier term (where it can compare and set), so that a
+		// paused leader that wakes up cannot move the queue back.
+		if err := p.save(ctx, cp.QueueID, mark{lastID: cp.LastEventID, maxMessageID: cp.MaxMessageID, pos: cp.SinkPosition}); err != nil {
+			return source.State{}, fmt.Errorf("claim checkpoint for term %d: %w", p.term(), err)
+		}
+		p.log.Info("checkpoint claimed for this term", "term", p.term(), "previous_term", cp.Term)
+	}
 	if cp.SinkPosition, err = p.spoolHandover(ctx, cp.SinkPosition); err != nil {
 		return source.State{}, fmt.Errorf("load checkpoint: %w", err)
 	}

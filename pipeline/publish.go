@@ -55,6 +55,9 @@ func (w *publisher) publish(ctx context.Context, msgs []*mapping.Message) error 
 		pending := msgs[start:min(start+p.cfg.PublishBatch, len(msgs))]
 		for attempt := 1; len(pending) > 0; attempt++ {
 			p.progress()
+			if err := p.fenced(); err != nil {
+				return err
+			}
 			began := p.clock.Now()
 			actx, cancel := p.attempt(ctx)
 			err := w.sink.Publish(actx, pending)
@@ -191,9 +194,12 @@ func (p *Pipeline) checkpoint(ctx context.Context, queueID string, lastEventID i
 func (p *Pipeline) save(ctx context.Context, queueID string, m mark) error {
 	cp := checkpoint.Checkpoint{
 		Site: p.site.String(), QueueID: queueID, LastEventID: m.lastID, MaxMessageID: m.maxMessageID, SinkPosition: m.pos,
+		Term: p.term(),
 	}
-
 	return p.retry(ctx, "write checkpoint", func() error {
+		if err := p.fenced(); err != nil {
+			return err
+		}
 		actx, cancel := p.attempt(ctx)
 		defer cancel()
 		cp.UpdatedAt = p.clock.Now().UTC()
@@ -242,7 +248,7 @@ func (p *Pipeline) attempt(ctx context.Context) (context.Context, context.Cancel
 }
 
 func permanent(err error) bool {
-	return errors.Is(err, checkpoint.ErrConflict) || errors.Is(err, checkpoint.ErrLocked) ||
+	return errors.Is(err, ErrFenced) || errors.Is(err, checkpoint.ErrStaleTerm) || errors.Is(err, checkpoint.ErrConflict) || errors.Is(err, checkpoint.ErrLocked) ||
 		errors.Is(err, checkpoint.ErrCorrupt) || errors.Is(err, checkpoint.ErrInvalid) ||
 		errors.Is(err, checkpoint.ErrUnsupportedVersion) || errors.Is(err, checkpoint.ErrClosed)
 }

@@ -75,7 +75,7 @@ var (
 		"Duration of Zulip API requests until the response headers, by endpoint and method; GET /events long-polls up to 90 s."}
 
 	metricSpecs = append([]metricSpec{specReceived, specSkipped, specPublished, specPublishErrors, specPublishDuration, specLag,
-		specBatchDuration, specRegistrations, specBackfilled, specLastEventID, specZulipRequests, specZulipDuration}, spoolSpecs...)
+		specBatchDuration, specRegistrations, specBackfilled, specLastEventID, specZulipRequests, specZulipDuration}, append(spoolSpecs, leaderSpecs...)...)
 )
 
 // MetricsMarkdown returns the table of the bridge's own metrics, as

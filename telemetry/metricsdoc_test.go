@@ -41,6 +41,7 @@ func TestMetricsTable(t *testing.T) {
 	in.batchDuration.Record(ctx, 0.1, in.byOutcome[outcomeOK])
 	in.lastEventID.Record(ctx, 5)
 	tel.ObserveSpool(func() spool.Stats { return spool.Stats{Pending: 2, Bytes: 100, Limit: 1000, Forwarded: 7} })
+	tel.ObserveLeader(func() bool { return true }, func() uint64 { return 1 })
 	got := scrapeMetrics(t, tel)
 	for _, m := range metricSpecs {
 		f := got.families[m.promName()]

@@ -140,15 +140,18 @@ func (s *Store) Save(ctx context.Context, cp checkpoint.Checkpoint) error {
 		return checkpoint.ErrClosed
 	}
 	if !s.known {
-		rev, _, err := s.latest(ctx)
+		rev, value, err := s.latest(ctx)
 		if err != nil {
 			return fmt.Errorf("save checkpoint (%s): %w", s.where(), err)
+		}
+		if err := s.laterTerm(value, cp.Term); err != nil {
+			return err
 		}
 		s.rev, s.known = rev, true
 	}
 	err = s.write(ctx, data)
 	if isConflict(err) {
-		err = s.resolveConflict(ctx, data)
+		err = s.resolveConflict(ctx, data, cp.Term)
 	}
 	if err != nil {
 		return err
@@ -183,10 +186,13 @@ func (s *Store) write(ctx context.Context, data []byte) error {
 // resolveConflict tells our own earlier writes from someone else's. A Save
 // that timed out may still have been stored; the retry (or the next Save)
 // then finds the key one revision ahead, holding our own value.
-func (s *Store) resolveConflict(ctx context.Context, data []byte) error {
+func (s *Store) resolveConflict(ctx context.Context, data []byte, term uint64) error {
 	rev, value, err := s.latest(ctx)
 	if err != nil {
 		return fmt.Errorf("save checkpoint (%s): after a revision conflict: %w", s.where(), err)
+	}
+	if err := s.laterTerm(value, term); err != nil {
+		return err
 	}
 	switch {
 	case rev != 0 && bytes.Equal(value, data):
@@ -200,6 +206,21 @@ func (s *Store) resolveConflict(ctx context.Context, data []byte) error {
 		rev, _, _ = s.latest(ctx)
 	}
 	return fmt.Errorf("save checkpoint (%s): %w: expected revision %d, found %d; is another bridge using this key? (BRIDGE_CHECKPOINT_NAME tells bridges apart)", s.where(), checkpoint.ErrConflict, s.rev, rev)
+}
+
+// laterTerm returns an error wrapping checkpoint.ErrStaleTerm when the
+// stored value was written under a later leadership term than term: the
+// compare-and-set that fences a leader whose term ended (docs/standby.md).
+// A value that does not decode is left to the revision check.
+func (s *Store) laterTerm(value []byte, term uint64) error {
+	if value == nil {
+		return nil
+	}
+	stored, err := checkpoint.Decode(value)
+	if err != nil || stored.Term <= term {
+		return nil
+	}
+	return fmt.Errorf("save checkpoint (%s): %w: stored term %d, this bridge's %d; another replica leads", s.where(), checkpoint.ErrStaleTerm, stored.Term, term)
 }
 
 // latest returns the key's current revision and value; revision 0 when it

@@ -29,6 +29,7 @@ import (
 	"github.com/zulip-bridge/zulip-bridge/internal/health"
 	"github.com/zulip-bridge/zulip-bridge/internal/natsembed"
 	"github.com/zulip-bridge/zulip-bridge/internal/retry"
+	"github.com/zulip-bridge/zulip-bridge/leader"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/pipeline"
 	"github.com/zulip-bridge/zulip-bridge/sink"
@@ -52,9 +53,21 @@ type app struct {
 	sink     sink.Sink
 	store    checkpoint.Store
 	spool    *spool.Spool // nil with the spool off
-	pipeline *pipeline.Pipeline
-	http     *http.Server
-	httpAddr net.Addr
+	// pipeline is the running pipeline: the one of the current term with
+	// leader election (nil while standing by), else the only one.
+	pipeline atomic.Pointer[pipeline.Pipeline]
+	// With leader election: the elector, the current term (nil while
+	// standing by; every request to Zulip checks it), and the figures of
+	// zulip_bridge_leader and zulip_bridge_leader_changes_total.
+	elector leader.Elector
+	term    atomic.Pointer[leader.Term]
+	leading atomic.Bool
+	changes atomic.Uint64
+	// pipelineDeps are the pipeline's components, for a new pipeline per
+	// term.
+	pipelineDeps pipeline.Deps
+	http         *http.Server
+	httpAddr     net.Addr
 	// zulipSeen is when a request to Zulip last completed (UnixNano), with
 	// or without an error: while the source retries a failing server the
 	// loop makes no progress of its own, yet it is alive, not wedged.
@@ -108,6 +121,9 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 		source.WithVersion(Version()),
 		source.WithTransportWrapper(func(rt http.RoundTripper) http.RoundTripper {
 			return a.tel.RoundTripper(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if err := a.fenced(); err != nil {
+					return nil, err
+				}
 				resp, err := rt.RoundTrip(r)
 				a.zulipSeen.Store(time.Now().UnixNano())
 				return resp, err
@@ -152,7 +168,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 		}); err != nil {
 			return a, err
 		}
-		if cfg.Checkpoint.Kind == checkpoint.KindNATSKV {
+		if cfg.Checkpoint.Kind == checkpoint.KindNATSKV || cfg.Leader.Election == leader.NATSKV {
 			if err := a.reach(ctx, natsComponent(redacted), func(ctx context.Context) (err error) {
 				nc, err = natssink.Connect(ctx, natsCfg, natssink.WithLogger(log))
 				return err
@@ -208,14 +224,26 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 	if l, ok := a.sink.(sink.Limiter); ok {
 		maxBytes = l.MaxMessageBytes()
 	}
-	a.pipeline, err = pipeline.New(cfg.Pipeline, pipeline.Deps{
+	a.pipelineDeps = pipeline.Deps{
 		Site: a.client.Site(), Client: a.client, Mapper: a.mapper,
 		Sink: a.tel.WrapSink(a.sink), Store: a.store, Logger: log, Observer: a.tel.Observer(),
 		MaxMessageBytes: maxBytes, Spool: a.spool, Forwarded: forwarded,
-	})
-	if err != nil {
+	}
+	if a.elector, err = a.newElector(nc); err != nil {
 		return a, err
 	}
+	if a.elector == nil {
+		// No election: this replica leads for the life of the process.
+		a.leading.Store(true)
+		p, err := pipeline.New(cfg.Pipeline, a.pipelineDeps)
+		if err != nil {
+			return a, err
+		}
+		a.pipeline.Store(p)
+	} else if _, err := pipeline.New(cfg.Pipeline, a.pipelineDeps); err != nil {
+		return a, err // checked now rather than at the first election
+	}
+	a.tel.ObserveLeader(a.leading.Load, a.changes.Load)
 
 	a.up.Store(true)
 	return a, nil
@@ -338,7 +366,11 @@ func (a *app) serveHTTP() error {
 			if !a.up.Load() {
 				return nil // waiting for a component at start is not being wedged
 			}
-			snap := a.pipeline.Status().Snapshot()
+			p := a.pipeline.Load()
+			if p == nil {
+				return nil // a standby: nothing to be wedged in
+			}
+			snap := p.Status().Snapshot()
 			if seen := time.Unix(0, a.zulipSeen.Load()); seen.After(snap.LastProgress) {
 				snap.LastProgress = seen
 			}
@@ -349,7 +381,11 @@ func (a *app) serveHTTP() error {
 				if !a.up.Load() {
 					return errStarting
 				}
-				return a.pipeline.Status().Snapshot().Ready()
+				p := a.pipeline.Load()
+				if p == nil {
+					return nil // a standby is ready: it must not hold up a rollout
+				}
+				return p.Status().Snapshot().Ready()
 			}},
 			{Name: "broker", Fn: func(ctx context.Context) error {
 				if !a.up.Load() {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/zulip-bridge/zulip-bridge/checkpoint"
 	"github.com/zulip-bridge/zulip-bridge/internal/envconfig"
+	"github.com/zulip-bridge/zulip-bridge/leader"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/pipeline"
 	kafkasink "github.com/zulip-bridge/zulip-bridge/sink/kafka"
@@ -27,6 +28,7 @@ type config struct {
 	Pipeline   pipeline.Config
 	Checkpoint checkpoint.Config
 	Spool      spool.Config
+	Leader     leader.Config
 	NATS       natssink.Config
 	Kafka      kafkasink.Config
 	Telemetry  telemetry.Config
@@ -109,6 +111,38 @@ func (c *config) validate() error {
 			errs = append(errs, errors.New("BRIDGE_CHECKPOINT: nats-kv needs BRIDGE_SINK=nats (example: BRIDGE_CHECKPOINT=kafka)"))
 		}
 	}
+	errs = append(errs, c.validateStandby())
+	return errors.Join(errs...)
+}
+
+// validateStandby refuses the combinations a standby cannot make safe:
+// state that lives in one pod cannot be taken over by another.
+func (c *config) validateStandby() error {
+	if err := c.Leader.Validate(); err != nil || !c.Leader.Enabled() {
+		return err
+	}
+	election := c.Leader.Election
+	var errs []error
+	if c.Checkpoint.Kind == checkpoint.KindFile {
+		example := "nats-kv"
+		if c.Bridge.Sink == sinkKafka {
+			example = "kafka"
+		}
+		errs = append(errs, &envconfig.Error{Key: "BRIDGE_CHECKPOINT", Example: example,
+			Problem: fmt.Sprintf("file, with BRIDGE_LEADER_ELECTION=%s: a standby cannot read another pod's file; keep the checkpoint in the broker", election)})
+	}
+	if c.Bridge.Sink == sinkNATS && c.NATS.URL == "" {
+		errs = append(errs, &envconfig.Error{Key: "BRIDGE_NATS_URL", Example: "nats://nats:4222",
+			Problem: fmt.Sprintf("unset (the embedded NATS server), with BRIDGE_LEADER_ELECTION=%s: each replica would publish to a broker of its own", election)})
+	}
+	if election == leader.NATSKV && c.Bridge.Sink != sinkNATS {
+		errs = append(errs, &envconfig.Error{Key: "BRIDGE_LEADER_ELECTION", Example: leader.Lease,
+			Problem: fmt.Sprintf("nats-kv needs BRIDGE_SINK=nats, not %s", c.Bridge.Sink)})
+	}
+	if c.Spool.Mode == spool.ModeOn {
+		errs = append(errs, &envconfig.Error{Key: "BRIDGE_SPOOL", Example: spool.ModeOff,
+			Problem: fmt.Sprintf("on, with BRIDGE_LEADER_ELECTION=%s: the spool holds acknowledged events in one pod, which a standby cannot forward", election)})
+	}
 	return errors.Join(errs...)
 }
 
@@ -126,6 +160,9 @@ func vars() []envconfig.Var { return envconfig.Vars(&config{}) }
 
 // spoolOn resolves BRIDGE_SPOOL for this configuration.
 func (c *config) spoolOn() bool {
+	if c.Leader.Enabled() {
+		return false // refused when asked for: see validateStandby
+	}
 	return c.Spool.Enabled(c.Checkpoint.Kind == checkpoint.KindFile, c.Bridge.Sink == sinkNATS && c.NATS.URL == "")
 }
 

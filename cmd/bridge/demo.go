@@ -106,7 +106,7 @@ func cmdDemo(ctx context.Context, environ []string, stdout, stderr io.Writer) in
 		}
 	}()
 
-	if err := a.pipeline.Run(ctx); err != nil {
+	if err := a.run(ctx); err != nil {
 		log.Error("bridge stopped", "error", err)
 		return exitFailed
 	}

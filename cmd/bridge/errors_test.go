@@ -40,6 +40,7 @@ func TestConfigErrorFormat(t *testing.T) {
 		env     []string // needed beside it
 	}
 	kafka := []string{"BRIDGE_SINK=kafka", "BRIDGE_KAFKA_BROKERS=k:9092"}
+	standby := []string{"BRIDGE_LEADER_ELECTION=lease", "BRIDGE_NATS_URL=nats://n:4222", "BRIDGE_CHECKPOINT=nats-kv"}
 	strs := map[string]bad{
 		"BRIDGE_SINK":                        {value: "rabbitmq"},
 		"BRIDGE_NATS_EMBEDDED_ADDR":          {value: "4222"},
@@ -65,6 +66,10 @@ func TestConfigErrorFormat(t *testing.T) {
 		"BRIDGE_CHECKPOINT_NAME":             {value: "a b"},
 		"BRIDGE_SPOOL":                       {value: "maybe"},
 		"BRIDGE_SPOOL_MAX_BYTES":             {value: "1000"},
+		"BRIDGE_LEADER_ELECTION":             {value: "zookeeper"},
+		"BRIDGE_LEADER_LEASE_NAME":           {value: "Not_A_Name", env: standby},
+		"BRIDGE_LEADER_LEASE_NAMESPACE":      {value: "Not_A_Namespace", env: standby},
+		"BRIDGE_LEADER_NATS_BUCKET":          {value: "a.b", env: []string{"BRIDGE_LEADER_ELECTION=nats-kv", "BRIDGE_NATS_URL=nats://n:4222", "BRIDGE_CHECKPOINT=nats-kv"}},
 		"BRIDGE_CHECKPOINT_KEY":              {value: "a b"},
 		"BRIDGE_CHECKPOINT_KV_BUCKET":        {value: "a.b"},
 		"BRIDGE_CHECKPOINT_KAFKA_TOPIC":      {value: "a/b"},
@@ -102,7 +107,8 @@ func TestConfigErrorFormat(t *testing.T) {
 		"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": {value: "thrift"},
 	}
 	// Free text that no value makes invalid.
-	free := map[string]bool{"BRIDGE_STATE_DIR": true, "BRIDGE_SPOOL_DIR": true, "BRIDGE_KAFKA_CLIENT_ID": true, "BRIDGE_KAFKA_TLS_SERVER_NAME": true}
+	free := map[string]bool{"BRIDGE_STATE_DIR": true, "BRIDGE_SPOOL_DIR": true, "BRIDGE_KAFKA_CLIENT_ID": true, "BRIDGE_KAFKA_TLS_SERVER_NAME": true,
+		"BRIDGE_LEADER_IDENTITY": true, "KUBECONFIG": true}
 	for _, v := range vars() {
 		b, ok := strs[v.Key]
 		typ := v.Type

@@ -43,7 +43,7 @@ func cmdRun(ctx context.Context, environ []string, _, stderr io.Writer) int {
 	var stopAt time.Time
 	stopped := make(chan struct{})
 	context.AfterFunc(ctx, func() { stopAt = time.Now(); close(stopped) })
-	runErr := a.pipeline.Run(ctx)
+	runErr := a.run(ctx)
 	// The pipeline has confirmed and checkpointed what it read (or given
 	// up at its share of the shutdown timeout, saying so at warn); what
 	// remains is closing connections and flushing telemetry, within the
