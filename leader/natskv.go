@@ -95,7 +95,7 @@ func (e *KVElector) Run(ctx context.Context, onLead func(context.Context, *Term)
 		lead(ctx, e.log, term, onLead, onLose)
 		stopRenew()
 		rev = <-renewed
-		e.release(ctx, kv, rev)
+		e.release(ctx, kv, rev, term.Holder())
 	}
 	return nil
 }
@@ -200,11 +200,21 @@ func (e *KVElector) renew(ctx context.Context, kv jetstream.KeyValue, term *Term
 
 // release deletes the key if it is still at rev, the revision this term
 // last wrote, so that a standby takes over at its next try instead of
-// after LeaseDuration. It is called once the term has ended.
-func (e *KVElector) release(ctx context.Context, kv jetstream.KeyValue, rev uint64) {
+// after LeaseDuration. It is called once the term has ended. A renewal
+// cancelled in flight may have been written all the same: then the key is
+// one revision on, still holding holder, and that revision is deleted.
+func (e *KVElector) release(ctx context.Context, kv jetstream.KeyValue, rev uint64, holder string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.RetryPeriod)
 	defer cancel()
-	if err := kv.Delete(ctx, e.cfg.LeaseName, jetstream.LastRevision(rev)); err != nil {
+	err := kv.Delete(ctx, e.cfg.LeaseName, jetstream.LastRevision(rev))
+	if err != nil {
+		var r kvRecord
+		if entry, gerr := kv.Get(ctx, e.cfg.LeaseName); gerr == nil && entry.Revision() != rev &&
+			json.Unmarshal(entry.Value(), &r) == nil && r.Holder == holder {
+			err = kv.Delete(ctx, e.cfg.LeaseName, jetstream.LastRevision(entry.Revision()))
+		}
+	}
+	if err != nil {
 		e.log.Debug("leader: release the key", "key", e.cfg.LeaseName, "error", err)
 	}
 }

@@ -301,16 +301,10 @@ func (p *Pipeline) recover(ctx context.Context) (source.State, error) {
 	if err := cp.BelongsTo(p.site); err != nil {
 		return source.State{}, fmt.Errorf("load checkpoint: %w", err)
 	}
-	p.maxMessageID = cp.MaxMessageID
-	if p.fence != nil && cp.Term != p.term() {
-		// The fencing write: from now on the store refuses a checkpoint
-		// of an earlier term (where it can compare and set), so that a
-		// paused leader that wakes up cannot move the queue back.
-		if err := p.save(ctx, cp.QueueID, mark{lastID: cp.LastEventID, maxMessageID: cp.MaxMessageID, pos: cp.SinkPosition}); err != nil {
-			return source.State{}, fmt.Errorf("claim checkpoint for term %d: %w", p.term(), err)
-		}
-		p.log.Info("checkpoint claimed for this term", "term", p.term(), "previous_term", cp.Term)
+	if cp, err = p.claim(ctx, cp); err != nil {
+		return source.State{}, err
 	}
+	p.maxMessageID = cp.MaxMessageID
 	if cp.SinkPosition, err = p.spoolHandover(ctx, cp.SinkPosition); err != nil {
 		return source.State{}, fmt.Errorf("load checkpoint: %w", err)
 	}
@@ -331,6 +325,36 @@ func (p *Pipeline) recover(ctx context.Context) (source.State, error) {
 	p.checkpointed(cp.SinkPosition)
 	p.log.Info("resuming event queue", "queue_id", cp.QueueID, "last_event_id", cp.LastEventID, "max_message_id", cp.MaxMessageID)
 	return source.State{QueueID: cp.QueueID, LastEventID: cp.LastEventID, MaxMessageID: cp.MaxMessageID}, nil
+}
+
+// claim makes the fencing write of a term: cp written back with this
+// term's number, so that from now on the store refuses a checkpoint of an
+// earlier term (where it can compare and set) and a paused leader that
+// wakes up cannot move the queue back. A checkpoint the previous leader
+// wrote after cp was loaded (it checked its term just before a pause)
+// makes the write conflict: it is loaded again and claimed in its turn.
+// It returns the checkpoint claimed.
+func (p *Pipeline) claim(ctx context.Context, cp checkpoint.Checkpoint) (checkpoint.Checkpoint, error) {
+	for attempt := 1; p.fence != nil && cp.Term != p.term(); attempt++ {
+		err := p.save(ctx, cp.QueueID, mark{lastID: cp.LastEventID, maxMessageID: cp.MaxMessageID, pos: cp.SinkPosition})
+		if err == nil {
+			p.log.Info("checkpoint claimed for this term", "term", p.term(), "previous_term", cp.Term)
+			return cp, nil
+		}
+		if !errors.Is(err, checkpoint.ErrConflict) || attempt == 3 {
+			return cp, fmt.Errorf("claim checkpoint for term %d: %w", p.term(), err)
+		}
+		var found bool
+		if cp, found, err = p.store.Load(ctx); err != nil {
+			return cp, fmt.Errorf("claim checkpoint for term %d: load again after a conflict: %w", p.term(), err)
+		} else if !found {
+			return cp, fmt.Errorf("claim checkpoint for term %d: the checkpoint disappeared after a conflict", p.term())
+		}
+		if err := cp.BelongsTo(p.site); err != nil {
+			return cp, fmt.Errorf("load checkpoint: %w", err)
+		}
+	}
+	return cp, nil
 }
 
 // registered handles the batch of a registration: the initial state, the
