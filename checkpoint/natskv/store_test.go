@@ -395,3 +395,36 @@ func TestLegacyKey(t *testing.T) {
 		t.Errorf("Load after the move = %+v, %v, %v; want %+v", got, found, err, next)
 	}
 }
+
+// TestOlderTermRefused: once a checkpoint of a later leadership term is
+// stored, a store whose leader's term ended (it loaded before the new
+// leader claimed) gets ErrStaleTerm, not a write, and the later term's
+// checkpoint stays; a store that never loaded is refused the same way.
+func TestOlderTermRefused(t *testing.T) {
+	_, js := startServer(t)
+	old, next, fresh := open(t, js, checkpoint.Config{}), open(t, js, checkpoint.Config{}), open(t, js, checkpoint.Config{})
+	cp := checkpointtest.Sample(1)
+	cp.Term = 3
+	if err := old.Save(ctxFor(t), cp); err != nil {
+		t.Fatalf("term 3 Save: %v", err)
+	}
+	if _, _, err := next.Load(ctxFor(t)); err != nil {
+		t.Fatal(err)
+	}
+	claim := checkpointtest.Sample(1)
+	claim.Term = 7
+	if err := next.Save(ctxFor(t), claim); err != nil {
+		t.Fatalf("term 7 claim: %v", err)
+	}
+	late := checkpointtest.Sample(2)
+	late.Term = 3
+	for name, s := range map[string]*Store{"old leader": old, "never loaded": fresh} {
+		if err := s.Save(ctxFor(t), late); !errors.Is(err, checkpoint.ErrStaleTerm) {
+			t.Errorf("%s: term 3 Save after term 7 = %v; want ErrStaleTerm", name, err)
+		}
+	}
+	got, _, err := next.Load(ctxFor(t))
+	if err != nil || got.Term != 7 || got.LastEventID != claim.LastEventID {
+		t.Fatalf("stored = term %d, last event %d (err %v); want the term 7 claim", got.Term, got.LastEventID, err)
+	}
+}
