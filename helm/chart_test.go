@@ -800,6 +800,9 @@ func checkRules(t *testing.T, v values, pr *monitoringv1.PrometheusRule) {
 			t.Errorf("alert %s missing", a)
 		}
 	}
+	if election := v.str("leaderElection.backend"); alerts["ZulipBridgeNoLeader"] != (election == "lease" || election == "nats-kv") {
+		t.Errorf("ZulipBridgeNoLeader %v, leader election %q", alerts["ZulipBridgeNoLeader"], election)
+	}
 	if alerts["ZulipBridgeNotReady"] != v.on("prometheusRule.kubeStateMetrics") {
 		t.Errorf("ZulipBridgeNotReady %v, kubeStateMetrics %v", alerts["ZulipBridgeNotReady"], v.on("prometheusRule.kubeStateMetrics"))
 	}

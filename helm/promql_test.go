@@ -229,8 +229,13 @@ func TestDashboardUsesExportedMetrics(t *testing.T) {
 // operator needs read the metrics they are about.
 func TestAlertsUseExportedMetrics(t *testing.T) {
 	s := exportedMetrics(t)
+	// With leader election on, so that the alerts about it render too.
 	vals := merged(readValues(t, credentials), readValues(t, `prometheusRule: {enabled: true, kubeStateMetrics: true}
-serviceMonitor: {enabled: true}`))
+serviceMonitor: {enabled: true}
+leaderElection: {backend: lease}
+nats: {url: "nats://nats:4222"}
+checkpoint: {kind: nats-kv}
+persistence: {enabled: false}`))
 	pr := one[*monitoringv1.PrometheusRule](t, mustRender(t, vals, renderOpts{monitoring: true}))
 	reads := map[string][]string{}
 	for _, g := range pr.Spec.Groups {
@@ -253,7 +258,8 @@ serviceMonitor: {enabled: true}`))
 		"ZulipBridgeNotReady":      {"kube_pod_status_ready"},
 		"ZulipBridgeQueueLost":     {"zulip_bridge_queue_registrations_total"},
 		"ZulipBridgePublishErrors": {"zulip_bridge_publish_errors_total"},
-		"ZulipBridgeStalled":       {"zulip_bridge_last_event_id", "zulip_bridge_zulip_requests_total"},
+		"ZulipBridgeStalled":       {"zulip_bridge_last_event_id", "zulip_bridge_zulip_requests_total", "zulip_bridge_leader"},
+		"ZulipBridgeNoLeader":      {"zulip_bridge_leader"},
 		"ZulipBridgeZulipErrors":   {"zulip_bridge_zulip_requests_total"},
 		"ZulipBridgeBackfilling":   {"zulip_bridge_backfilled_messages_total"},
 	} {

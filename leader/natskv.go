@@ -20,6 +20,8 @@ type KVElector struct {
 	js    jetstream.JetStream
 	log   *slog.Logger
 	clock clockwork.Clock
+
+	unreadable bool // the last read of the key failed; campaign's goroutine only
 }
 
 // kvRecord is the value of the key. The write that acquires the key has
@@ -127,6 +129,10 @@ func (e *KVElector) try(ctx context.Context, kv jetstream.KeyValue, id string, v
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RetryPeriod)
 	defer cancel()
 	entry, err := kv.Get(ctx, e.cfg.LeaseName)
+	if e.unreadable && (err == nil || errors.Is(err, jetstream.ErrKeyNotFound)) {
+		e.log.Info("leader: the key is readable again", "key", e.cfg.LeaseName)
+		e.unreadable = false
+	}
 	var start time.Time
 	var rev uint64
 	switch {
@@ -134,7 +140,11 @@ func (e *KVElector) try(ctx context.Context, kv jetstream.KeyValue, id string, v
 		start = e.clock.Now()
 		rev, err = kv.Create(ctx, e.cfg.LeaseName, value)
 	case err != nil:
-		e.log.Debug("leader: read the key", "key", e.cfg.LeaseName, "error", err)
+		if !e.unreadable {
+			// Once per outage: a standby that cannot read the key cannot take over.
+			e.log.Warn("leader: cannot read the key; retrying every retry period", "key", e.cfg.LeaseName, "error", err)
+			e.unreadable = true
+		}
 		return nil, 0
 	case entry.Revision() != *seenRev:
 		*seenRev, *seenAt = entry.Revision(), e.clock.Now()
