@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/zulip-bridge/zulip-bridge/checkpoint"
 	"github.com/zulip-bridge/zulip-bridge/internal/retry"
@@ -210,30 +211,39 @@ func (p *Pipeline) save(ctx context.Context, queueID string, m mark) error {
 // retry runs op until it succeeds, ctx ends, or it fails in a way no retry
 // fixes (a checkpoint owned by another bridge, a corrupt one).
 func (p *Pipeline) retry(ctx context.Context, what string, op func() error) error {
-	for attempt := 1; ; attempt++ {
-		p.progress()
-		err := op()
-		if err == nil {
-			if attempt > 1 {
-				p.log.Info(what+": recovered", "attempts", attempt)
+	waiting := false // the stop came during a wait, not after an attempt
+	err := retry.Do(ctx, retry.Policy{
+		Backoff: p.backoff,
+		Clock:   p.clock,
+		// A stop is checked first: the operation's error, even a permanent
+		// one, comes with the context's then.
+		Permanent: func(err error) bool { return ctx.Err() == nil && permanent(err) },
+		OnRetry: func(f retry.Failure) {
+			waiting = true
+			if f.Attempt == 1 {
+				p.log.Warn(what+": failed, retrying", "error", f.Err)
 			}
-			return nil
+		},
+		OnRecover: func(attempts int, _ time.Duration) {
+			p.log.Info(what+": recovered", "attempts", attempts)
+		},
+	}, func(context.Context) error {
+		waiting = false
+		p.progress()
+		return op()
+	})
+	if stop, ok := err.(*retry.StopError); ok {
+		if waiting {
+			return fmt.Errorf("%s: %w", what, stop.Err)
 		}
-		if ctx.Err() != nil {
-			// Stopping: say so (callers tell a stop from a failure by the
-			// context error), and keep the operation's own error.
-			return fmt.Errorf("%s: %w: %w", what, ctx.Err(), err)
-		}
-		if permanent(err) {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		if attempt == 1 {
-			p.log.Warn(what+": failed, retrying", "error", err)
-		}
-		if err := retry.Sleep(ctx, p.clock, p.backoff(attempt)); err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
+		// Stopping: say so (callers tell a stop from a failure by the
+		// context error), and keep the operation's own error.
+		return fmt.Errorf("%s: %w: %w", what, stop.Err, stop.Last)
 	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
 }
 
 // attempt bounds one broker or store operation by PublishTimeout: an
