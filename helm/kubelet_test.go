@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/zulip-bridge/zulip-bridge/helm/internal/kubeapi"
@@ -109,7 +111,7 @@ func TestChartRunsBridge(t *testing.T) {
 
 	// Events flow: a message sent on the simulator is in the embedded
 	// NATS server's stream, reached at the container's port named nats.
-	natsAddr := "nats://" + net.JoinHostPort(podIP, strconv.Itoa(int(namedPort(t, c, "nats"))))
+	natsAddr := "nats://" + net.JoinHostPort(pod.ip, strconv.Itoa(int(namedPort(t, c, "nats"))))
 	content := "hello from the kubelet test " + strconv.FormatInt(time.Now().UnixNano(), 36)
 	sim.sendStreamMessage(t, "Denmark", "helm", content)
 	checkStreamHas(t, natsAddr, pod.getenv("BRIDGE_NATS_STREAM"), content)
@@ -161,9 +163,11 @@ func (k *kubelet) checkWrote(t testing.TB, dir string) {
 	t.Logf("state directory: %d files", len(files))
 }
 
-// podIP is the address the pod's network namespace would have: the test
-// has none of its own, so the pod's listeners bind to loopback.
-const podIP = "127.0.0.1"
+// defaultPodIP is the address the pod's network namespace would have: the
+// test has none of its own, so the pod's listeners bind to loopback. Pods
+// that run side by side get one loopback address each (127.0.0.0/8 is all
+// loopback on Linux), so that each can listen on the container's ports.
+const defaultPodIP = "127.0.0.1"
 
 // kubelet turns a stored Deployment's pod template into a process: its
 // environment, its files, its user.
@@ -173,6 +177,7 @@ type kubelet struct {
 	ns      string
 	spec    corev1.PodSpec
 	meta    metav1.ObjectMeta
+	ip      string // the pod's address
 	c       corev1.Container
 	binary  string
 	rootfs  string            // the container's file system; read-only below the mounts
@@ -183,16 +188,24 @@ type kubelet struct {
 }
 
 func newKubelet(t testing.TB, srv *kubeapi.Server, dep *appsv1.Deployment, binary string) *kubelet {
+	return newPod(t, srv, dep, binary, "kblt", defaultPodIP)
+}
+
+// newPod is newKubelet for one of several pods of the Deployment: the pod
+// name ends in suffix (after the ReplicaSet's hash, as a Deployment names
+// its pods), and ip is its address.
+func newPod(t testing.TB, srv *kubeapi.Server, dep *appsv1.Deployment, binary, suffix, ip string) *kubelet {
 	t.Helper()
 	tmpl := dep.Spec.Template
 	k := &kubelet{
 		t: t, srv: srv, ns: dep.Namespace, spec: tmpl.Spec, c: tmpl.Spec.Containers[0],
 		meta:   tmpl.ObjectMeta,
+		ip:     ip,
 		mounts: map[string]string{},
 	}
-	k.meta.Name = dep.Name + "-5d8f7c9b4-kblt"
+	k.meta.Name = dep.Name + "-5d8f7c9b4-" + suffix
 	k.meta.Namespace = dep.Namespace
-	k.meta.UID = "00000000-0000-4000-8000-00000000c0de"
+	k.meta.UID = types.UID(fmt.Sprintf("00000000-0000-4000-8000-%012x", crc32.ChecksumIEEE([]byte(suffix))))
 
 	// The pod's user must be able to reach its files: the base is
 	// world-traversable, unlike t.TempDir's parents.
@@ -582,7 +595,7 @@ func (k *kubelet) fieldRef(ref *corev1.ObjectFieldSelector) string {
 	case "spec.serviceAccountName":
 		return k.spec.ServiceAccountName
 	case "status.podIP", "status.hostIP":
-		return podIP
+		return k.ip
 	}
 	if m := labelRef.FindStringSubmatch(ref.FieldPath); m != nil {
 		if m[1] == "labels" {
@@ -692,7 +705,7 @@ var listenAddr = regexp.MustCompile(`^(0\.0\.0\.0)?:([0-9]+)$`)
 // interface (":8080", "0.0.0.0:4222") to the pod's loopback address.
 func (k *kubelet) rewrite(v string) string {
 	if m := listenAddr.FindStringSubmatch(v); m != nil {
-		return net.JoinHostPort(podIP, m[2])
+		return net.JoinHostPort(k.ip, m[2])
 	}
 	if !strings.HasPrefix(v, "/") {
 		return v
@@ -814,7 +827,7 @@ func (k *kubelet) waitProbe(t testing.TB, p *process, name string, probe *corev1
 	if g == nil {
 		t.Fatalf("%s probe is not an httpGet probe: %+v", name, probe.ProbeHandler)
 	}
-	host := cmpOrString(g.Host, podIP)
+	host := cmpOrString(g.Host, k.ip)
 	scheme := strings.ToLower(string(cmpOrString(string(g.Scheme), "HTTP")))
 	port := g.Port.IntVal
 	if g.Port.Type == intstr.String {
