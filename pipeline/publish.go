@@ -51,51 +51,82 @@ func newPublisher(p *Pipeline, name string, s sink.Sink, report func(error), obs
 // publish hands msgs to the sink in chunks and retries what it did not
 // confirm until it does, or ctx ends.
 func (w *publisher) publish(ctx context.Context, msgs []*mapping.Message) error {
-	p := w.p
-	for start := 0; start < len(msgs); start += p.cfg.PublishBatch {
-		pending := msgs[start:min(start+p.cfg.PublishBatch, len(msgs))]
-		for attempt := 1; len(pending) > 0; attempt++ {
-			p.progress()
-			if err := p.fenced(); err != nil {
-				return err
-			}
-			began := p.clock.Now()
-			actx, cancel := p.attempt(ctx)
-			err := w.sink.Publish(actx, pending)
-			cancel()
-			if w.observe {
-				p.obs.Published(pending, err, p.clock.Since(began))
-			}
-			if err == nil {
-				w.up()
-				break
-			}
-			if ctx.Err() != nil {
-				return fmt.Errorf("publish: %w", ctx.Err())
-			}
-			pending = sink.Unconfirmed(pending, err)
-			w.failed(err)
-			// Never publish again blind: what the failed attempt stored is
-			// read back first, and while the read-back fails too (the
-			// broker still unreachable, or storing but not answering) the
-			// wait goes on. A resend past JetStream's duplicate window
-			// would store a message twice.
-			for {
-				if err := retry.Sleep(ctx, p.clock, p.backoff(attempt)); err != nil {
-					return fmt.Errorf("publish: %w", err)
-				}
-				kept, ok := w.notStored(ctx, pending)
-				if ok {
-					pending = kept
-					break
-				}
-				attempt++
-				p.progress()
-			}
+	for start := 0; start < len(msgs); start += w.p.cfg.PublishBatch {
+		if err := w.publishChunk(ctx, msgs[start:min(start+w.p.cfg.PublishBatch, len(msgs))]); err != nil {
+			return err
 		}
 	}
 	return nil
 }
+
+// publishChunk publishes pending until the sink confirms all of it. Never
+// publish again blind: after a failed attempt, what it stored is read back
+// first, and while the read-back fails too (the broker still unreachable,
+// or storing but not answering) the wait goes on. A resend past
+// JetStream's duplicate window would store a message twice. Publishes and
+// read-backs are the attempts of one backoff.
+func (w *publisher) publishChunk(ctx context.Context, pending []*mapping.Message) error {
+	p := w.p
+	readBack := false
+	err := retry.Do(ctx, retry.Policy{
+		Backoff:   p.backoff,
+		Clock:     p.clock,
+		Permanent: func(err error) bool { _, ok := err.(giveUp); return ok },
+	}, func(ctx context.Context) error {
+		if readBack {
+			kept, ok := w.notStored(ctx, pending)
+			if !ok {
+				p.progress()
+				return errNotReadBack
+			}
+			pending, readBack = kept, false
+			if len(pending) == 0 {
+				return nil
+			}
+		}
+		p.progress()
+		if err := p.fenced(); err != nil {
+			return giveUp{err}
+		}
+		began := p.clock.Now()
+		actx, cancel := p.attempt(ctx)
+		err := w.sink.Publish(actx, pending)
+		cancel()
+		if w.observe {
+			p.obs.Published(pending, err, p.clock.Since(began))
+		}
+		if err == nil {
+			w.up()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return giveUp{fmt.Errorf("publish: %w", ctx.Err())}
+		}
+		pending = sink.Unconfirmed(pending, err)
+		w.failed(err)
+		readBack = true
+		return err
+	})
+	switch err := err.(type) {
+	case nil:
+		return nil
+	case giveUp:
+		return err.err
+	case *retry.StopError:
+		return fmt.Errorf("publish: %w", err.Err)
+	default:
+		return err
+	}
+}
+
+// giveUp carries an error that ends publishChunk's retries, as it is.
+type giveUp struct{ err error }
+
+func (g giveUp) Error() string { return g.err.Error() }
+
+// errNotReadBack is a failed read-back's attempt error: only the wait
+// before the next one follows.
+var errNotReadBack = errors.New("read-back failed")
 
 // position asks the sink for its position, retrying while it cannot say.
 func (w *publisher) position(ctx context.Context) (json.RawMessage, error) {
