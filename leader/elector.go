@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"time"
 )
 
 // Elector campaigns for the leadership of one lease.
@@ -20,6 +21,29 @@ type Elector interface {
 	// campaigns again, or releases the lease and returns nil if ctx is done.
 	// Run returns an error only when it cannot campaign at all.
 	Run(ctx context.Context, onLead func(ctx context.Context, term *Term), onLose func(term *Term)) error
+
+	// Current reads the lease's record, without campaigning or creating
+	// anything (`bridge check`): who holds it and when it was last
+	// written. An error is one that would keep this replica from
+	// campaigning: the server unreachable, access refused, a bucket
+	// whose TTL is not the lease duration.
+	Current(ctx context.Context) (Record, error)
+}
+
+// Record is what a lease's record says.
+type Record struct {
+	// Where names the record: the Lease's namespace and name, or the
+	// bucket and key.
+	Where string
+	// Holder is the identity of the candidacy that holds the lease
+	// (BRIDGE_LEADER_IDENTITY and a suffix of its candidacy), empty when
+	// there is no record or it was released.
+	Holder string
+	// Renewed is when the holder last wrote it (zero without a holder).
+	Renewed time.Time
+	// Expired: the holder has not renewed for the lease duration, by the
+	// record's clock against this one's; a standby would take it over.
+	Expired bool
 }
 
 // candidateID is the identity one candidacy writes: the configured identity

@@ -3,6 +3,7 @@ package leader
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -146,6 +147,41 @@ func (b backend) takeover() time.Duration {
 
 // testElection runs the scenarios every backend must pass.
 func testElection(t *testing.T, b backend) {
+	t.Run("current reads the holder without campaigning", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		probe, _ := b.new(t, "current", "probe", false)
+		current := func() Record {
+			t.Helper()
+			r, err := probe.Current(ctx)
+			if err != nil {
+				t.Fatalf("Current: %v", err)
+			}
+			if r.Where == "" || !strings.Contains(r.Where, "current") {
+				t.Errorf("Current names the record %q, want its name in it", r.Where)
+			}
+			return r
+		}
+		if r := current(); r.Holder != "" {
+			t.Fatalf("no candidate yet, Current says %+v", r)
+		}
+		e := newElection(t)
+		el, _ := b.new(t, "current", "a", false)
+		c := e.start("a", el)
+		l := waitLeader(t, b.takeover(), c)
+		r := current()
+		if r.Holder != l.term().Holder() || !strings.HasPrefix(r.Holder, "a_") || r.Expired || r.Renewed.IsZero() {
+			t.Errorf("while a leads, Current says %+v, want holder %s, renewed, not expired", r, l.term().Holder())
+		}
+		c.stop(t) // releases
+		if r := current(); r.Holder != "" {
+			t.Errorf("after a released, Current says %+v, want no holder", r)
+		}
+		if len(e.terms) != 1 {
+			t.Errorf("%d terms granted, want a's alone: Current must not campaign", len(e.terms))
+		}
+	})
+
 	t.Run("one of two leads and cancelling it hands over, terms increasing", func(t *testing.T) {
 		e := newElection(t)
 		el1, _ := b.new(t, "handover", "a", false)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/jonboulle/clockwork"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -84,6 +86,46 @@ func (e *LeaseElector) Run(ctx context.Context, onLead func(context.Context, *Te
 		}
 	}
 	return nil
+}
+
+// Current implements Elector: a get of the Lease (the Role the chart
+// creates grants it), then whether this identity may also update and
+// create it, asked with SelfSubjectAccessReview: a missing grant shows
+// before the first election needs it.
+func (e *LeaseElector) Current(ctx context.Context) (Record, error) {
+	r := Record{Where: "Lease " + e.ns + "/" + e.cfg.LeaseName}
+	l, err := e.client.CoordinationV1().Leases(e.ns).Get(ctx, e.cfg.LeaseName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return r, fmt.Errorf("leader: %s: %w", r.Where, err)
+	case l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "":
+		r.Holder = *l.Spec.HolderIdentity
+		if l.Spec.RenewTime != nil {
+			r.Renewed = l.Spec.RenewTime.Time
+		}
+		d := e.cfg.LeaseDuration
+		if l.Spec.LeaseDurationSeconds != nil {
+			d = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+		}
+		r.Expired = !r.Renewed.IsZero() && e.clock.Since(r.Renewed) > d
+	}
+	for verb, name := range map[string]string{"update": e.cfg.LeaseName, "create": ""} {
+		// A create names no object to the authorizer: a Role cannot
+		// restrict it to one name.
+		review, err := e.client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: e.ns, Verb: verb, Group: "coordination.k8s.io", Resource: "leases", Name: name,
+			}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return r, fmt.Errorf("leader: %s: may this identity %s it: %w", r.Where, verb, err)
+		}
+		if !review.Status.Allowed {
+			return r, fmt.Errorf("leader: %s: this identity may not %s it (grant coordination.k8s.io leases get, create and update in %s)", r.Where, verb, e.ns)
+		}
+	}
+	return r, nil
 }
 
 // candidacy runs one client-go LeaderElector, under a fresh identity, until

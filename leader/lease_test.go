@@ -3,15 +3,22 @@ package leader
 import (
 	"context"
 	"net/url"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/zulip-bridge/zulip-bridge/internal/faultproxy"
 	"github.com/zulip-bridge/zulip-bridge/internal/kubeapi"
+	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 )
 
 // leaseConfig: a Lease stores whole seconds; 3s leaves a renew deadline
@@ -64,6 +71,86 @@ func TestLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkLease(t, l)
+
+	t.Run("current refuses an identity without the rights to campaign", func(t *testing.T) {
+		testLeaseCurrentRights(t, srv, ns)
+	})
+}
+
+// testLeaseCurrentRights: Current, with a ServiceAccount's own token, fails
+// while the account may not get the Lease, and while it may get but not
+// update it, naming what is missing; with get, update and create it
+// passes.
+func testLeaseCurrentRights(t *testing.T, srv *kubeapi.Server, ns string) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	const sa = "standby-rights"
+	if _, err := srv.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := srv.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := rest.AnonymousClientConfig(srv.Config)
+	rc.BearerToken = tok.Status.Token
+	cfg := leaseConfig
+	cfg.LeaseName, cfg.Namespace, cfg.Identity = "rights", ns, "a"
+	el, err := NewLease(cfg, rc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := el.Current(ctx); err == nil || !apierrors.IsForbidden(err) {
+		t.Errorf("Current without any grant: %v, want forbidden", err)
+	}
+	grant := func(verbs ...string) {
+		t.Helper()
+		rules := []rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{cfg.LeaseName}, Verbs: verbs}}
+		if slices.Contains(verbs, "create") {
+			rules = []rbacv1.PolicyRule{
+				{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{cfg.LeaseName}, Verbs: []string{"get", "update"}},
+				{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+			}
+		}
+		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: sa}, Rules: rules}
+		if _, err := srv.Client.RbacV1().Roles(ns).Get(ctx, sa, metav1.GetOptions{}); err == nil {
+			_, err = srv.Client.RbacV1().Roles(ns).Update(ctx, role, metav1.UpdateOptions{})
+			must(t, err)
+			return
+		}
+		_, err := srv.Client.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{})
+		must(t, err)
+		_, err = srv.Client.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: sa},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: sa},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: ns}},
+		}, metav1.CreateOptions{})
+		must(t, err)
+	}
+	// RBAC changes reach the authorizer's cache within moments: poll.
+	currentErr := func(want string) {
+		t.Helper()
+		var last error
+		testutil.WaitFor(t, 30*time.Second, "Current to say "+want, func() bool {
+			_, last = el.Current(ctx)
+			if want == "" {
+				return last == nil
+			}
+			return last != nil && strings.Contains(last.Error(), want)
+		})
+		t.Logf("Current: %v", last)
+	}
+	grant("get")
+	currentErr("may not update")
+	grant("get", "update", "create")
+	currentErr("")
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func checkLease(t *testing.T, l *coordinationv1.Lease) {

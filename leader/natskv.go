@@ -63,17 +63,57 @@ func (e *KVElector) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 			kv, err = e.js.KeyValue(ctx, e.cfg.Bucket)
 		}
 	}
+	if err == nil {
+		err = e.checkTTL(ctx, kv)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("leader: NATS KV bucket %s: %w", e.cfg.Bucket, err)
-	}
-	st, err := kv.Status(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("leader: NATS KV bucket %s: %w", e.cfg.Bucket, err)
-	}
-	if st.TTL() != e.cfg.LeaseDuration {
-		return nil, fmt.Errorf("leader: NATS KV bucket %s has a TTL of %v, not BRIDGE_LEADER_LEASE_DURATION=%v; delete the bucket or use the same duration", e.cfg.Bucket, st.TTL(), e.cfg.LeaseDuration)
 	}
 	return kv, nil
+}
+
+// checkTTL refuses a bucket whose TTL is not the lease duration.
+func (e *KVElector) checkTTL(ctx context.Context, kv jetstream.KeyValue) error {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.TTL() != e.cfg.LeaseDuration {
+		return fmt.Errorf("a TTL of %v, not BRIDGE_LEADER_LEASE_DURATION=%v; delete the bucket or use the same duration", st.TTL(), e.cfg.LeaseDuration)
+	}
+	return nil
+}
+
+// Current implements Elector: the bucket, if it exists, must have the
+// lease duration as its TTL, and the key's holder is read. A missing
+// bucket or key is no leader yet (the first candidate creates them).
+func (e *KVElector) Current(ctx context.Context) (Record, error) {
+	r := Record{Where: "NATS KV bucket " + e.cfg.Bucket + " key " + e.cfg.LeaseName}
+	kv, err := e.js.KeyValue(ctx, e.cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return r, nil
+	}
+	if err == nil {
+		err = e.checkTTL(ctx, kv)
+	}
+	if err != nil {
+		return r, fmt.Errorf("leader: NATS KV bucket %s: %w", e.cfg.Bucket, err)
+	}
+	entry, err := kv.Get(ctx, e.cfg.LeaseName)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return r, nil
+	}
+	if err != nil {
+		return r, fmt.Errorf("leader: %s: %w", r.Where, err)
+	}
+	var rec kvRecord
+	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
+		return r, fmt.Errorf("leader: %s holds no leader record: %w", r.Where, err)
+	}
+	r.Holder, r.Renewed = rec.Holder, entry.Created()
+	// The bucket's TTL removes a key not rewritten for the lease duration.
+	r.Expired = e.clock.Since(r.Renewed) > e.cfg.LeaseDuration
+	return r, nil
 }
 
 // Run implements Elector.

@@ -114,16 +114,22 @@ type Fence interface {
 // term (Deps.Fence) ended: another replica may be leading.
 var ErrFenced = errors.New("no longer the leader")
 
-// fenced returns an error wrapping ErrFenced once the term is over.
-func (p *Pipeline) fenced() error {
-	if p.fence == nil {
+// CheckFence returns nil while f's term is current (always with a nil f:
+// no election), else an error wrapping ErrFenced and why the term ended.
+// Whatever else must stop outside a term (the bridge's requests to Zulip)
+// checks it the same way.
+func CheckFence(f Fence) error {
+	if f == nil {
 		return nil
 	}
-	if err := p.fence.Check(); err != nil {
+	if err := f.Check(); err != nil {
 		return fmt.Errorf("%w: %w", ErrFenced, err)
 	}
 	return nil
 }
+
+// fenced returns an error wrapping ErrFenced once the term is over.
+func (p *Pipeline) fenced() error { return CheckFence(p.fence) }
 
 // term is the term number a checkpoint records: 0 without election.
 func (p *Pipeline) term() uint64 {

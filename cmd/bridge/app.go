@@ -240,7 +240,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (a *app, err erro
 			return a, err
 		}
 		a.pipeline.Store(p)
-	} else if _, err := pipeline.New(cfg.Pipeline, a.pipelineDeps); err != nil {
+	} else if err := cfg.Pipeline.Validate(); err != nil {
 		return a, err // checked now rather than at the first election
 	}
 	a.tel.ObserveLeader(a.leading.Load, a.changes.Load)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/zulip-bridge/zulip-bridge/checkpoint"
 	"github.com/zulip-bridge/zulip-bridge/internal/natsembed"
+	"github.com/zulip-bridge/zulip-bridge/leader"
 	"github.com/zulip-bridge/zulip-bridge/sink"
 	kafkasink "github.com/zulip-bridge/zulip-bridge/sink/kafka"
 	"github.com/zulip-bridge/zulip-bridge/source"
@@ -183,6 +184,14 @@ func cmdCheck(ctx context.Context, environ []string, stdout, stderr io.Writer) i
 		return fmt.Sprintf(" (resumes queue %s after event %d)", cp.QueueID, cp.LastEventID), nil
 	})
 	checkSpool(cfg, step)
+	if cfg.Leader.Enabled() {
+		step("leader election ("+cfg.Leader.Election+")", checkTimeout, func(ctx context.Context) (string, error) {
+			if a == nil {
+				return "", skipped
+			}
+			return checkElection(ctx, a.elector)
+		})
+	}
 	if failed {
 		return exitFailed
 	}
@@ -217,6 +226,21 @@ func checkSpool(cfg *config, step func(name string, timeout time.Duration, fn fu
 		st := sp.Stats()
 		return fmt.Sprintf(" (on: %d events waiting for the broker, %d of %d bytes used)", st.Pending, st.Bytes, st.Limit), nil
 	})
+}
+
+// checkElection reads who leads, without campaigning: a check beside the
+// running replicas must not take the lease from them.
+func checkElection(ctx context.Context, el leader.Elector) (string, error) {
+	r, err := el.Current(ctx)
+	switch {
+	case err != nil:
+		return "", err
+	case r.Holder == "":
+		return fmt.Sprintf(" (%s: no leader: the first replica to campaign takes it)", r.Where), nil
+	case r.Expired:
+		return fmt.Sprintf(" (%s: held by %s, not renewed since %s: a standby takes it over)", r.Where, r.Holder, r.Renewed.UTC().Format(time.RFC3339)), nil
+	}
+	return fmt.Sprintf(" (%s: held by %s, renewed %s)", r.Where, r.Holder, r.Renewed.UTC().Format(time.RFC3339)), nil
 }
 
 // startScratch starts the components as run does, but without the HTTP

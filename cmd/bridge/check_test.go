@@ -347,3 +347,37 @@ func TestConfigTable(t *testing.T) {
 		t.Errorf("table rows %v, want the variables of bridge env %v", keys, want)
 	}
 }
+
+// TestCheckElection: with leader election on, check reports who leads,
+// read from the election's record, and campaigns for nothing: before any
+// replica, "no leader"; beside a running replica, held by it, which keeps
+// leading.
+func TestCheckElection(t *testing.T) {
+	w := newWorld(t, zuliptest.Config{})
+	nb := testutil.StartNATS(t)
+	env := append(natsEnv(nb), "BRIDGE_CHECKPOINT=nats-kv", "BRIDGE_LEADER_ELECTION=nats-kv",
+		"BRIDGE_LEADER_LEASE_NAME=check", "BRIDGE_LEADER_IDENTITY=checker")
+	where := "NATS KV bucket zulip-bridge-leader key check"
+	code, out := checkRun(t, append(w.env, env...), 60*time.Second)
+	if want := "ok   leader election (nats-kv) (" + where + ": no leader"; code != exitOK || !strings.Contains(out, want) {
+		t.Errorf("check before any replica: exit %d, want 0 and %q:\n%s", code, want, out)
+	}
+
+	p := w.start(append(env, "BRIDGE_LEADER_IDENTITY=replica-a")...)
+	q := w.queueID(30 * time.Second) // registered: it leads
+	code, out = checkRun(t, append(w.env, env...), 60*time.Second)
+	if want := "ok   leader election (nats-kv) (" + where + ": held by replica-a_"; code != exitOK || !strings.Contains(out, want) {
+		t.Errorf("check beside the leader: exit %d, want 0 and %q:\n%s", code, want, out)
+	}
+	if strings.Contains(out, "checker") {
+		t.Errorf("check campaigned:\n%s", out)
+	}
+	if qs := w.sim.Queues(); len(qs) != 1 || qs[0].ID != q {
+		t.Errorf("check disturbed the leader's queue: %+v", qs)
+	}
+	if p.exited() {
+		t.Errorf("the leader exited beside check")
+	}
+	t.Logf("check beside the leader:\n%s", out)
+	p.kill()
+}

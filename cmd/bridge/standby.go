@@ -56,10 +56,7 @@ func (a *app) fenced() error {
 	if t == nil {
 		return errStandby
 	}
-	if err := t.Check(); err != nil {
-		return fmt.Errorf("%w: %w", pipeline.ErrFenced, err)
-	}
-	return nil
+	return pipeline.CheckFence(t)
 }
 
 // run runs the bridge until ctx is done or a fatal error: the pipeline,
