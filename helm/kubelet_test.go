@@ -30,6 +30,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	release "helm.sh/helm/v4/pkg/release/v1"
+
 	"github.com/zulip-bridge/zulip-bridge/helm/internal/kubeapi"
 )
 
@@ -57,18 +59,7 @@ func TestChartRunsBridge(t *testing.T) {
 	rel := helmInstall(t, helmConfig(t, srv, ns), ns, vals)
 	t.Logf("installed %s revision %d", rel.Name, rel.Version)
 
-	var dep *appsv1.Deployment
-	for _, o := range checkStored(t, srv, rel) {
-		if o.GetKind() == "Deployment" {
-			var err error
-			if dep, err = srv.Client.AppsV1().Deployments(ns).Get(t.Context(), o.GetName(), metav1.GetOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if dep == nil {
-		t.Fatal("the release stored no Deployment")
-	}
+	dep := installedDeployment(t, srv, rel)
 	if n := len(dep.Spec.Template.Spec.Containers); n != 1 {
 		t.Fatalf("pod has %d containers, want the bridge alone", n)
 	}
@@ -131,6 +122,18 @@ func TestChartRunsBridge(t *testing.T) {
 	// The checkpoint and the embedded server's stream went to the state
 	// volume (the claim), written as the pod's user.
 	pod.checkWrote(t, pod.getenv("BRIDGE_STATE_DIR"))
+}
+
+// installedDeployment checks what the release stored (checkStored) and
+// returns its Deployment, typed, as the API server holds it.
+func installedDeployment(t testing.TB, srv *kubeapi.Server, rel *release.Release) *appsv1.Deployment {
+	t.Helper()
+	o := storedDeployment(t, checkStored(t, srv, rel))
+	dep, err := srv.Client.AppsV1().Deployments(o.GetNamespace()).Get(t.Context(), o.GetName(), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dep
 }
 
 // checkWrote checks that the process left files in dir (a host path of the

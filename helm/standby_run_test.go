@@ -13,7 +13,6 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
-	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,18 +51,7 @@ func TestChartRunsStandby(t *testing.T) {
 		"nats":  map[string]any{"url": natsURL},
 	})
 	rel := helmInstall(t, helmConfig(t, srv, ns), ns, vals)
-	var dep *appsv1.Deployment
-	for _, o := range checkStored(t, srv, rel) {
-		if o.GetKind() == "Deployment" {
-			var err error
-			if dep, err = srv.Client.AppsV1().Deployments(ns).Get(t.Context(), o.GetName(), metav1.GetOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if dep == nil {
-		t.Fatal("the release stored no Deployment")
-	}
+	dep := installedDeployment(t, srv, rel)
 	if r := dep.Spec.Replicas; r == nil || *r != 2 {
 		t.Fatalf("replicas %v, want the standby case's 2", r)
 	}
