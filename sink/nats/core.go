@@ -34,15 +34,19 @@ func (s *Core) Publish(ctx context.Context, msgs []*mapping.Message) error {
 		return err
 	}
 	reconnects := s.nc.Stats().Reconnects
+	// PublishMsg has written a message's headers out when it returns, so
+	// one msgBuf serves the whole batch.
+	b := getMsgBuf()
 	for _, m := range msgs {
-		nm, err := natsMsg(m, "")
+		err := b.fill(m, "")
 		if err == nil {
-			err = s.nc.PublishMsg(nm)
+			err = s.nc.PublishMsg(&b.msg)
 		}
 		if err != nil {
 			return fmt.Errorf("nats sink: publish to %s: %w", m.Subject, sendErr(err))
 		}
 	}
+	putMsgBuf(b)
 	fctx, cancel := ensureDeadline(ctx)
 	defer cancel()
 	if err := s.nc.FlushWithContext(fctx); err != nil {

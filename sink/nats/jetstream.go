@@ -140,11 +140,16 @@ func (s *JetStream) Publish(ctx context.Context, msgs []*mapping.Message) error 
 		stopErr       error
 		highest       uint64
 	)
+	bufs := make([]*msgBuf, len(msgs))
 	await := func() {
 		seq, err := waitAck(ctx, futures[awaited])
 		if err != nil {
 			errs[awaited] = err
 			failed = true
+		} else {
+			// Acknowledged: nats.go is done with the message.
+			putMsgBuf(bufs[awaited])
+			bufs[awaited] = nil
 		}
 		highest = max(highest, seq)
 		awaited++
@@ -165,9 +170,11 @@ func (s *JetStream) Publish(ctx context.Context, msgs []*mapping.Message) error 
 			break
 		}
 		m := msgs[sent]
-		nm, err := natsMsg(m, m.DedupKey)
+		b := getMsgBuf()
+		err := b.fill(m, m.DedupKey)
 		if err == nil {
-			futures[sent], err = s.js.PublishMsgAsync(nm)
+			bufs[sent] = b
+			futures[sent], err = s.js.PublishMsgAsync(&b.msg)
 		}
 		if err != nil {
 			errs[sent] = sendErr(err)

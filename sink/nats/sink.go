@@ -336,18 +336,58 @@ func sendErr(err error) error {
 // natsMsg turns a mapping.Message into a NATS message. msgID, when not
 // empty, becomes Nats-Msg-Id.
 func natsMsg(m *mapping.Message, msgID string) (*nats.Msg, error) {
-	if m.Subject == "" {
-		return nil, fmt.Errorf("%w: empty subject (dedup key %q)", ErrInvalidMessage, m.DedupKey)
+	var b msgBuf
+	if err := b.fill(m, msgID); err != nil {
+		return nil, err
 	}
-	h := make(nats.Header, len(m.Headers)+1)
+	return &b.msg, nil
+}
+
+// msgBuf is a NATS message with the header map and the backing array of
+// its values, kept for reuse: the header map is the largest allocation of
+// the per-message hot path. A msgBuf goes back to msgBufs only once
+// nothing can read it any more: after a synchronous PublishMsg returned,
+// or after JetStream acknowledged it (nats.go then holds it no longer,
+// and no retry can send it again).
+type msgBuf struct {
+	msg    nats.Msg
+	values []string
+}
+
+var msgBufs = sync.Pool{New: func() any { return new(msgBuf) }}
+
+func getMsgBuf() *msgBuf { return msgBufs.Get().(*msgBuf) }
+
+// putMsgBuf returns b to msgBufs, dropping what it points to.
+func putMsgBuf(b *msgBuf) {
+	clear(b.msg.Header)
+	clear(b.values)
+	b.msg = nats.Msg{Header: b.msg.Header}
+	msgBufs.Put(b)
+}
+
+// fill makes b.msg the NATS message of m, as natsMsg describes.
+func (b *msgBuf) fill(m *mapping.Message, msgID string) error {
+	if m.Subject == "" {
+		return fmt.Errorf("%w: empty subject (dedup key %q)", ErrInvalidMessage, m.DedupKey)
+	}
+	h := b.msg.Header
+	if h == nil {
+		h = make(nats.Header, len(m.Headers)+1)
+	} else {
+		clear(h)
+	}
 	// One backing array for all values: a header is almost always
 	// single-valued, and this is the per-message hot path.
-	values := make([]string, len(m.Headers)+1)
+	if cap(b.values) < len(m.Headers)+1 {
+		b.values = make([]string, len(m.Headers)+1)
+	}
+	values := b.values[:len(m.Headers)+1]
 	for i, kv := range m.Headers {
 		// nats.go rejects bad keys itself but would quietly turn a line
 		// break in a value into a space: refuse rather than alter.
 		if strings.ContainsAny(kv.Value, "\r\n") {
-			return nil, fmt.Errorf("%w: header %q on %s has a line break", ErrInvalidMessage, kv.Key, m.Subject)
+			return fmt.Errorf("%w: header %q on %s has a line break", ErrInvalidMessage, kv.Key, m.Subject)
 		}
 		values[i] = kv.Value
 		if prev, ok := h[kv.Key]; ok {
@@ -360,7 +400,8 @@ func natsMsg(m *mapping.Message, msgID string) (*nats.Msg, error) {
 		values[len(m.Headers)] = msgID
 		h[jetstream.MsgIDHeader] = values[len(m.Headers):]
 	}
-	return &nats.Msg{Subject: m.Subject, Header: h, Data: m.Payload}, nil
+	b.msg = nats.Msg{Subject: m.Subject, Header: h, Data: m.Payload}
+	return nil
 }
 
 // headroom is what MaxMessageBytes keeps back from the server's
