@@ -495,17 +495,34 @@ func (m *Mapper) build(raw []byte, ev *event, queueID string, backfill bool) (*M
 }
 
 // maxHeaders is the most headers a message has: 12 of docs/names.md and
-// Zulip-Backfill, plus 6 CloudEvents attributes.
-const maxHeaders = 18
+// Zulip-Backfill, plus 6 CloudEvents attributes; plainHeaders is the most
+// without CloudEvents attribute headers (modes off and structured).
+const (
+	maxHeaders   = 18
+	plainHeaders = 12
+)
 
 // assemble lays out headers and payload for the CloudEvents mode and
-// sink. One allocation holds the Message and its header array.
+// sink. One allocation holds the Message and its header array, sized for
+// the mode.
 func (m *Mapper) assemble(p *parts) *Message {
-	blk := new(struct {
-		msg Message
-		hdr [maxHeaders]Header
-	})
-	h := blk.hdr[:0]
+	var (
+		msg *Message
+		h   []Header
+	)
+	if m.cloudEvents == CloudEventsBinary {
+		blk := new(struct {
+			msg Message
+			hdr [maxHeaders]Header
+		})
+		msg, h = &blk.msg, blk.hdr[:0]
+	} else {
+		blk := new(struct {
+			msg Message
+			hdr [plainHeaders]Header
+		})
+		msg, h = &blk.msg, blk.hdr[:0]
+	}
 	add := func(k, v string) { h = append(h, Header{Key: k, Value: v}) }
 
 	add(HeaderEventType, p.typ)
@@ -572,7 +589,7 @@ func (m *Mapper) assemble(p *parts) *Message {
 		payload = envelope(p, m.source)
 	}
 
-	blk.msg = Message{
+	*msg = Message{
 		Subject:  p.subject,
 		Topic:    p.topic,
 		Key:      p.key,
@@ -581,7 +598,7 @@ func (m *Mapper) assemble(p *parts) *Message {
 		DedupKey: p.dedupKey,
 		Event:    EventInfo{ID: p.eventID, Type: p.typ, Op: p.op, MessageID: p.newMessageID, Timestamp: p.timestamp},
 	}
-	return &blk.msg
+	return msg
 }
 
 // Content types.
