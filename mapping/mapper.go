@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/zulip-bridge/zulip-bridge/source"
 )
@@ -459,7 +460,10 @@ func (m *Mapper) build(raw []byte, ev *event, queueID string, backfill bool) (*M
 		}
 	}
 
-	s := string(buf)
+	// The strings share buf's memory instead of a copy of it: nothing
+	// writes to buf after this point, and Key, the one part of it handed
+	// out as []byte, is read-only to sinks (Message).
+	s := unsafe.String(unsafe.SliceData(buf), len(buf))
 	sub := func(x span) string { return s[x.a:x.b] }
 	p := &parts{
 		subject:     sub(subject),
