@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"encoding/binary"
 	"fmt"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -78,6 +79,19 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
+// specialIn8 reports whether any of the eight bytes of x is one that is not
+// plain: '"', '\\' or a control character (< 0x20). Each test is exact as
+// a whole: a byte's borrow only reaches bytes above one that matched.
+func specialIn8(x uint64) bool {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	q := x ^ ('"' * ones)
+	b := x ^ ('\\' * ones)
+	return ((q-ones)&^q|(b-ones)&^b|(x-0x20*ones)&^x)&highs != 0
+}
+
 type scanner struct {
 	data []byte
 	pos  int
@@ -135,6 +149,11 @@ func (s *scanner) str() (str, error) {
 	i := s.pos + 1
 	esc := false
 	for {
+		// Eight bytes at a time while none of them is special, then byte
+		// by byte up to the one that is.
+		for i+8 <= len(d) && !specialIn8(binary.LittleEndian.Uint64(d[i:])) {
+			i += 8
+		}
 		for i < len(d) && plain[d[i]] {
 			i++
 		}
