@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/segmentio/kafka-go"
 
@@ -280,7 +281,6 @@ type records struct {
 	rec        kafka.Record
 	key, value bytesReader
 	headers    []kafka.Header
-	buf        []byte
 }
 
 func (r *records) ReadRecord() (*kafka.Record, error) {
@@ -289,16 +289,12 @@ func (r *records) ReadRecord() (*kafka.Record, error) {
 	}
 	m := r.msgs[r.idx[r.next]]
 	r.next++
-	// The header values point into buf. If it grows, the values before
-	// keep the array they point into; the next record reuses the last one.
-	buf := r.buf[:0]
+	// The header values are the strings' own bytes, not a copy: kafka-go
+	// only reads them, to encode the record.
 	r.headers = r.headers[:0]
 	for _, h := range m.Headers {
-		start := len(buf)
-		buf = append(buf, h.Value...)
-		r.headers = append(r.headers, kafka.Header{Key: h.Key, Value: buf[start:len(buf):len(buf)]})
+		r.headers = append(r.headers, kafka.Header{Key: h.Key, Value: stringBytes(h.Value)})
 	}
-	r.buf = buf
 	r.rec = kafka.Record{Time: r.now, Headers: r.headers}
 	if m.Key != nil {
 		r.key.Reset(m.Key)
@@ -314,3 +310,12 @@ func (r *records) ReadRecord() (*kafka.Record, error) {
 type bytesReader struct{ bytes.Reader }
 
 func (*bytesReader) Close() error { return nil }
+
+// stringBytes returns the bytes of v without copying them; they must not
+// be written to.
+func stringBytes(v string) []byte {
+	if v == "" {
+		return []byte{}
+	}
+	return unsafe.Slice(unsafe.StringData(v), len(v))
+}
