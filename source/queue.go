@@ -300,68 +300,91 @@ func (q *Queue) Next(ctx context.Context) (Batch, error) {
 		open.Close()
 	}
 
-	empties := 0
-	for attempt := 1; ; {
-		if failures > 0 {
-			// The last response broke off or went wrong after it
-			// started: what it did not deliver is asked for again, after
-			// a backoff, as for any transient failure.
-			d := retryDelay(q.c.backoff, failures, failure)
-			q.getFailed(queueID, failures, d, failure)
-			if err := retry.Sleep(ctx, q.c.clock, d); err != nil {
-				return Batch{}, err
-			}
-			failures = 0
-		}
-		ev, err := q.c.openEvents(ctx, queueID, last, false)
-		var first Event
-		if err == nil {
-			if first, err = ev.next(); errors.Is(err, io.EOF) {
-				ev.Close()
-				// The server ends a waiting GET with no events when a
-				// newer GET on the queue supersedes it or the queue is
-				// collected: ask again at once. Several in a row mean
-				// another client is polling this queue; back off rather
-				// than fight over it.
-				if empties++; empties == 1 {
-					q.mu.Lock()
-					q.recoveredLocked() // a whole answer, if an empty one
-					q.mu.Unlock()
-					continue
-				}
-				err = &MalformedResponseError{Method: http.MethodGet, Endpoint: "/api/v1/events",
-					Err: fmt.Errorf("%d empty answers in a row to a waiting GET: is another client polling this queue?", empties)}
-			} else if err != nil {
-				ev.Close()
-			}
-		}
-		if err == nil {
-			b := Batch{QueueID: queueID, r: &batchReader{q: q, ev: ev, first: &first, last: last}}
-			q.mu.Lock()
-			q.lastSuccess = q.c.clock.Now()
-			q.fresh = false
-			q.delivered = q.delivered[:0]
-			q.open = &b
-			q.mu.Unlock()
-			return b, nil
-		}
-		if ctx.Err() != nil {
-			return Batch{}, ctx.Err()
-		}
-		if q.isLost(err) {
-			return q.replace(ctx, err)
-		}
-		if !IsTransient(err) {
-			return Batch{}, fmt.Errorf("get events of queue %s: %w", queueID, err)
-		}
-		d := retryDelay(q.c.backoff, attempt, err)
-		q.getFailed(queueID, attempt, d, err)
+	if failures > 0 {
+		// The last response broke off or went wrong after it started:
+		// what it did not deliver is asked for again, after a backoff, as
+		// for any transient failure.
+		d := retryDelay(q.c.backoff, failures, failure)
+		q.getFailed(queueID, failures, d, failure)
 		if err := retry.Sleep(ctx, q.c.clock, d); err != nil {
 			return Batch{}, err
 		}
-		attempt++
+	}
+	var b Batch
+	empties := 0
+	err := retry.Do(ctx, retry.Policy{
+		Backoff:   q.c.backoff,
+		After:     serverWait,
+		Clock:     q.c.clock,
+		Permanent: func(err error) bool { _, ok := err.(nextEnd); return ok },
+		OnRetry:   func(f retry.Failure) { q.getFailed(queueID, f.Attempt, f.Wait, f.Err) },
+	}, func(ctx context.Context) error {
+		for {
+			ev, err := q.c.openEvents(ctx, queueID, last, false)
+			var first Event
+			if err == nil {
+				if first, err = ev.next(); errors.Is(err, io.EOF) {
+					ev.Close()
+					// The server ends a waiting GET with no events when a
+					// newer GET on the queue supersedes it or the queue is
+					// collected: ask again at once. Several in a row mean
+					// another client is polling this queue; back off rather
+					// than fight over it.
+					if empties++; empties == 1 {
+						q.mu.Lock()
+						q.recoveredLocked() // a whole answer, if an empty one
+						q.mu.Unlock()
+						continue
+					}
+					err = &MalformedResponseError{Method: http.MethodGet, Endpoint: "/api/v1/events",
+						Err: fmt.Errorf("%d empty answers in a row to a waiting GET: is another client polling this queue?", empties)}
+				} else if err != nil {
+					ev.Close()
+				}
+			}
+			switch {
+			case err == nil:
+				b = Batch{QueueID: queueID, r: &batchReader{q: q, ev: ev, first: &first, last: last}}
+				q.mu.Lock()
+				q.lastSuccess = q.c.clock.Now()
+				q.fresh = false
+				q.delivered = q.delivered[:0]
+				q.open = &b
+				q.mu.Unlock()
+				return nil
+			case ctx.Err() != nil:
+				return err // Do returns ctx's error
+			case q.isLost(err):
+				return nextEnd{err: err, lost: true}
+			case !IsTransient(err):
+				return nextEnd{err: fmt.Errorf("get events of queue %s: %w", queueID, err)}
+			}
+			return err
+		}
+	})
+	switch err := err.(type) {
+	case nil:
+		return b, nil
+	case nextEnd:
+		if err.lost {
+			return q.replace(ctx, err.err)
+		}
+		return Batch{}, err.err
+	case *retry.StopError:
+		return Batch{}, err.Err
+	default:
+		return Batch{}, err
 	}
 }
+
+// nextEnd is a GET /events failure that Next does not retry: a lost queue,
+// which it replaces, or an error it returns.
+type nextEnd struct {
+	err  error
+	lost bool
+}
+
+func (e nextEnd) Error() string { return e.err.Error() }
 
 // getFailed logs a failed GET /events: at warn when it starts an outage,
 // at debug for the attempts after it.

@@ -292,15 +292,27 @@ func TestQueueLost(t *testing.T) {
 			acked := q.State()
 
 			var ch <-chan nextResult
+			const held = time.Second
 			if tt.waiting {
 				ch = e.goNext(e.ctx, q)
 				e.blockUntil(2)
+				// Next registers anew as soon as it sees the loss: the
+				// registration is held until the messages sent meanwhile
+				// are in, or it would race them.
+				e.srv.SetFaults(zuliptest.Faults{Method: "POST", Path: "/api/v1/register", Latency: held})
 			}
 			tt.lose(e.srv, oldQueue)
 			m4, m5 := e.send("Denmark", "four"), e.send("Denmark", "five")
 			lostAt := e.fc.Now()
 			if !tt.waiting {
 				ch = e.goNext(e.ctx, q)
+			} else {
+				// The held registration: the client's timeout and the
+				// server's latency are the clock's only timers.
+				e.eventually("the new registration", func() bool { return len(e.rec.requests("POST", "/api/v1/register")) == 2 })
+				e.blockUntil(2)
+				e.srv.SetFaults(zuliptest.Faults{})
+				e.fc.Advance(held)
 			}
 			b = e.wait(ch)
 
