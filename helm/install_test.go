@@ -38,7 +38,7 @@ import (
 	"k8s.io/kubectl/pkg/validation"
 	"sigs.k8s.io/yaml"
 
-	"github.com/zulip-bridge/zulip-bridge/helm/internal/kubeapi"
+	"github.com/zulip-bridge/zulip-bridge/internal/kubeapi"
 )
 
 // The install tests run the chart through the Helm SDK into a real

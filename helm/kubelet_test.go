@@ -32,7 +32,7 @@ import (
 
 	release "helm.sh/helm/v4/pkg/release/v1"
 
-	"github.com/zulip-bridge/zulip-bridge/helm/internal/kubeapi"
+	"github.com/zulip-bridge/zulip-bridge/internal/kubeapi"
 )
 
 // TestChartRunsBridge: the chart configures a working bridge. It installs

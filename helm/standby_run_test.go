@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/zulip-bridge/zulip-bridge/helm/internal/kubeapi"
+	"github.com/zulip-bridge/zulip-bridge/internal/kubeapi"
 )
 
 // TestChartRunsStandby: the standby values case (two replicas, leader

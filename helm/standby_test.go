@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/zulip-bridge/zulip-bridge/helm/internal/kubeapi"
+	"github.com/zulip-bridge/zulip-bridge/internal/kubeapi"
 )
 
 // leaderBackend is leaderElection.backend as the chart reads it: a bare YAML off

@@ -1,9 +1,16 @@
-// Package kubeapi runs a real Kubernetes control plane for the leader
-// package's tests: etcd and kube-apiserver as subprocesses on 127.0.0.1, on
-// ports the OS picks, with a token-authenticated cluster admin and RBAC.
+// Package kubeapi runs a real Kubernetes control plane for tests: etcd and
+// kube-apiserver as subprocesses on 127.0.0.1, on ports the OS picks, with
+// a token-authenticated cluster admin, RBAC authorization and a
+// service-account signing key, so that what a test sends is validated,
+// defaulted and stored exactly as a cluster does. There is no kubelet and
+// no controller manager: objects are stored, pods never run.
 //
-// It is a copy of helm/internal/kubeapi (the Helm chart's own module cannot
-// be imported from this one), without kubectl and without building the
-// binaries: the tests that need it are skipped unless KUBE_TEST_BINS names
-// the directory scripts/kube-test-bins.sh prints.
+// The binaries come from scripts/kube-test-bins.sh (the directory it prints,
+// passed as KUBE_TEST_BINS, or the script is run on first use). Everything a
+// server writes lives in the test's temporary directory, and the processes
+// are stopped and waited for when the test ends.
+//
+// The bridge's tests (leader, cmd/bridge) and the Helm chart's (its own
+// module under helm/, which requires this one through a replace of ../)
+// share it.
 package kubeapi

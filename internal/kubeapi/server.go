@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -22,6 +23,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // Deadlines of the start-up waits. On two shared cores the API server is
@@ -44,11 +47,15 @@ type Server struct {
 	// Config reaches the API server as the cluster admin. Callers that
 	// change it should work on a copy (rest.CopyConfig).
 	Config *rest.Config
+	// Kubeconfig is a kubeconfig file with the same server and credentials,
+	// its context current, for tools that read one (Helm, kubectl).
+	Kubeconfig string
 	// Client is a typed client built from Config.
 	Client kubernetes.Interface
-	// BinDir holds the etcd and kube-apiserver binaries used.
+	// BinDir holds the etcd, kube-apiserver and kubectl binaries used.
 	BinDir string
 
+	dir        string // the test's temporary directory
 	namespaces atomic.Int64
 }
 
@@ -102,7 +109,11 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("kubeapi: client: %v", err)
 	}
-	return &Server{Config: cfg, Client: client, BinDir: bins}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := writeKubeconfig(kubeconfig, cfg); err != nil {
+		t.Fatalf("kubeapi: %v", err)
+	}
+	return &Server{Config: cfg, Kubeconfig: kubeconfig, Client: client, BinDir: bins, dir: dir}
 }
 
 // startEtcd runs a single-member etcd on loopback. It listens on port 0 and
@@ -269,6 +280,18 @@ func waitReady(t testing.TB, cfg *rest.Config, api *proc) {
 	}
 }
 
+func writeKubeconfig(path string, cfg *rest.Config) error {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["kubeapi"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
+	kc.Contexts["kubeapi"] = &clientcmdapi.Context{Cluster: "kubeapi", AuthInfo: "admin", Namespace: "default"}
+	kc.CurrentContext = "kubeapi"
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		return fmt.Errorf("write kubeconfig: %w", err)
+	}
+	return nil
+}
+
 var notDNS = regexp.MustCompile(`[^a-z0-9-]+`)
 
 // Namespace creates a namespace for the test, named after it, and returns
@@ -289,4 +312,17 @@ func (s *Server) Namespace(t testing.TB) string {
 		t.Fatalf("kubeapi: create namespace %s: %v", ns.Name, err)
 	}
 	return ns.Name
+}
+
+// Kubectl runs the kubectl binary against the server and returns what it
+// printed on stdout; the error includes its stderr.
+func (s *Server) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.BinDir, "kubectl"), append([]string{"--kubeconfig=" + s.Kubeconfig}, args...)...)
+	// kubectl keeps its discovery cache under HOME.
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.dir}
+	out, err := cmd.Output()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return out, fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(ee.Stderr)))
+	}
+	return out, err
 }

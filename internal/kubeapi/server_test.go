@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zulip-bridge/zulip-bridge/helm/internal/kubeapi"
+	"github.com/zulip-bridge/zulip-bridge/internal/kubeapi"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
