@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/segmentio/kafka-go"
@@ -321,36 +320,36 @@ func kafkaComponent(brokers []string) component {
 // or an unreachable broker with BRIDGE_HTTP_ADDR=off (bridge check), fails
 // at once.
 func (a *app) reach(ctx context.Context, c component, open func(context.Context) error) error {
-	backoff := source.ExponentialBackoff(100*time.Millisecond, 5*time.Second, nil)
-	clock := clockwork.NewRealClock()
-	var began time.Time
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		err := open(actx)
-		cancel()
-		if err == nil {
-			if attempt > 1 {
-				a.waiting.Store(nil)
-				a.log.Info(c.name+" reachable, starting", "url", c.url, "variable", c.variable,
-					"attempts", attempt, "waited", time.Since(began).Round(time.Millisecond).String())
+	p := retry.Policy{
+		Backoff: retry.Exponential(100*time.Millisecond, 5*time.Second, nil),
+		Permanent: func(err error) bool {
+			return !c.unreachable(err) || a.http == nil || a.embedded != nil
+		},
+		OnRetry: func(f retry.Failure) {
+			if f.Attempt == 1 {
+				a.log.Warn(c.name+" unreachable, retrying", "url", c.url, "variable", c.variable, "error", f.Err)
+			} else {
+				a.log.Debug(c.name+" still unreachable", "url", c.url, "attempt", f.Attempt, "error", f.Err)
 			}
-			return nil
-		}
-		if !c.unreachable(err) || a.http == nil || a.embedded != nil || ctx.Err() != nil {
-			return err
-		}
-		if attempt == 1 {
-			began = time.Now()
-			a.log.Warn(c.name+" unreachable, retrying", "url", c.url, "variable", c.variable, "error", err)
-		} else {
-			a.log.Debug(c.name+" still unreachable", "url", c.url, "attempt", attempt, "error", err)
-		}
-		reason := err.Error() + "; retrying"
-		a.waiting.Store(&reason)
-		if err := retry.Sleep(ctx, clock, backoff(attempt)); err != nil {
-			return fmt.Errorf("waiting for %s at %s (%s): %w", c.name, c.url, c.variable, err)
-		}
+			reason := f.Err.Error() + "; retrying"
+			a.waiting.Store(&reason)
+		},
+		OnRecover: func(attempts int, waited time.Duration) {
+			a.waiting.Store(nil)
+			a.log.Info(c.name+" reachable, starting", "url", c.url, "variable", c.variable,
+				"attempts", attempts, "waited", waited.Round(time.Millisecond).String())
+		},
 	}
+	err := retry.Do(ctx, p, func(ctx context.Context) error {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
+		return open(actx)
+	})
+	var stop *retry.StopError
+	if errors.As(err, &stop) {
+		return fmt.Errorf("waiting for %s at %s (%s): %w", c.name, c.url, c.variable, err)
+	}
+	return err
 }
 
 // serveHTTP starts the health, readiness and metrics endpoints.
