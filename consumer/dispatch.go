@@ -84,6 +84,18 @@ func DefaultBackoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
+// sleep waits d, or until ctx is done: it reports whether it waited d.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // ackTimeout bounds an acknowledgement made after the handler returned.
 const ackTimeout = 10 * time.Second
 

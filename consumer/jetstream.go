@@ -142,12 +142,8 @@ func ConsumeJetStream(ctx context.Context, js jetstream.JetStream, cfg JetStream
 			// reconnects by itself. Paced, in case an error comes at once.
 			failures++
 			d.log.Warn("consumer: JetStream consumer: waiting for messages", "durable", cfg.Durable, "error", err)
-			t := time.NewTimer(d.opts.Backoff(failures))
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !sleep(ctx, d.opts.Backoff(failures)) {
 				return nil
-			case <-t.C:
 			}
 			continue
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -67,12 +66,8 @@ func ConsumeKafka(ctx context.Context, rc kafka.ReaderConfig, h Handler, opts Op
 			}
 			delay := d.opts.Backoff(attempt)
 			d.log.Info("consumer: handler failed; the record comes again", "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "dedup_key", meta.DedupKey, "attempt", attempt, "delay", delay, "error", err)
-			t := time.NewTimer(delay)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !sleep(ctx, delay) {
 				return nil // not committed: the group delivers it again
-			case <-t.C:
 			}
 		}
 	}
