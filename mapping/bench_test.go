@@ -37,7 +37,7 @@ func BenchmarkMap(b *testing.B) {
 	perEvent("default", func(b *testing.B, raw []byte) { mapOne(b, m, raw) })
 	perEvent("structured", func(b *testing.B, raw []byte) { mapOne(b, structured, raw) })
 	perEvent("peek", func(b *testing.B, raw []byte) {
-		if _, err := Peek(raw); err != nil {
+		if _, err := peek(raw); err != nil {
 			b.Fatal(err)
 		}
 	})

@@ -13,7 +13,7 @@ import (
 // and topic and with structured CloudEvents, and checks what must hold
 // whatever the input: no panic, an error that wraps a sentinel, or a
 // message with valid names and clean headers, whose payload embeds the
-// input byte for byte, that agrees with encoding/json and with Peek, and
+// input byte for byte, that agrees with encoding/json and with peek, and
 // that is the same on a second call. Its seed corpus is the 71 documented
 // events and a few hostile ones, which plain go test runs too.
 func FuzzMap(f *testing.F) {
@@ -42,13 +42,13 @@ func FuzzMap(f *testing.F) {
 		if !bytes.Equal(raw, in) {
 			t.Fatal("Map modified its input")
 		}
-		info, peekErr := Peek(raw)
+		info, peekErr := peek(raw)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidEvent) && !errors.Is(err, ErrInvalidName) {
 				t.Fatalf("error wraps no sentinel: %v", err)
 			}
 			if errors.Is(err, ErrInvalidEvent) && peekErr == nil {
-				t.Fatalf("Peek accepts what Map rejects: %v", err)
+				t.Fatalf("peek accepts what Map rejects: %v", err)
 			}
 			return
 		}
@@ -60,7 +60,7 @@ func FuzzMap(f *testing.F) {
 			t.Fatal("Map accepted invalid JSON")
 		}
 		if peekErr != nil || info != msg.Event {
-			t.Fatalf("Peek = %+v, %v; Map said %+v", info, peekErr, msg.Event)
+			t.Fatalf("peek = %+v, %v; Map said %+v", info, peekErr, msg.Event)
 		}
 		agreeWithEncodingJSON(t, raw, msg)
 		again, err := m.Map(raw, testQueue)

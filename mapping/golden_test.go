@@ -108,8 +108,8 @@ func TestExamplesWithoutID(t *testing.T) {
 		if _, err := m.Map(ex.raw, testQueue); !errors.Is(err, ErrInvalidEvent) {
 			t.Errorf("%s: Map without id: err = %v, want ErrInvalidEvent", ex.name, err)
 		}
-		if _, err := Peek(ex.raw); !errors.Is(err, ErrInvalidEvent) {
-			t.Errorf("%s: Peek without id: err = %v, want ErrInvalidEvent", ex.name, err)
+		if _, err := peek(ex.raw); !errors.Is(err, ErrInvalidEvent) {
+			t.Errorf("%s: peek without id: err = %v, want ErrInvalidEvent", ex.name, err)
 		}
 	}
 	if n != 6 {

@@ -112,8 +112,8 @@ func TestHostileInput(t *testing.T) {
 					t.Errorf("with a template: %v, want %v", namedErr, err)
 				}
 				if tt.err == ErrInvalidEvent {
-					if _, err := Peek([]byte(tt.event)); !errors.Is(err, ErrInvalidEvent) {
-						t.Errorf("Peek accepted what Map rejects: %v", err)
+					if _, err := peek([]byte(tt.event)); !errors.Is(err, ErrInvalidEvent) {
+						t.Errorf("peek accepted what Map rejects: %v", err)
 					}
 				}
 				return
@@ -125,9 +125,9 @@ func TestHostileInput(t *testing.T) {
 			if !bytes.Equal(msg.Payload, []byte(tt.event)) {
 				t.Error("payload changed")
 			}
-			info, err := Peek([]byte(tt.event))
+			info, err := peek([]byte(tt.event))
 			if err != nil || info != msg.Event {
-				t.Errorf("Peek = %+v, %v; Map said %+v", info, err, msg.Event)
+				t.Errorf("peek = %+v, %v; Map said %+v", info, err, msg.Event)
 			}
 			if tt.check != nil {
 				tt.check(t, msg)

@@ -86,10 +86,10 @@ type EventInfo struct {
 	Timestamp int64
 }
 
-// Peek reads an event's id, type, op, message id and timestamp without
-// mapping it. It validates the event as Map does, so an event Peek accepts
+// peek reads an event's id, type, op, message id and timestamp without
+// mapping it. It validates the event as Map does, so an event peek accepts
 // Map accepts too, unless a rendered name is invalid.
-func Peek(raw []byte) (EventInfo, error) {
+func peek(raw []byte) (EventInfo, error) {
 	var ev event
 	if err := parseEvent(raw, &ev); err != nil {
 		return EventInfo{}, err

@@ -21,7 +21,7 @@ func TestScannerAgreesWithEncodingJSON(t *testing.T) {
 	}
 	for _, v := range values {
 		ev := []byte(`{"type":"x","id":1,"v":` + v + `}`)
-		_, err := Peek(ev)
+		_, err := peek(ev)
 		if valid := json.Valid(ev); valid != (err == nil) {
 			t.Errorf("%s: json.Valid %v, scanner error %v", v, valid, err)
 		}

@@ -4,7 +4,7 @@ import "testing"
 
 // TestEventTimestamp: Event.Timestamp is message.timestamp of a message
 // event, live or backfilled, in every CloudEvents mode, and agrees with
-// Peek; 0 for other events (even those with a time of their own) and for
+// peek; 0 for other events (even those with a time of their own) and for
 // a timestamp that is not a non-negative integer.
 func TestEventTimestamp(t *testing.T) {
 	tests := []struct {
@@ -39,9 +39,9 @@ func TestEventTimestamp(t *testing.T) {
 					t.Errorf("%+v: Timestamp = %d, want %d", cfg, msg.Event.Timestamp, tt.want)
 				}
 			}
-			info, err := Peek([]byte(tt.event))
+			info, err := peek([]byte(tt.event))
 			if err != nil || info.Timestamp != tt.want {
-				t.Errorf("Peek: Timestamp = %d (%v), want %d", info.Timestamp, err, tt.want)
+				t.Errorf("peek: Timestamp = %d (%v), want %d", info.Timestamp, err, tt.want)
 			}
 		})
 	}
