@@ -4,15 +4,17 @@
 //
 // It reads the topics zulip.message and zulip.bridge as a member of the
 // consumer group stream-counter (run several: the partitions are shared
-// out, and a key, one conversation, stays with one member in order)
-// through the consumer package, which decodes each record, skips the ones
-// it has already seen (Zulip-Dedup-Key) and commits each offset once the
-// record is counted. Messages to a stream count in
+// out, and a key, one conversation, stays with one member in order) through
+// the consumer package, which decodes each record, skips the ones it has
+// already seen (Zulip-Dedup-Key) and commits each offset once the record is
+// counted. Messages to a stream count in
 // zulip_stream_messages_total{stream_id, stream}, direct messages in
 // zulip_direct_messages_total, and the bridge's resync control events (a
 // lost Zulip queue; its messages are backfilled and counted once) in
-// zulip_bridge_resyncs_total. Run it beside `BRIDGE_SINK=kafka bridge run`
-// and scrape http://127.0.0.1:9465/metrics:
+// zulip_bridge_resyncs_total; the counting and the metrics server are
+// package examples/streamcounter, which examples/nats-stream-counter
+// shares: copy that folder with this one. Run it beside `BRIDGE_SINK=kafka
+// bridge run` and scrape http://127.0.0.1:9465/metrics:
 //
 //	KAFKA_BROKERS=127.0.0.1:9092 go run ./examples/kafka-stream-counter
 //
@@ -22,24 +24,19 @@
 package main
 
 import (
-	"cmp"
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/zulip-bridge/zulip-bridge/consumer"
+	"github.com/zulip-bridge/zulip-bridge/examples/streamcounter"
 )
 
 func main() {
@@ -52,63 +49,16 @@ func main() {
 	}
 }
 
-// counters are the service's metrics.
-type counters struct {
-	reg     *prometheus.Registry
-	stream  *prometheus.CounterVec
-	direct  prometheus.Counter
-	resyncs prometheus.Counter
-}
-
-func newCounters() *counters {
-	c := &counters{
-		reg: prometheus.NewRegistry(),
-		stream: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "zulip_stream_messages_total", Help: "Zulip messages sent to a stream, by stream.",
-		}, []string{"stream_id", "stream"}),
-		direct: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "zulip_direct_messages_total", Help: "Zulip direct messages.",
-		}),
-		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "zulip_bridge_resyncs_total", Help: "Lost Zulip queues the bridge replaced (bridge.resync control events).",
-		}),
-	}
-	c.reg.MustRegister(c.stream, c.direct, c.resyncs)
-	return c
-}
-
-// handle counts one event; anything but a message is committed and
-// ignored.
-func (c *counters) handle(_ context.Context, d *consumer.Delivery) error {
-	m, ok := d.Event.(*consumer.MessageEvent)
-	if !ok {
-		return nil
-	}
-	switch {
-	case m.Message.IsStream():
-		c.stream.WithLabelValues(strconv.FormatInt(m.Message.StreamID, 10), m.Message.StreamName()).Inc()
-	case m.Message.IsDirect():
-		c.direct.Inc()
-	}
-	return nil
-}
-
 // run serves the metrics and consumes until ctx is done. ready, if set, is
 // told the metrics address once it listens.
 func run(ctx context.Context, getenv func(string) string, log *slog.Logger, ready func(net.Addr)) error {
-	env := func(key, def string) string { return cmp.Or(getenv(key), def) }
-	c := newCounters()
-
-	ln, err := net.Listen("tcp", env("METRICS_ADDR", "127.0.0.1:9465"))
+	env := streamcounter.NewEnv(getenv)
+	c := streamcounter.New()
+	metrics, stop, err := c.Serve(env, "127.0.0.1:9465", ready)
 	if err != nil {
-		return fmt.Errorf("METRICS_ADDR: %w", err)
+		return err
 	}
-	srv := &http.Server{Handler: promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-	if ready != nil {
-		ready(ln.Addr())
-	}
+	defer stop()
 
 	rc := kafka.ReaderConfig{
 		Brokers:     strings.Split(env("KAFKA_BROKERS", "127.0.0.1:9092"), ","),
@@ -119,14 +69,6 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 		StartOffset: kafka.FirstOffset,
 		MaxWait:     500 * time.Millisecond,
 	}
-	log.Info("counting messages", "brokers", rc.Brokers, "group", rc.GroupID, "topics", rc.GroupTopics, "metrics", "http://"+ln.Addr().String()+"/metrics")
-	return consumer.ConsumeKafka(ctx, rc, c.handle, consumer.Options{
-		Logger: log,
-		OnResync: func(_ context.Context, r *consumer.Resync, _ consumer.Metadata) error {
-			c.resyncs.Inc()
-			log.Warn("the bridge lost a Zulip queue; events other than messages in the gap are gone",
-				"old_queue_id", r.OldQueueID, "messages_backfilled", r.MessagesBackfilled)
-			return nil
-		},
-	})
+	log.Info("counting messages", "brokers", rc.Brokers, "group", rc.GroupID, "topics", rc.GroupTopics, "metrics", metrics)
+	return consumer.ConsumeKafka(ctx, rc, c.Handle, c.Options(log))
 }

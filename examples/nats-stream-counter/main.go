@@ -10,8 +10,10 @@
 // zulip_stream_messages_total{stream_id, stream}, direct messages in
 // zulip_direct_messages_total, and the bridge's resync control events (a
 // lost Zulip queue; its messages are backfilled and counted once) in
-// zulip_bridge_resyncs_total. Run it beside `bridge run` and scrape
-// http://127.0.0.1:9464/metrics:
+// zulip_bridge_resyncs_total; the counting and the metrics server are
+// package examples/streamcounter, which examples/kafka-stream-counter
+// shares: copy that folder with this one. Run it beside `bridge run` and
+// scrape http://127.0.0.1:9464/metrics:
 //
 //	go run ./examples/nats-stream-counter
 //
@@ -21,26 +23,21 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/zulip-bridge/zulip-bridge/consumer"
+	"github.com/zulip-bridge/zulip-bridge/examples/streamcounter"
 )
 
 func main() {
@@ -53,63 +50,16 @@ func main() {
 	}
 }
 
-// counters are the service's metrics.
-type counters struct {
-	reg     *prometheus.Registry
-	stream  *prometheus.CounterVec
-	direct  prometheus.Counter
-	resyncs prometheus.Counter
-}
-
-func newCounters() *counters {
-	c := &counters{
-		reg: prometheus.NewRegistry(),
-		stream: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "zulip_stream_messages_total", Help: "Zulip messages sent to a stream, by stream.",
-		}, []string{"stream_id", "stream"}),
-		direct: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "zulip_direct_messages_total", Help: "Zulip direct messages.",
-		}),
-		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "zulip_bridge_resyncs_total", Help: "Lost Zulip queues the bridge replaced (bridge.resync control events).",
-		}),
-	}
-	c.reg.MustRegister(c.stream, c.direct, c.resyncs)
-	return c
-}
-
-// handle counts one event; anything but a message is acknowledged and
-// ignored.
-func (c *counters) handle(_ context.Context, d *consumer.Delivery) error {
-	m, ok := d.Event.(*consumer.MessageEvent)
-	if !ok {
-		return nil
-	}
-	switch {
-	case m.Message.IsStream():
-		c.stream.WithLabelValues(strconv.FormatInt(m.Message.StreamID, 10), m.Message.StreamName()).Inc()
-	case m.Message.IsDirect():
-		c.direct.Inc()
-	}
-	return nil
-}
-
 // run serves the metrics and consumes until ctx is done. ready, if set, is
 // told the metrics address once it listens.
 func run(ctx context.Context, getenv func(string) string, log *slog.Logger, ready func(net.Addr)) error {
-	env := func(key, def string) string { return cmp.Or(getenv(key), def) }
-	c := newCounters()
-
-	ln, err := net.Listen("tcp", env("METRICS_ADDR", "127.0.0.1:9464"))
+	env := streamcounter.NewEnv(getenv)
+	c := streamcounter.New()
+	metrics, stop, err := c.Serve(env, "127.0.0.1:9464", ready)
 	if err != nil {
-		return fmt.Errorf("METRICS_ADDR: %w", err)
+		return err
 	}
-	srv := &http.Server{Handler: promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-	if ready != nil {
-		ready(ln.Addr())
-	}
+	defer stop()
 
 	url := env("NATS_URL", nats.DefaultURL)
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1))
@@ -126,16 +76,8 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 		Durable:        env("COUNTER_DURABLE", "stream-counter"),
 		FilterSubjects: strings.Split(env("COUNTER_SUBJECTS", "zulip.message.>,zulip.bridge.>"), ","),
 	}
-	log.Info("counting messages", "nats", url, "stream", cfg.Stream, "durable", cfg.Durable, "subjects", cfg.FilterSubjects, "metrics", "http://"+ln.Addr().String()+"/metrics")
-	err = consumer.ConsumeJetStream(ctx, js, cfg, c.handle, consumer.Options{
-		Logger: log,
-		OnResync: func(_ context.Context, r *consumer.Resync, _ consumer.Metadata) error {
-			c.resyncs.Inc()
-			log.Warn("the bridge lost a Zulip queue; events other than messages in the gap are gone",
-				"old_queue_id", r.OldQueueID, "messages_backfilled", r.MessagesBackfilled)
-			return nil
-		},
-	})
+	log.Info("counting messages", "nats", url, "stream", cfg.Stream, "durable", cfg.Durable, "subjects", cfg.FilterSubjects, "metrics", metrics)
+	err = consumer.ConsumeJetStream(ctx, js, cfg, c.Handle, c.Options(log))
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
