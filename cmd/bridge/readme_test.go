@@ -9,18 +9,18 @@ import (
 	"testing"
 )
 
-// TestReliabilityTableNamesRealTests: every test the README's Reliability
-// table names as the proof of a line exists, so that the table cannot
-// point at a test that was renamed or removed.
+// TestReliabilityTableNamesRealTests: every test the Reliability table of
+// docs/reliability.md names as the proof of a line exists, so that the
+// table cannot point at a test that was renamed or removed.
 func TestReliabilityTableNamesRealTests(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
+	b, err := os.ReadFile("../../docs/reliability.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	readme := string(b)
 	i := strings.Index(readme, "## Reliability\n")
 	if i < 0 {
-		t.Fatal("README.md has no Reliability section")
+		t.Fatal("docs/reliability.md has no Reliability section")
 	}
 	section := readme[i+len("## Reliability\n"):]
 	if j := strings.Index(section, "\n## "); j >= 0 {
@@ -56,7 +56,7 @@ func TestReliabilityTableNamesRealTests(t *testing.T) {
 	}
 	for _, m := range named {
 		if !defined[m[1]] {
-			t.Errorf("README Reliability names %s, which no test file defines", m[1])
+			t.Errorf("docs/reliability.md names %s, which no test file defines", m[1])
 		}
 	}
 }
