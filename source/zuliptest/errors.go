@@ -47,13 +47,13 @@ func badRequest(format string, args ...any) *apiError {
 	return &apiError{status: http.StatusBadRequest, code: CodeBadRequest, msg: fmt.Sprintf(format, args...)}
 }
 
+// fieldError is a 400 with code and msg that carries one data field, key.
+func fieldError(code, msg, key string, value any) *apiError {
+	return &apiError{status: http.StatusBadRequest, code: code, msg: msg, data: object{{key, value}}}
+}
+
 func badEventQueueID(queueID string) *apiError {
-	return &apiError{
-		status: http.StatusBadRequest,
-		code:   CodeBadEventQueueID,
-		msg:    "Bad event queue ID: " + queueID,
-		data:   object{{"queue_id", queueID}},
-	}
+	return fieldError(CodeBadEventQueueID, "Bad event queue ID: "+queueID, "queue_id", queueID)
 }
 
 func unauthorized(msg string) *apiError {
@@ -66,12 +66,7 @@ func unauthorized(msg string) *apiError {
 }
 
 func missingArgument(name string) *apiError {
-	return &apiError{
-		status: http.StatusBadRequest,
-		code:   CodeVariableMissing,
-		msg:    fmt.Sprintf("Missing '%s' argument", name),
-		data:   object{{"var_name", name}},
-	}
+	return fieldError(CodeVariableMissing, fmt.Sprintf("Missing '%s' argument", name), "var_name", name)
 }
 
 func invalidArgument(name, why string) *apiError {
@@ -79,30 +74,15 @@ func invalidArgument(name, why string) *apiError {
 	if why != "" {
 		msg += ": " + why
 	}
-	return &apiError{
-		status: http.StatusBadRequest,
-		code:   CodeVariableInvalid,
-		msg:    msg,
-		data:   object{{"var_name", name}},
-	}
+	return fieldError(CodeVariableInvalid, msg, "var_name", name)
 }
 
 func streamNotExist(name string) *apiError {
-	return &apiError{
-		status: http.StatusBadRequest,
-		code:   CodeStreamNotExist,
-		msg:    fmt.Sprintf("Channel '%s' does not exist", name),
-		data:   object{{"stream", name}},
-	}
+	return fieldError(CodeStreamNotExist, fmt.Sprintf("Channel '%s' does not exist", name), "stream", name)
 }
 
 func streamIDNotExist(id int64) *apiError {
-	return &apiError{
-		status: http.StatusBadRequest,
-		code:   CodeStreamNotExist,
-		msg:    fmt.Sprintf("Channel with ID '%d' does not exist", id),
-		data:   object{{"stream_id", id}},
-	}
+	return fieldError(CodeStreamNotExist, fmt.Sprintf("Channel with ID '%d' does not exist", id), "stream_id", id)
 }
 
 func badNarrow(format string, args ...any) *apiError {

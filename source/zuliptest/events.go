@@ -2,7 +2,6 @@ package zuliptest
 
 import (
 	"encoding/json"
-	"net/http"
 	"slices"
 	"time"
 
@@ -11,66 +10,37 @@ import (
 
 // handleRegister is POST /api/v1/register.
 func (s *Server) handleRegister(c *call) {
+	r := c.p.reader()
 	var eventTypes, fetchTypes []string
 	// A missing or null event_types means every type; [] means none.
-	if _, err := c.p.jsonValue("event_types", &eventTypes); err != nil {
-		c.fail(err)
-		return
-	}
-	hasFetch, err := c.p.jsonValue("fetch_event_types", &fetchTypes)
-	if err != nil {
-		c.fail(err)
-		return
-	}
+	r.jsonValue("event_types", &eventTypes)
+	hasFetch := r.jsonValue("fetch_event_types", &fetchTypes)
 	var narrow []NarrowTerm
-	if raw, ok := c.p.lookup("narrow"); ok {
+	if raw, ok := r.lookup("narrow"); ok {
 		terms, perr := parseNarrow(json.RawMessage(raw))
 		if perr != nil {
-			c.fail(&apiError{status: http.StatusBadRequest, code: CodeBadRequest, msg: "Invalid narrow: " + perr.Error(), data: object{{"var_name", "narrow"}}})
-			return
+			r.fail(fieldError(CodeBadRequest, "Invalid narrow: "+perr.Error(), "var_name", "narrow"))
 		}
 		narrow = terms
 	}
-	if err := checkEventsNarrow(narrow); err != nil {
-		c.fail(err)
-		return
-	}
-	allPublic, err := c.p.boolean("all_public_streams", false)
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	applyMarkdown, err := c.p.boolean("apply_markdown", false)
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	clientGravatar, err := c.p.boolean("client_gravatar", true)
-	if err != nil {
-		c.fail(err)
-		return
-	}
+	r.fail(checkEventsNarrow(narrow))
+	allPublic := r.boolean("all_public_streams", false)
+	applyMarkdown := r.boolean("apply_markdown", false)
+	clientGravatar := r.boolean("client_gravatar", true)
 	includeSubscribers := false
-	if v, ok := c.p.lookup("include_subscribers"); ok && v != "partial" {
-		if includeSubscribers, err = c.p.boolean("include_subscribers", false); err != nil {
-			c.fail(err)
-			return
-		}
+	if v, ok := r.lookup("include_subscribers"); ok && v != "partial" {
+		includeSubscribers = r.boolean("include_subscribers", false)
 	} else if ok {
 		includeSubscribers = true
 	}
 	var capabilities map[string]bool
-	if _, err := c.p.jsonValue("client_capabilities", &capabilities); err != nil {
-		c.fail(err)
-		return
-	}
-	lifespanSecs, _, err := c.p.integer("queue_lifespan_secs")
-	if err != nil {
-		c.fail(err)
-		return
-	}
+	r.jsonValue("client_capabilities", &capabilities)
+	lifespanSecs, _ := r.integer("queue_lifespan_secs")
 	if lifespanSecs < 0 {
-		c.fail(invalidArgument("queue_lifespan_secs", "must be a non-negative integer"))
+		r.fail(invalidArgument("queue_lifespan_secs", "must be a non-negative integer"))
+	}
+	if r.err != nil {
+		c.fail(r.err)
 		return
 	}
 	lifespan := s.cfg.QueueTimeout
@@ -125,14 +95,11 @@ func (s *Server) handleRegister(c *call) {
 
 // handleGetEvents is GET /api/v1/events, fetch_events upstream.
 func (s *Server) handleGetEvents(c *call) {
-	dontBlock, err := c.p.boolean("dont_block", false)
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	lastEventID, hasLast, err := c.p.integer("last_event_id")
-	if err != nil {
-		c.fail(err)
+	r := c.p.reader()
+	dontBlock := r.boolean("dont_block", false)
+	lastEventID, hasLast := r.integer("last_event_id")
+	if r.err != nil {
+		c.fail(r.err)
 		return
 	}
 	queueID, hasQueue := c.p.lookup("queue_id")

@@ -294,20 +294,20 @@ func (g *Generator) sendMessage() (int64, error) {
 }
 
 func (g *Generator) publicStreams() []Stream {
-	var out []Stream
-	for _, s := range g.s.realm.Streams {
-		if !s.InviteOnly {
-			out = append(out, s)
-		}
-	}
-	return out
+	return keep(g.s.realm.Streams, func(s Stream) bool { return !s.InviteOnly })
 }
 
 func (g *Generator) people() []User {
-	var out []User
-	for _, u := range g.s.realm.Users {
-		if !u.IsBot {
-			out = append(out, u)
+	return keep(g.s.realm.Users, func(u User) bool { return !u.IsBot })
+}
+
+// keep returns the elements of in that ok holds for, in order (nil when
+// none).
+func keep[T any](in []T, ok func(T) bool) []T {
+	var out []T
+	for _, v := range in {
+		if ok(v) {
+			out = append(out, v)
 		}
 	}
 	return out

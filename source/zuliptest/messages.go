@@ -217,58 +217,30 @@ func renderMarkdown(src string) string {
 // handleGetMessages is GET /api/v1/messages: get_messages_backend with
 // upstream's anchor and found_* semantics.
 func (s *Server) handleGetMessages(c *call) {
-	anchorRaw, ok := c.p.lookup("anchor")
-	if !ok {
-		c.fail(missingArgument("anchor"))
-		return
-	}
-	numBefore, hasBefore, err := c.p.integer("num_before")
-	if err == nil && !hasBefore {
-		err = missingArgument("num_before")
-	}
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	numAfter, hasAfter, err := c.p.integer("num_after")
-	if err == nil && !hasAfter {
-		err = missingArgument("num_after")
-	}
-	if err != nil {
-		c.fail(err)
-		return
-	}
+	r := c.p.reader()
+	anchorRaw := r.required("anchor")
+	numBefore := r.requiredInteger("num_before")
+	numAfter := r.requiredInteger("num_after")
 	if numBefore < 0 || numAfter < 0 {
-		c.fail(invalidArgument("num_before/num_after", "must be non-negative"))
-		return
+		r.fail(invalidArgument("num_before/num_after", "must be non-negative"))
 	}
 	if numBefore+numAfter > maxMessagesPerFetch {
-		c.fail(badRequest("Too many messages requested (maximum %d).", maxMessagesPerFetch))
-		return
+		r.fail(badRequest("Too many messages requested (maximum %d).", maxMessagesPerFetch))
 	}
-	includeAnchor, err := c.p.boolean("include_anchor", true)
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	applyMarkdown, err := c.p.boolean("apply_markdown", true)
-	if err != nil {
-		c.fail(err)
-		return
-	}
-	clientGravatar, err := c.p.boolean("client_gravatar", true)
-	if err != nil {
-		c.fail(err)
-		return
-	}
+	includeAnchor := r.boolean("include_anchor", true)
+	applyMarkdown := r.boolean("apply_markdown", true)
+	clientGravatar := r.boolean("client_gravatar", true)
 	var terms []NarrowTerm
-	if raw, ok := c.p.lookup("narrow"); ok {
+	if raw, ok := r.lookup("narrow"); ok {
 		t, perr := parseNarrow(json.RawMessage(raw))
 		if perr != nil {
-			c.fail(badNarrow("Invalid narrow: %v", perr))
-			return
+			r.fail(badNarrow("Invalid narrow: %v", perr))
 		}
 		terms = t
+	}
+	if r.err != nil {
+		c.fail(r.err)
+		return
 	}
 	filter, index, aerr := s.compileMessagesNarrow(terms, c.user)
 	if aerr != nil {

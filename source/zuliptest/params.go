@@ -92,48 +92,90 @@ func (p params) str(name string) string {
 	return v
 }
 
+// reader reads a call's parameters one after another and keeps the first
+// problem, so that a handler reads them all and answers once: after a
+// problem the reads read nothing and return the zero value (or the
+// default), and err is the error to answer with.
+type reader struct {
+	p   params
+	err *apiError
+}
+
+func (p params) reader() *reader { return &reader{p: p} }
+
+// fail records e as the problem unless there is one already (or e is nil).
+func (r *reader) fail(e *apiError) {
+	if r.err == nil && e != nil {
+		r.err = e
+	}
+}
+
+// lookup is params.lookup, reading nothing after a problem.
+func (r *reader) lookup(name string) (string, bool) {
+	if r.err != nil {
+		return "", false
+	}
+	return r.p.lookup(name)
+}
+
+// required is a parameter that must be given (REQUEST_VARIABLE_MISSING).
+func (r *reader) required(name string) string {
+	v, ok := r.lookup(name)
+	if !ok {
+		r.fail(missingArgument(name))
+	}
+	return v
+}
+
 // boolean parses a Zulip Json[bool]: the JSON literals true and false.
 // Python's json also accepts surrounding whitespace; so do we.
-func (p params) boolean(name string, def bool) (bool, *apiError) {
-	v, ok := p.lookup(name)
+func (r *reader) boolean(name string, def bool) bool {
+	v, ok := r.lookup(name)
 	if !ok {
-		return def, nil
+		return def
 	}
 	switch strings.TrimSpace(v) {
 	case "true":
-		return true, nil
+		return true
 	case "false":
-		return false, nil
+		return false
 	}
-	return false, invalidArgument(name, "not a JSON boolean")
+	r.fail(invalidArgument(name, "not a JSON boolean"))
+	return false
 }
 
-// integer parses a Json[int] parameter.
-func (p params) integer(name string) (int64, bool, *apiError) {
-	v, ok := p.lookup(name)
+// integer parses a Json[int] parameter, and says whether it was given.
+func (r *reader) integer(name string) (int64, bool) {
+	v, ok := r.lookup(name)
 	if !ok {
-		return 0, false, nil
+		return 0, false
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 	if err != nil {
-		return 0, true, invalidArgument(name, "not an integer")
+		r.fail(invalidArgument(name, "not an integer"))
+		return 0, true
 	}
-	return n, true, nil
+	return n, true
 }
 
-// jsonValue decodes a parameter that carries JSON into dst.
-func (p params) jsonValue(name string, dst any) (bool, *apiError) {
-	v, ok := p.lookup(name)
+// requiredInteger is a Json[int] parameter that must be given.
+func (r *reader) requiredInteger(name string) int64 {
+	n, ok := r.integer(name)
 	if !ok {
-		return false, nil
+		r.fail(missingArgument(name))
+	}
+	return n
+}
+
+// jsonValue decodes a parameter that carries JSON into dst, and says
+// whether it was given.
+func (r *reader) jsonValue(name string, dst any) bool {
+	v, ok := r.lookup(name)
+	if !ok {
+		return false
 	}
 	if err := json.Unmarshal([]byte(v), dst); err != nil {
-		return true, &apiError{
-			status: http.StatusBadRequest,
-			code:   CodeInvalidJSON,
-			msg:    name + " is not valid JSON",
-			data:   object{{"var_name", name}},
-		}
+		r.fail(fieldError(CodeInvalidJSON, name+" is not valid JSON", "var_name", name))
 	}
-	return true, nil
+	return true
 }

@@ -51,19 +51,10 @@ func (s *Server) SendMessage(req SendRequest) (int64, error) {
 
 // handleSendMessage is POST /api/v1/messages.
 func (s *Server) handleSendMessage(c *call) {
-	typ, ok := c.p.lookup("type")
-	if !ok {
-		c.fail(missingArgument("type"))
-		return
-	}
-	to, ok := c.p.lookup("to")
-	if !ok {
-		c.fail(missingArgument("to"))
-		return
-	}
-	content, ok := c.p.lookup("content")
-	if !ok {
-		c.fail(missingArgument("content"))
+	r := c.p.reader()
+	typ, to, content := r.required("type"), r.required("to"), r.required("content")
+	if r.err != nil {
+		c.fail(r.err)
 		return
 	}
 	topic, ok := c.p.lookup("topic")
