@@ -58,27 +58,26 @@ func publishAll(t testing.TB, s sink.Sink, batch []*mapping.Message) {
 // within hangGuard, whatever its context says.
 func publishGuarded(t testing.TB, ctx context.Context, s sink.Sink, batch []*mapping.Message) error {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- s.Publish(ctx, batch) }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(hangGuard):
-		t.Fatalf("Publish did not return within %v (its context: %v)", hangGuard, ctx.Err())
-		return nil
-	}
+	return guarded(t, ctx, "Publish", func() error { return s.Publish(ctx, batch) })
 }
 
 // closeGuarded is publishGuarded for Close.
 func closeGuarded(t testing.TB, ctx context.Context, s sink.Sink) error {
 	t.Helper()
+	return guarded(t, ctx, "Close", func() error { return s.Close(ctx) })
+}
+
+// guarded runs call, the sink's method name taking ctx, and fails the test
+// if it does not return within hangGuard.
+func guarded(t testing.TB, ctx context.Context, name string, call func() error) error {
+	t.Helper()
 	done := make(chan error, 1)
-	go func() { done <- s.Close(ctx) }()
+	go func() { done <- call() }()
 	select {
 	case err := <-done:
 		return err
 	case <-time.After(hangGuard):
-		t.Fatalf("Close did not return within %v (its context: %v)", hangGuard, ctx.Err())
+		t.Fatalf("%s did not return within %v (its context: %v)", name, hangGuard, ctx.Err())
 		return nil
 	}
 }

@@ -3,6 +3,7 @@ package sinktest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -83,12 +84,7 @@ func (c *conformance) publishConfirmsAll(t *testing.T) {
 	var sent []*mapping.Message
 	for _, n := range []int{1, 7, 120, 40} {
 		batch := g.Batch(n)
-		ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
-		err := s.Publish(ctx, batch)
-		cancel()
-		if err != nil {
-			t.Fatalf("Publish(%d messages) with the broker up: %v", n, err)
-		}
+		publishOnce(t, s, batch, fmt.Sprintf("Publish(%d messages) with the broker up", n))
 		sent = append(sent, batch...)
 	}
 	checkStored(t, h, expectation{sent: sent, exactlyOnce: true})
@@ -97,18 +93,12 @@ func (c *conformance) publishConfirmsAll(t *testing.T) {
 func (c *conformance) emptyBatch(t *testing.T) {
 	h := c.New(t)
 	s := c.open(t, h)
-	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
-	defer cancel()
 	for _, batch := range [][]*mapping.Message{nil, {}} {
-		if err := s.Publish(ctx, batch); err != nil {
-			t.Fatalf("Publish(%#v): %v", batch, err)
-		}
+		publishOnce(t, s, batch, fmt.Sprintf("Publish(%#v)", batch))
 	}
 	var g Generator
 	batch := g.Batch(3)
-	if err := s.Publish(ctx, batch); err != nil {
-		t.Fatalf("Publish after empty batches: %v", err)
-	}
+	publishOnce(t, s, batch, "Publish after empty batches")
 	checkStored(t, h, expectation{sent: batch, exactlyOnce: true})
 }
 
@@ -121,11 +111,7 @@ func (c *conformance) largeMessage(t *testing.T) {
 	batch := g.Batch(5)
 	batch = append(batch, g.Large(LargePayloadSize))
 	batch = append(batch, g.Batch(5)...)
-	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
-	defer cancel()
-	if err := s.Publish(ctx, batch); err != nil {
-		t.Fatalf("Publish with a %d-byte payload: %v", LargePayloadSize, err)
-	}
+	publishOnce(t, s, batch, fmt.Sprintf("Publish with a %d-byte payload", LargePayloadSize))
 	checkStored(t, h, expectation{sent: batch, exactlyOnce: true})
 }
 
@@ -141,16 +127,11 @@ func (c *conformance) canceledContext(t *testing.T) {
 	batch := g.Batch(20)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := publishGuarded(t, ctx, s, batch)
-	if err == nil {
-		t.Fatal("Publish with a canceled context returned nil")
-	}
+	err := publishFails(t, ctx, s, batch, "with a canceled context")
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Publish with a canceled context: %v, want an error wrapping context.Canceled", err)
 	}
-	checkPublishError(t, batch, err)
-	publishAll(t, s, sink.Unconfirmed(batch, err))
-	checkStored(t, h, c.afterRetries(first, batch))
+	c.resendAndCheck(t, h, s, batch, err, first)
 }
 
 // cancelMidBatch: cancelling while a large batch is in flight returns
@@ -161,35 +142,10 @@ func (c *conformance) cancelMidBatch(t *testing.T) {
 	s := c.open(t, h)
 	var g Generator
 	batch := g.Batch(midBatchSize)
-	base := count(t, h)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Publish(ctx, batch) }()
-	testutil.WaitFor(t, hangGuard, "the first messages of the batch to be stored", func() bool {
-		select {
-		case err := <-done:
-			done <- err
-			return true
-		default:
-			return storedAny(t, h, base, batch)
-		}
-	})
-	cancel()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(hangGuard):
-		t.Fatalf("Publish did not return within %v of its context being canceled", hangGuard)
-	}
-	if err == nil {
-		t.Log("the whole batch was confirmed before the cancellation")
-	} else {
-		checkPublishError(t, batch, err)
-		t.Logf("canceled with %d of %d unconfirmed: %v", len(sink.Unconfirmed(batch, err)), len(batch), err)
-	}
-	publishAll(t, s, sink.Unconfirmed(batch, err))
-	checkStored(t, h, c.afterRetries(batch))
+	err := interruptMidBatch(t, ctx, h, s, batch, cancel, "the cancellation")
+	c.resendAndCheck(t, h, s, batch, err)
 }
 
 // closeFlushes: Close after confirmed batches returns nil and leaves them
@@ -300,17 +256,12 @@ func (c *conformance) brokerUnreachable(t *testing.T) {
 	batch := g.Batch(20)
 	ctx, cancel := context.WithTimeout(context.Background(), unreachableTimeout)
 	defer cancel()
-	err := publishGuarded(t, ctx, s, batch)
-	if err == nil {
-		t.Fatal("Publish returned nil while the broker was down")
-	}
-	checkPublishError(t, batch, err)
+	err := publishFails(t, ctx, s, batch, "while the broker was down")
 	if n := len(sink.Unconfirmed(batch, err)); n != len(batch) {
 		t.Errorf("broker down: %d of %d message(s) reported unconfirmed, want all", n, len(batch))
 	}
 	r.StartBroker(t)
-	publishAll(t, s, sink.Unconfirmed(batch, err))
-	checkStored(t, h, c.afterRetries(first, batch))
+	c.resendAndCheck(t, h, s, batch, err, first)
 }
 
 // closeWhileUnreachable: Close gives up when its context is done, even
@@ -347,34 +298,10 @@ func (c *conformance) restartMidBatch(t *testing.T) {
 	publishAll(t, s, before)
 
 	batch := g.Batch(midBatchSize)
-	base := count(t, h)
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Publish(ctx, batch) }()
-	testutil.WaitFor(t, hangGuard, "the first messages of the batch to be stored", func() bool {
-		select {
-		case err := <-done:
-			done <- err
-			return true
-		default:
-			return storedAny(t, h, base, batch)
-		}
-	})
-	r.StopBroker(t)
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(hangGuard):
-		t.Fatalf("Publish did not return within %v of the broker stopping", hangGuard)
-	}
+	err := interruptMidBatch(t, ctx, h, s, batch, func() { r.StopBroker(t) }, "the broker stop")
 	unconfirmed := sink.Unconfirmed(batch, err)
-	if err == nil {
-		t.Log("the whole batch was confirmed before the broker stopped")
-	} else {
-		checkPublishError(t, batch, err)
-		t.Logf("broker stopped with %d of %d unconfirmed: %v", len(unconfirmed), len(batch), err)
-	}
 	r.StartBroker(t)
 
 	want := c.afterRetries(before, batch)
@@ -423,6 +350,71 @@ func (c *conformance) ready(t *testing.T) {
 	r.StartBroker(t)
 	testutil.WaitFor(t, hangGuard, "Ready to succeed with the broker back", func() bool { return readyErr() == nil })
 	publishAll(t, s, g.Batch(3))
+}
+
+// publishOnce publishes batch in one call, with the broker up: it must
+// confirm all of it. what names the call in the failure.
+func publishOnce(t *testing.T, s sink.Sink, batch []*mapping.Message, what string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+	defer cancel()
+	if err := s.Publish(ctx, batch); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// publishFails publishes batch in one guarded call that must fail (when
+// says under what), with an error that names what it left unconfirmed.
+func publishFails(t *testing.T, ctx context.Context, s sink.Sink, batch []*mapping.Message, when string) error {
+	t.Helper()
+	err := publishGuarded(t, ctx, s, batch)
+	if err == nil {
+		t.Fatalf("Publish %s returned nil", when)
+	}
+	checkPublishError(t, batch, err)
+	return err
+}
+
+// interruptMidBatch publishes batch (a large one) under ctx in the
+// background, waits until its first messages are stored, calls interrupt
+// and returns what Publish returned, which must come within hangGuard.
+// what names the interruption in the failure and the log.
+func interruptMidBatch(t *testing.T, ctx context.Context, h Harness, s sink.Sink, batch []*mapping.Message, interrupt func(), what string) error {
+	t.Helper()
+	base := count(t, h)
+	done := make(chan error, 1)
+	go func() { done <- s.Publish(ctx, batch) }()
+	testutil.WaitFor(t, hangGuard, "the first messages of the batch to be stored", func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			return true
+		default:
+			return storedAny(t, h, base, batch)
+		}
+	})
+	interrupt()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(hangGuard):
+		t.Fatalf("Publish did not return within %v of %s", hangGuard, what)
+	}
+	if err == nil {
+		t.Logf("the whole batch was confirmed before %s", what)
+	} else {
+		checkPublishError(t, batch, err)
+		t.Logf("%s left %d of %d unconfirmed: %v", what, len(sink.Unconfirmed(batch, err)), len(batch), err)
+	}
+	return err
+}
+
+// resendAndCheck sends again what err left unconfirmed of batch, and
+// checks the broker holds the earlier batches and batch, as after retries.
+func (c *conformance) resendAndCheck(t *testing.T, h Harness, s sink.Sink, batch []*mapping.Message, err error, earlier ...[]*mapping.Message) {
+	t.Helper()
+	publishAll(t, s, sink.Unconfirmed(batch, err))
+	checkStored(t, h, c.afterRetries(append(earlier, batch)...))
 }
 
 func concat(batches ...[]*mapping.Message) []*mapping.Message {
