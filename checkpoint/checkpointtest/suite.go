@@ -333,35 +333,34 @@ func testConcurrent(t *testing.T, b Backend) {
 	done := make(chan struct{})
 	errs := make(chan error, 3)
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-done:
-				return
-			default:
+	// probe calls f until done is closed or f fails.
+	probe := func(f func() error) {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if err := f(); err != nil {
+					errs <- err
+					return
+				}
 			}
-			if err := s.Check(ctx); err != nil {
-				errs <- fmt.Errorf("Check: %w", err)
-				return
-			}
+		})
+	}
+	probe(func() error {
+		if err := s.Check(ctx); err != nil {
+			return fmt.Errorf("Check: %w", err)
 		}
-	}()
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			if _, found, err := s.Load(ctx); err != nil || !found {
-				errs <- fmt.Errorf("Load during saves: found=%v, err=%w", found, err)
-				return
-			}
+		return nil
+	})
+	probe(func() error {
+		if _, found, err := s.Load(ctx); err != nil || !found {
+			return fmt.Errorf("Load during saves: found=%v, err=%w", found, err)
 		}
-	}()
+		return nil
+	})
 	for i := 1; i <= saves; i++ {
 		if err := s.Save(ctx, Sample(i)); err != nil {
 			errs <- fmt.Errorf("Save %d: %w", i, err)
