@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -126,42 +127,18 @@ const (
 
 // withDefaults returns c with every zero field that has a default set to it.
 func (c Config) withDefaults() Config {
-	if c.Partitions == 0 {
-		c.Partitions = -1
-	}
-	if c.ReplicationFactor == 0 {
-		c.ReplicationFactor = -1
-	}
-	if c.ClientID == "" {
-		c.ClientID = DefaultClientID
-	}
-	if c.TopicPrefix == "" {
-		c.TopicPrefix = DefaultTopicPrefix
-	}
-	if c.Compression == "" {
-		c.Compression = CompressionNone
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	if c.BatchBytes == 0 {
-		c.BatchBytes = DefaultBatchBytes
-	}
-	if c.BatchTimeout == 0 {
-		c.BatchTimeout = DefaultBatchTimeout
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
-	if c.ReadBackFetchBytes == 0 {
-		c.ReadBackFetchBytes = DefaultReadBackFetchBytes
-	}
-	if c.ReadBackProgress == 0 {
-		c.ReadBackProgress = DefaultReadBackProgress
-	}
+	c.Partitions = cmp.Or(c.Partitions, -1)
+	c.ReplicationFactor = cmp.Or(c.ReplicationFactor, -1)
+	c.ClientID = cmp.Or(c.ClientID, DefaultClientID)
+	c.TopicPrefix = cmp.Or(c.TopicPrefix, DefaultTopicPrefix)
+	c.Compression = cmp.Or(c.Compression, CompressionNone)
+	c.BatchSize = cmp.Or(c.BatchSize, DefaultBatchSize)
+	c.BatchBytes = cmp.Or(c.BatchBytes, DefaultBatchBytes)
+	c.BatchTimeout = cmp.Or(c.BatchTimeout, DefaultBatchTimeout)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
+	c.DialTimeout = cmp.Or(c.DialTimeout, DefaultDialTimeout)
+	c.ReadBackFetchBytes = cmp.Or(c.ReadBackFetchBytes, DefaultReadBackFetchBytes)
+	c.ReadBackProgress = cmp.Or(c.ReadBackProgress, DefaultReadBackProgress)
 	return c
 }
 

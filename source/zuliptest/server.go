@@ -1,6 +1,7 @@
 package zuliptest
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
@@ -122,30 +123,14 @@ func (c Config) withDefaults() Config {
 	if c.Clock == nil {
 		c.Clock = clockwork.NewRealClock()
 	}
-	if c.HeartbeatInterval == 0 {
-		c.HeartbeatInterval = DefaultHeartbeatInterval
-	}
-	if c.QueueTimeout == 0 {
-		c.QueueTimeout = DefaultQueueTimeout
-	}
-	if c.MaxQueueLifespan == 0 {
-		c.MaxQueueLifespan = DefaultMaxQueueLifespan
-	}
-	if c.RateWindow == 0 {
-		c.RateWindow = DefaultRateWindow
-	}
-	if c.LongpollTimeout == 0 {
-		c.LongpollTimeout = DefaultLongpollTimeout
-	}
-	if c.ZulipVersion == "" {
-		c.ZulipVersion = DefaultZulipVersion
-	}
-	if c.FeatureLevel == 0 {
-		c.FeatureLevel = DefaultFeatureLevel
-	}
-	if c.MergeBase == "" {
-		c.MergeBase = DefaultMergeBase
-	}
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
+	c.QueueTimeout = cmp.Or(c.QueueTimeout, DefaultQueueTimeout)
+	c.MaxQueueLifespan = cmp.Or(c.MaxQueueLifespan, DefaultMaxQueueLifespan)
+	c.RateWindow = cmp.Or(c.RateWindow, DefaultRateWindow)
+	c.LongpollTimeout = cmp.Or(c.LongpollTimeout, DefaultLongpollTimeout)
+	c.ZulipVersion = cmp.Or(c.ZulipVersion, DefaultZulipVersion)
+	c.FeatureLevel = cmp.Or(c.FeatureLevel, DefaultFeatureLevel)
+	c.MergeBase = cmp.Or(c.MergeBase, DefaultMergeBase)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
