@@ -18,21 +18,11 @@ var (
 // ObserveLeader exports whether this replica leads and how often that
 // changed, read at every collection. Call it once.
 func (t *Telemetry) ObserveLeader(leading func() bool, changes func() uint64) {
-	meter := t.meters.Meter(scope)
-	gauge, err := meter.Int64ObservableGauge(specLeader.name, metric.WithUnit(specLeader.unit), metric.WithDescription(specLeader.help))
-	if err != nil {
-		t.log.Error("telemetry: leader metric", "metric", specLeader.name, "error", err)
-	}
-	counter, err := meter.Int64ObservableCounter(specLeaderChanges.name, metric.WithUnit(specLeaderChanges.unit), metric.WithDescription(specLeaderChanges.help))
-	if err != nil {
-		t.log.Error("telemetry: leader metric", "metric", specLeaderChanges.name, "error", err)
-	}
-	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	obs := t.observables("leader")
+	gauge, counter := obs.intGauge(specLeader), obs.intCounter(specLeaderChanges)
+	obs.register(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(gauge, b2i(leading()))
 		o.ObserveInt64(counter, int64(changes()))
 		return nil
 	}, gauge, counter)
-	if err != nil {
-		t.log.Error("telemetry: leader metrics callback", "error", err)
-	}
 }

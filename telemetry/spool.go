@@ -28,24 +28,10 @@ var (
 // ObserveSpool exports the spool's figures, read from stats at every
 // collection. Call it once, when the spool is on.
 func (t *Telemetry) ObserveSpool(stats func() spool.Stats) {
-	meter := t.meters.Meter(scope)
-	gauge := func(m metricSpec) metric.Int64ObservableGauge {
-		g, err := meter.Int64ObservableGauge(m.name, metric.WithUnit(m.unit), metric.WithDescription(m.help))
-		if err != nil {
-			t.log.Error("telemetry: spool metric", "metric", m.name, "error", err)
-		}
-		return g
-	}
-	pending, size, limit, full := gauge(specSpoolPending), gauge(specSpoolBytes), gauge(specSpoolLimit), gauge(specSpoolFull)
-	oldest, err := meter.Float64ObservableGauge(specSpoolOldest.name, metric.WithUnit(specSpoolOldest.unit), metric.WithDescription(specSpoolOldest.help))
-	if err != nil {
-		t.log.Error("telemetry: spool metric", "metric", specSpoolOldest.name, "error", err)
-	}
-	forwarded, err := meter.Int64ObservableCounter(specSpoolForwarded.name, metric.WithUnit(specSpoolForwarded.unit), metric.WithDescription(specSpoolForwarded.help))
-	if err != nil {
-		t.log.Error("telemetry: spool metric", "metric", specSpoolForwarded.name, "error", err)
-	}
-	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	obs := t.observables("spool")
+	pending, size, limit, full := obs.intGauge(specSpoolPending), obs.intGauge(specSpoolBytes), obs.intGauge(specSpoolLimit), obs.intGauge(specSpoolFull)
+	oldest, forwarded := obs.floatGauge(specSpoolOldest), obs.intCounter(specSpoolForwarded)
+	obs.register(func(_ context.Context, o metric.Observer) error {
 		st := stats()
 		o.ObserveInt64(pending, int64(st.Pending))
 		o.ObserveInt64(size, st.Bytes)
@@ -59,9 +45,6 @@ func (t *Telemetry) ObserveSpool(stats func() spool.Stats) {
 		o.ObserveInt64(forwarded, int64(st.Forwarded))
 		return nil
 	}, pending, size, limit, full, oldest, forwarded)
-	if err != nil {
-		t.log.Error("telemetry: spool metrics callback", "error", err)
-	}
 }
 
 func b2i(b bool) int64 {
