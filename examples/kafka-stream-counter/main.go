@@ -11,10 +11,11 @@
 // zulip_stream_messages_total{stream_id, stream}, direct messages in
 // zulip_direct_messages_total, and the bridge's resync control events (a
 // lost Zulip queue; its messages are backfilled and counted once) in
-// zulip_bridge_resyncs_total; the counting and the metrics server are
-// package examples/streamcounter, which examples/nats-stream-counter
-// shares: copy that folder with this one. Run it beside `BRIDGE_SINK=kafka
-// bridge run` and scrape http://127.0.0.1:9465/metrics:
+// zulip_bridge_resyncs_total; the counting, the metrics server and the
+// signal handling are package examples/streamcounter, which
+// examples/nats-stream-counter shares: copy that folder with this one. Run
+// it beside `BRIDGE_SINK=kafka bridge run` and scrape
+// http://127.0.0.1:9465/metrics:
 //
 //	KAFKA_BROKERS=127.0.0.1:9092 go run ./examples/kafka-stream-counter
 //
@@ -27,10 +28,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -39,26 +37,16 @@ import (
 	"github.com/zulip-bridge/zulip-bridge/examples/streamcounter"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(ctx, os.Getenv, log, nil); err != nil {
-		log.Error("kafka-stream-counter stopped", "error", err)
-		os.Exit(1)
-	}
-}
+func main() { streamcounter.Main("kafka-stream-counter", run) }
 
 // run serves the metrics and consumes until ctx is done. ready, if set, is
 // told the metrics address once it listens.
 func run(ctx context.Context, getenv func(string) string, log *slog.Logger, ready func(net.Addr)) error {
-	env := streamcounter.NewEnv(getenv)
-	c := streamcounter.New()
-	metrics, stop, err := c.Serve(env, "127.0.0.1:9465", ready)
+	c, env, err := streamcounter.Start(getenv, "127.0.0.1:9465", ready)
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer c.Close()
 
 	rc := kafka.ReaderConfig{
 		Brokers:     strings.Split(env("KAFKA_BROKERS", "127.0.0.1:9092"), ","),
@@ -69,6 +57,6 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 		StartOffset: kafka.FirstOffset,
 		MaxWait:     500 * time.Millisecond,
 	}
-	log.Info("counting messages", "brokers", rc.Brokers, "group", rc.GroupID, "topics", rc.GroupTopics, "metrics", metrics)
+	log.Info("counting messages", "brokers", rc.Brokers, "group", rc.GroupID, "topics", rc.GroupTopics, "metrics", c.MetricsURL())
 	return consumer.ConsumeKafka(ctx, rc, c.Handle, c.Options(log))
 }

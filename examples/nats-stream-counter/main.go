@@ -10,10 +10,10 @@
 // zulip_stream_messages_total{stream_id, stream}, direct messages in
 // zulip_direct_messages_total, and the bridge's resync control events (a
 // lost Zulip queue; its messages are backfilled and counted once) in
-// zulip_bridge_resyncs_total; the counting and the metrics server are
-// package examples/streamcounter, which examples/kafka-stream-counter
-// shares: copy that folder with this one. Run it beside `bridge run` and
-// scrape http://127.0.0.1:9464/metrics:
+// zulip_bridge_resyncs_total; the counting, the metrics server and the
+// signal handling are package examples/streamcounter, which
+// examples/kafka-stream-counter shares: copy that folder with this one. Run
+// it beside `bridge run` and scrape http://127.0.0.1:9464/metrics:
 //
 //	go run ./examples/nats-stream-counter
 //
@@ -28,10 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,26 +37,16 @@ import (
 	"github.com/zulip-bridge/zulip-bridge/examples/streamcounter"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(ctx, os.Getenv, log, nil); err != nil {
-		log.Error("nats-stream-counter stopped", "error", err)
-		os.Exit(1)
-	}
-}
+func main() { streamcounter.Main("nats-stream-counter", run) }
 
 // run serves the metrics and consumes until ctx is done. ready, if set, is
 // told the metrics address once it listens.
 func run(ctx context.Context, getenv func(string) string, log *slog.Logger, ready func(net.Addr)) error {
-	env := streamcounter.NewEnv(getenv)
-	c := streamcounter.New()
-	metrics, stop, err := c.Serve(env, "127.0.0.1:9464", ready)
+	c, env, err := streamcounter.Start(getenv, "127.0.0.1:9464", ready)
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer c.Close()
 
 	url := env("NATS_URL", nats.DefaultURL)
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1))
@@ -76,7 +63,7 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 		Durable:        env("COUNTER_DURABLE", "stream-counter"),
 		FilterSubjects: strings.Split(env("COUNTER_SUBJECTS", "zulip.message.>,zulip.bridge.>"), ","),
 	}
-	log.Info("counting messages", "nats", url, "stream", cfg.Stream, "durable", cfg.Durable, "subjects", cfg.FilterSubjects, "metrics", metrics)
+	log.Info("counting messages", "nats", url, "stream", cfg.Stream, "durable", cfg.Durable, "subjects", cfg.FilterSubjects, "metrics", c.MetricsURL())
 	err = consumer.ConsumeJetStream(ctx, js, cfg, c.Handle, c.Options(log))
 	if errors.Is(err, context.Canceled) {
 		return nil

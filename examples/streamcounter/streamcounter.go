@@ -1,9 +1,9 @@
 // Package streamcounter is the counter the stream-counter examples share
 // (examples/nats-stream-counter and examples/kafka-stream-counter): it
 // counts the Zulip messages the consumer package delivers, per stream, and
-// serves the counts as Prometheus metrics. Each example's main keeps only
-// its broker's consumer wiring; copy this folder with the one you start
-// from.
+// serves the counts as Prometheus metrics. It also runs the process (Main:
+// signals, logger, exit status), so that each example's main keeps only its
+// broker's consumer wiring; copy this folder with the one you start from.
 //
 // Messages to a stream count in zulip_stream_messages_total{stream_id,
 // stream}, direct messages in zulip_direct_messages_total, and the bridge's
@@ -18,7 +18,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,26 +30,42 @@ import (
 	"github.com/zulip-bridge/zulip-bridge/consumer"
 )
 
+// Main runs run until SIGINT or SIGTERM, with the process's environment
+// and a text logger on stderr; an error run returns is logged ("<name>
+// stopped") and ends the process with status 1.
+func Main(name string, run func(ctx context.Context, getenv func(string) string, log *slog.Logger, ready func(net.Addr)) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	err := run(ctx, os.Getenv, log, nil)
+	stop()
+	if err != nil {
+		log.Error(name+" stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
 // Env reads the service's environment: the value of key, or def where it
 // is unset or empty.
 type Env func(key, def string) string
 
-// NewEnv is the Env that reads getenv (os.Getenv in main, a map in tests).
-func NewEnv(getenv func(string) string) Env {
-	return func(key, def string) string { return cmp.Or(getenv(key), def) }
-}
-
-// Counter is the service's metrics.
+// Counter is the service's metrics, and the HTTP server that serves them.
 type Counter struct {
 	reg     *prometheus.Registry
 	stream  *prometheus.CounterVec
 	direct  prometheus.Counter
 	resyncs prometheus.Counter
+
+	srv *http.Server
+	url string
 }
 
-// New returns a Counter with every count at zero.
-func New() *Counter {
-	c := &Counter{
+// Start makes the counters, every count at zero, and serves them over HTTP
+// at METRICS_ADDR (metricsAddr where it is unset) until Close. ready, if
+// set, is told the address once it listens. env reads getenv (os.Getenv in
+// main, a map in tests), for the rest of the service's variables.
+func Start(getenv func(string) string, metricsAddr string, ready func(net.Addr)) (c *Counter, env Env, err error) {
+	env = func(key, def string) string { return cmp.Or(getenv(key), def) }
+	c = &Counter{
 		reg: prometheus.NewRegistry(),
 		stream: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "zulip_stream_messages_total", Help: "Zulip messages sent to a stream, by stream.",
@@ -59,8 +78,25 @@ func New() *Counter {
 		}),
 	}
 	c.reg.MustRegister(c.stream, c.direct, c.resyncs)
-	return c
+
+	ln, err := net.Listen("tcp", env("METRICS_ADDR", metricsAddr))
+	if err != nil {
+		return nil, nil, fmt.Errorf("METRICS_ADDR: %w", err)
+	}
+	c.srv = &http.Server{Handler: promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	c.url = "http://" + ln.Addr().String() + "/metrics"
+	go func() { _ = c.srv.Serve(ln) }()
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	return c, env, nil
 }
+
+// MetricsURL is the address of the metrics page, for the log.
+func (c *Counter) MetricsURL() string { return c.url }
+
+// Close stops serving the counts.
+func (c *Counter) Close() { _ = c.srv.Close() }
 
 // Handle is the consumer.Handler: it counts one event; anything but a
 // message is acknowledged (committed) and ignored.
@@ -90,20 +126,4 @@ func (c *Counter) Options(log *slog.Logger) consumer.Options {
 			return nil
 		},
 	}
-}
-
-// Serve serves the counts over HTTP at METRICS_ADDR (def where it is
-// unset) until stop is called. ready, if set, is told the address once it
-// listens; url is the metrics page's, for the log.
-func (c *Counter) Serve(env Env, def string, ready func(net.Addr)) (url string, stop func(), err error) {
-	ln, err := net.Listen("tcp", env("METRICS_ADDR", def))
-	if err != nil {
-		return "", nil, fmt.Errorf("METRICS_ADDR: %w", err)
-	}
-	srv := &http.Server{Handler: promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	if ready != nil {
-		ready(ln.Addr())
-	}
-	return "http://" + ln.Addr().String() + "/metrics", func() { _ = srv.Close() }, nil
 }
