@@ -3,7 +3,9 @@ package source
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 )
 
 // Event is one event of a queue.
@@ -40,34 +42,22 @@ func messageOf(ev Event) (Message, error) {
 	return Message{ID: ev.MessageID, Raw: e.Message, Flags: e.Flags}, nil
 }
 
-// parseMessages decodes a GET /messages response.
+// parseMessages decodes a GET /messages response in one pass (the event
+// stream's scanner, reading each message's id and flags on the way):
+// every message an object with an id above the previous one, the first
+// above anchor.
 func parseMessages(body []byte, anchor int64) ([]Message, bool, error) {
-	var r struct {
-		Result      string            `json:"result"`
-		Messages    []json.RawMessage `json:"messages"`
-		FoundNewest bool              `json:"found_newest"`
-	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, false, err
-	}
-	if r.Result != "success" {
-		return nil, false, fmt.Errorf("result %q, want success", r.Result)
-	}
-	out := make([]Message, 0, len(r.Messages))
-	prev := anchor
-	for i, raw := range r.Messages {
-		var m struct {
-			ID    *int64   `json:"id"`
-			Flags []string `json:"flags"`
+	s := newEventStream(bytes.NewReader(body), anchor, len(body))
+	s.list = "messages"
+	var out []Message
+	for {
+		ev, err := s.next()
+		if errors.Is(err, io.EOF) {
+			return out, s.foundNewest, nil
 		}
-		if err := json.Unmarshal(raw, &m); err != nil || !bytes.HasPrefix(raw, []byte("{")) {
-			return nil, false, fmt.Errorf("message %d is not an object", i)
+		if err != nil {
+			return nil, false, err
 		}
-		if m.ID == nil || *m.ID <= prev {
-			return nil, false, fmt.Errorf("message %d: id missing or not above %d", i, prev)
-		}
-		prev = *m.ID
-		out = append(out, Message{ID: *m.ID, Raw: raw, Flags: m.Flags})
+		out = append(out, Message{ID: ev.ID, Raw: ev.Raw, Flags: s.flags})
 	}
-	return out, r.FoundNewest, nil
 }

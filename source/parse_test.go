@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -190,11 +192,80 @@ func TestParseMessages(t *testing.T) {
 		`{"result":"success","messages":[7]}`,
 		`{"result":"error"}`,
 		`{"result":"success","messages":[`,
+		`{"result":"success","messages":[{"id":5,"flags":[1]}]}`,
+		`{"result":"success","messages":[{"id":5,"flags":"read"}]}`,
+		`{"result":"success","messages":[{"id":"5"}]}`,
+		`{"result":"success","messages":[{"id":5.5}]}`,
+		`{"result":"success","messages":[{"content":"no id"}]}`,
+		`{"result":"success","found_newest":1,"messages":[]}`,
+		`{"result":"success","messages":[{"id":5}]} x`,
+		`{"result":"success","messages":[{"id":5,}]}`,
 	} {
 		if _, _, err := parseMessages([]byte(bad), 4); err == nil {
 			t.Errorf("parseMessages accepted %s", bad)
 		}
 	}
+}
+
+// TestParseMessagesAgreesWithEncodingJSON holds the one-pass scan to what
+// encoding/json reads of the same responses (the decoder it replaced).
+func TestParseMessagesAgreesWithEncodingJSON(t *testing.T) {
+	for _, body := range []string{
+		`{"result":"success","found_newest":true,"messages":[{"id":5,"flags":["read"],"content":"a"},{"id":8,"content":"b"}]}`,
+		`{"result":"success","messages":[{"id":5,"flags":["read","starred","read"]}],"found_newest":false,"anchor":4}`,
+		`{"messages":[{"content":{"nested":[1,{"id":99}]},"id":9,"flags":null}],"result":"success","found_newest":true}`,
+		`{"result":"success","msg":"","messages":[{"id":5,"flags":[]},{"id":6,"flags":["\u0072ead","caf\u00e9"]},{"\u0069d":7,"sender":"x"}]}`,
+		`{"result":"success","messages":[{"id":5,"id":6}]}`,
+		`{"result":"success","messages":[]}`,
+		` {"result":"success","messages":[ {"id" : 5 , "flags" : [ "read" ] } ] , "found_newest" : true } `,
+	} {
+		got, gotNewest, err := parseMessages([]byte(body), 4)
+		want, wantNewest, wantErr := parseMessagesJSON([]byte(body), 4)
+		if err != nil || wantErr != nil {
+			t.Fatalf("%s: scan %v, encoding/json %v", body, err, wantErr)
+		}
+		if gotNewest != wantNewest || len(got) != len(want) {
+			t.Fatalf("%s: scan %d messages, newest %v; encoding/json %d, %v", body, len(got), gotNewest, len(want), wantNewest)
+		}
+		for i := range got {
+			if got[i].ID != want[i].ID || string(got[i].Raw) != string(want[i].Raw) || !slices.Equal(got[i].Flags, want[i].Flags) {
+				t.Errorf("%s: message %d: scan %+v, encoding/json %+v", body, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+// parseMessagesJSON is the encoding/json decoder parseMessages replaced,
+// kept as the reference of TestParseMessagesAgreesWithEncodingJSON.
+func parseMessagesJSON(body []byte, anchor int64) ([]Message, bool, error) {
+	var r struct {
+		Result      string            `json:"result"`
+		Messages    []json.RawMessage `json:"messages"`
+		FoundNewest bool              `json:"found_newest"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, false, err
+	}
+	if r.Result != "success" {
+		return nil, false, fmt.Errorf("result %q, want success", r.Result)
+	}
+	var out []Message
+	prev := anchor
+	for i, raw := range r.Messages {
+		var m struct {
+			ID    *int64   `json:"id"`
+			Flags []string `json:"flags"`
+		}
+		if err := json.Unmarshal(raw, &m); err != nil || !bytes.HasPrefix(raw, []byte("{")) {
+			return nil, false, fmt.Errorf("message %d is not an object", i)
+		}
+		if m.ID == nil || *m.ID <= prev {
+			return nil, false, fmt.Errorf("message %d: id missing or not above %d", i, prev)
+		}
+		prev = *m.ID
+		out = append(out, Message{ID: *m.ID, Raw: raw, Flags: m.Flags})
+	}
+	return out, r.FoundNewest, nil
 }
 
 // FuzzEventStream holds the streaming decoder to the whole-body one: read

@@ -66,6 +66,15 @@ type eventStream struct {
 	err      error // sticky: the first failure
 	types    map[string]string
 	arena    []byte // where kept events are copied, in blocks
+
+	// list is the member holding the array: "events" for GET /events,
+	// "messages" for GET /messages, whose elements are messages (id and
+	// flags read, see message).
+	list string
+	// foundNewest is the found_newest member of a messages response;
+	// flags the flags of the message read last.
+	foundNewest bool
+	flags       []string
 }
 
 type streamState uint8
@@ -80,7 +89,7 @@ const (
 func newEventStream(r io.Reader, after int64, maxEvent int) *eventStream {
 	return &eventStream{
 		r: r, buf: make([]byte, streamBufSize), evStart: -1, tokStart: -1,
-		maxEvent: maxEvent, prev: after, types: make(map[string]string),
+		maxEvent: maxEvent, prev: after, types: make(map[string]string), list: "events",
 	}
 }
 
@@ -134,9 +143,15 @@ func (s *eventStream) advance() (Event, error) {
 				if err := s.skip(2); err != nil {
 					return Event{}, err
 				}
+				if s.list == "messages" {
+					return Event{}, fmt.Errorf("message %d is not an object", s.index)
+				}
 				return Event{}, fmt.Errorf("event %d is not an object", s.index)
 			}
 			s.state = inEvents
+			if s.list == "messages" {
+				return s.message()
+			}
 			return s.event()
 		}
 	}
@@ -185,16 +200,16 @@ func (s *eventStream) members() error {
 		if err != nil {
 			return err
 		}
-		switch name {
-		case "events":
+		switch {
+		case name == s.list:
 			if s.state == done {
-				return errors.New("two events members")
+				return fmt.Errorf("two %s members", s.list)
 			}
 			if c != '[' {
 				if c == 'n' {
-					return errors.New("no events field")
+					return fmt.Errorf("no %s field", s.list)
 				}
-				return s.syntax(c, "in the events member, which must be an array")
+				return s.syntax(c, "in the "+s.list+" member, which must be an array")
 			}
 			s.i++
 			s.state = firstEvent
@@ -202,7 +217,20 @@ func (s *eventStream) members() error {
 				return fmt.Errorf("result %q, want success", s.result)
 			}
 			return nil
-		case "result":
+		case name == "found_newest" && s.list == "messages":
+			switch c {
+			case 't':
+				err = s.literal("true")
+			case 'f':
+				err = s.literal("false")
+			default:
+				return s.syntax(c, "in the found_newest member, which must be true or false")
+			}
+			if err != nil {
+				return err
+			}
+			s.foundNewest = c == 't'
+		case name == "result":
 			if c != '"' {
 				return s.syntax(c, "in the result member, which must be a string")
 			}
@@ -252,7 +280,7 @@ func (s *eventStream) end() error {
 	}
 	switch {
 	case s.state != done:
-		return errors.New("no events field")
+		return fmt.Errorf("no %s field", s.list)
 	case s.result != "success":
 		return fmt.Errorf("result %q, want success", s.result)
 	}
@@ -358,6 +386,126 @@ func (s *eventStream) event() (Event, error) {
 	}
 	s.prev = id
 	return ev, nil
+}
+
+// message scans the message object at s.i, an element of a GET /messages
+// response: its id (above the previous one, the first above the anchor)
+// and its flags (into s.flags) are read on the way.
+func (s *eventStream) message() (Event, error) {
+	index := s.index
+	s.index++
+	s.evStart, s.evOffset = s.i, s.base+int64(s.i)
+	defer func() { s.evStart = -1 }()
+	s.i++
+	var (
+		id              int64
+		hasID           bool
+		idErr, flagsErr error
+	)
+	s.flags = nil
+	for first := true; ; first = false {
+		c, err := s.nonSpace()
+		if err != nil {
+			return Event{}, err
+		}
+		if c == '}' {
+			s.i++
+			break
+		}
+		if !first {
+			if c != ',' {
+				return Event{}, s.syntax(c, "after a member of a message")
+			}
+			s.i++
+			if c, err = s.nonSpace(); err != nil {
+				return Event{}, err
+			}
+		}
+		name, err := s.memberName(c)
+		if err != nil {
+			return Event{}, err
+		}
+		if c, err = s.nonSpace(); err != nil {
+			return Event{}, err
+		}
+		switch {
+		case name == "id" && (c == '-' || isDigit(c)):
+			id, idErr = s.integer()
+			hasID = idErr == nil
+			if idErr != nil && !errors.Is(idErr, strconv.ErrRange) && !errors.Is(idErr, strconv.ErrSyntax) {
+				return Event{}, idErr
+			}
+		case name == "flags" && c == '[':
+			if s.flags, err = s.strings(); err != nil {
+				return Event{}, fmt.Errorf("message %d: flags: %w", index, err)
+			}
+			flagsErr = nil
+		default:
+			if name == "id" {
+				hasID, idErr = false, errors.New("not an integer")
+			}
+			if name == "flags" {
+				s.flags, flagsErr = nil, nil
+				if c != 'n' {
+					flagsErr = errors.New("not a list of strings")
+				}
+			}
+			if err := s.skip(2); err != nil {
+				return Event{}, err
+			}
+		}
+	}
+	size := int(s.base + int64(s.i) - s.evOffset)
+	switch {
+	case idErr != nil:
+		return Event{}, fmt.Errorf("message %d: id: %v", index, idErr)
+	case flagsErr != nil:
+		return Event{}, fmt.Errorf("message %d: flags: %v", index, flagsErr)
+	case !hasID || id <= s.prev:
+		return Event{}, fmt.Errorf("message %d: id missing or not above %d", index, s.prev)
+	}
+	ev := Event{ID: id, Type: "message", MessageID: id, Size: size}
+	if s.evStart >= 0 && size <= s.maxEvent {
+		ev.Raw = s.keep(s.buf[s.evStart:s.i])
+	} else {
+		ev.Oversized = true
+	}
+	s.prev = id
+	return ev, nil
+}
+
+// strings reads the array of strings at s.i (a message's flags). Repeated
+// values share one string (text).
+func (s *eventStream) strings() ([]string, error) {
+	s.i++
+	var out []string
+	for first := true; ; first = false {
+		c, err := s.nonSpace()
+		if err != nil {
+			return nil, err
+		}
+		if c == ']' {
+			s.i++
+			return out, nil
+		}
+		if !first {
+			if c != ',' {
+				return nil, s.syntax(c, "after an element of a list of strings")
+			}
+			s.i++
+			if c, err = s.nonSpace(); err != nil {
+				return nil, err
+			}
+		}
+		if c != '"' {
+			return nil, s.syntax(c, "in a list of strings")
+		}
+		v, err := s.stringValue()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
 }
 
 // messageID scans the message object of an event and returns its id.
@@ -477,6 +625,12 @@ func (s *eventStream) memberName(c byte) (string, error) {
 		name = "events"
 	case len(tok) == 9 && string(tok) == `"message"`:
 		name = "message"
+	case len(tok) == 7 && string(tok) == `"flags"`:
+		name = "flags"
+	case len(tok) == 10 && string(tok) == `"messages"`:
+		name = "messages"
+	case len(tok) == 14 && string(tok) == `"found_newest"`:
+		name = "found_newest"
 	}
 	c, err = s.nonSpace()
 	if err != nil {
