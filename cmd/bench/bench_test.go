@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,14 +25,16 @@ func TestBenchTiny(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	args := []string{"-events", "300", "-big", "400", "-duration", "1s", "-rate", "500", "-runs", "2", "-sinks", "nats,kafka"}
+	args := []string{"-events", "300", "-big", "400", "-duration", "1s", "-rate", "500", "-runs", "2", "-sinks", "nats,kafka",
+		"-set", "BRIDGE_PUBLISH_BATCH=100"}
 	if code := run(ctx, args, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
 	}
 	out := strings.TrimRight(stdout.String(), "\n")
 	line := out[strings.LastIndexByte(out, '\n')+1:]
 	for _, want := range []string{"drain 300-event backlog, BRIDGE_SPOOL=off", "drain 300-event backlog, BRIDGE_SPOOL=on", "JetStream median of 2",
-		"JetStream drain: ratio", "Kafka drain: ratio", "Kafka added by the bridge", "400-event backlog", "backfill after a queue loss"} {
+		"JetStream drain: ratio", "Kafka drain: ratio", "Kafka added by the bridge", "400-event backlog", "backfill after a queue loss",
+		"bridge settings: BRIDGE_PUBLISH_BATCH=100"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
@@ -49,7 +52,8 @@ func TestBenchTiny(t *testing.T) {
 	if err := dec.Decode(&r); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(r.GoVersion, "go") || r.GOMAXPROCS < 1 || r.NumCPU < 1 || r.Runs != 2 || r.Events != 300 || r.Big != 400 || r.Mix != mixIssue || r.Spool != spoolBoth {
+	if !strings.HasPrefix(r.GoVersion, "go") || r.GOMAXPROCS < 1 || r.NumCPU < 1 || r.Runs != 2 || r.Events != 300 || r.Big != 400 || r.Mix != mixIssue || r.Spool != spoolBoth ||
+		!slices.Equal(r.Set, []string{"BRIDGE_PUBLISH_BATCH=100"}) {
 		t.Errorf("header %+v", r)
 	}
 	// The issue's mix: about 800 bytes per event.
@@ -245,6 +249,9 @@ func TestFlags(t *testing.T) {
 		{[]string{"-spool", "on"}, ""},
 		{[]string{"-spool", "maybe"}, `-spool "maybe"`},
 		{[]string{"extra"}, "unexpected arguments: extra"},
+		{[]string{"-set", "BRIDGE_PUBLISH_BATCH=5000", "-set", "BRIDGE_ZULIP_MAX_RESPONSE_BYTES=1"}, ""},
+		{[]string{"-set", "GOGC=400"}, "want BRIDGE_NAME=value"},
+		{[]string{"-set", "BRIDGE_PUBLISH_BATCH"}, "want BRIDGE_NAME=value"},
 	}
 	for _, tt := range tests {
 		cfg, err := parseFlags(tt.args, io.Discard)

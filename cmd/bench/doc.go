@@ -67,13 +67,17 @@
 // The bridge runs with BRIDGE_EVENT_TYPES=*, BRIDGE_LOG_LEVEL=warn, its
 // own state directory and HTTP port, and no other BRIDGE_* or ZULIP_*
 // variable of the caller's environment (GOGC, GOMEMLIMIT, GOMAXPROCS and
-// GODEBUG are passed on). -cpuprofile DIR builds it with a file added by
-// go build -overlay that profiles the process from its start until the
-// bench has what it measures, one profile per measured process, beside
-// the binary:
+// GODEBUG are passed on), except those given with -set, e.g.
+// -set BRIDGE_PUBLISH_BATCH=5000 (repeatable) to measure a setting.
+// -cpuprofile DIR builds it with a file added by go build -overlay that
+// profiles the process from its start until the bench has what it
+// measures, one profile per measured process, beside the binary; for each
+// drain the bench also profiles itself meanwhile (the simulator and the
+// broker), into the same name with -bench:
 //
 //	go run ./cmd/bench -cpuprofile /tmp/prof -sinks nats -big 0
 //	go tool pprof -top /tmp/prof/bridge /tmp/prof/01-nats-drain-run1.pprof
+//	go tool pprof -top /tmp/prof/01-nats-drain-run1-bench.pprof
 //
 // The machine is measured as it is: the simulator, the brokers and the
 // bench share its cores with the bridge, as they would share them with

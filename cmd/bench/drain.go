@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
@@ -158,11 +160,21 @@ func (b *bench) drain(ctx context.Context, sim *zuliptest.Server, l *lane, want 
 		return outcome{}, err
 	}
 	benchStart := selfCPU()
-	p, err := l.spec.start(b.profilePath(l.sink + "-" + what))
+	profile := b.profilePath(l.sink + "-" + what)
+	p, err := l.spec.start(profile)
 	if err != nil {
 		return outcome{}, err
 	}
 	defer p.kill()
+	stopProfile := func() {}
+	if profile != "" {
+		// The bench process too (the simulator, the broker), beside the
+		// bridge's: where the other half of the CPU per event goes.
+		if stopProfile, err = profileSelf(strings.TrimSuffix(profile, ".pprof") + "-bench.pprof"); err != nil {
+			return outcome{}, err
+		}
+	}
+	defer func() { stopProfile() }()
 	var o outcome
 	last, lastAt, lastLossCheck, lostAt := start, p.started, time.Time{}, time.Time{}
 	for {
@@ -197,6 +209,8 @@ func (b *bench) drain(ctx context.Context, sim *zuliptest.Server, l *lane, want 
 			return outcome{}, err
 		}
 	}
+	stopProfile()
+	stopProfile = func() {}
 	o.took, o.inBroker = lastAt.Sub(p.started), last-start
 	o.benchCPU = selfCPU() - benchStart
 	if o.bridgeCPU, err = p.cpu(); err != nil {
@@ -355,4 +369,17 @@ func (b *bench) bigBacklog(ctx context.Context, sink string) (*bigResult, error)
 	b.logf("big %s: %d of %d events in the broker after %.1fs (%.0f/s), peak RSS %.1f MiB%s",
 		sink, r.InBroker, r.Events, r.Seconds, r.EPS, r.PeakRSSMiB, o.describe(l.backlog))
 	return r, nil
+}
+
+// profileSelf profiles this process's CPU into path until stop is called.
+func profileSelf(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -49,6 +49,8 @@ type config struct {
 	mix         string
 	maxResponse int64
 	checkpoint  string
+	// set is -set: BRIDGE_* variables given to every measured bridge.
+	set []string
 	// spool is -spool: both, off or on; spools are the drain
 	// measurements it selects, in order.
 	spool  string
@@ -75,6 +77,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.spool, "spool", spoolBoth, "drain measurements: off (BRIDGE_SPOOL=off against the raw client), on (BRIDGE_SPOOL=on against a spool append overlapped with the raw client forwarding from it) or both; the other measurements always run with BRIDGE_SPOOL=off")
 	fs.Uint64Var(&cfg.seed, "seed", 1, "traffic generator seed")
 	fs.StringVar(&cfg.mix, "mix", mixIssue, "traffic: issue (issue 13's: 55% stream messages of about 1 KB, 15% direct messages, typing, reactions, edits) or default (zuliptest.DefaultMix: every kind of event, short messages)")
+	fs.Func("set", "`BRIDGE_NAME=value` for every measured bridge, e.g. -set BRIDGE_PUBLISH_BATCH=5000 (repeatable; BRIDGE_ variables only, as documented in docs/configuration.md)", func(v string) error {
+		name, _, ok := strings.Cut(v, "=")
+		if !ok || !strings.HasPrefix(name, "BRIDGE_") {
+			return fmt.Errorf("want BRIDGE_NAME=value (example: -set BRIDGE_PUBLISH_BATCH=5000)")
+		}
+		cfg.set = append(cfg.set, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -194,7 +204,7 @@ func (b *bench) measure(ctx context.Context) (*result, error) {
 	res := &result{
 		GoVersion: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(),
 		Runs: b.cfg.runs, Events: b.cfg.events, Big: b.cfg.big, Rate: b.cfg.rate, Mix: b.cfg.mix,
-		MaxResponseBytes: b.cfg.maxResponse, Checkpoint: b.cfg.checkpoint, Spool: b.cfg.spool,
+		MaxResponseBytes: b.cfg.maxResponse, Checkpoint: b.cfg.checkpoint, Set: b.cfg.set, Spool: b.cfg.spool,
 		DurationSeconds: b.cfg.duration.Seconds(), Load1Start: load1(),
 		Sinks: map[string]*sinkResult{},
 	}
@@ -302,7 +312,8 @@ func (b *bench) newSpec(sim *zuliptest.Server, stateDir string, br broker, spool
 		}
 		env = append(env, "BRIDGE_CHECKPOINT="+store)
 	}
-	return newBridgeSpec(b.bin, sim.URL, stateDir, env)
+	// -set comes last: it wins over the bench's own settings.
+	return newBridgeSpec(b.bin, sim.URL, stateDir, append(env, b.cfg.set...))
 }
 
 // newSimulator starts the Zulip simulator with queues and heartbeats that

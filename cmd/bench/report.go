@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -39,6 +40,8 @@ type result struct {
 	MaxResponseBytes int64 `json:"max_response_bytes"`
 	// Checkpoint is -checkpoint: file or broker.
 	Checkpoint string `json:"checkpoint"`
+	// Set is -set: the BRIDGE_* settings every bridge got.
+	Set []string `json:"set,omitempty"`
 	// Spool is -spool: which drain measurements ran (both, off, on).
 	Spool         string                 `json:"spool"`
 	AvgEventBytes float64                `json:"avg_event_bytes"`
@@ -291,6 +294,9 @@ func printTable(w io.Writer, r *result) {
 		fmt.Fprintf(w, "; BRIDGE_ZULIP_MAX_RESPONSE_BYTES=%d", r.MaxResponseBytes)
 	}
 	fmt.Fprintf(w, "; checkpoint store: %s", r.Checkpoint)
+	if len(r.Set) > 0 {
+		fmt.Fprintf(w, "; bridge settings: %s", strings.Join(r.Set, " "))
+	}
 	fmt.Fprint(w, "\n\n")
 	for _, mode := range []string{spoolOff, spoolOn} {
 		printDrain(w, r, mode)
