@@ -293,7 +293,6 @@ func (s *eventStream) event() (Event, error) {
 	s.index++
 	s.evStart, s.evOffset = s.i, s.base+int64(s.i)
 	defer func() { s.evStart = -1 }()
-	s.i++
 	var (
 		id, msgID      int64
 		hasID, hasType bool
@@ -301,65 +300,35 @@ func (s *eventStream) event() (Event, error) {
 		typ            string
 		idErr          error
 	)
-	first := true
-	for {
-		c, err := s.nonSpace()
-		if err != nil {
-			return Event{}, err
-		}
-		if c == '}' {
-			s.i++
-			break
-		}
-		if !first {
-			if c != ',' {
-				return Event{}, s.syntax(c, "after a member of an event")
-			}
-			s.i++
-			if c, err = s.nonSpace(); err != nil {
-				return Event{}, err
-			}
-		}
-		first = false
-		name, err := s.memberName(c)
-		if err != nil {
-			return Event{}, err
-		}
-		c, err = s.nonSpace()
-		if err != nil {
-			return Event{}, err
-		}
+	err := s.object("an event", func(name string, c byte) (err error) {
 		switch {
 		case name == "id" && (c == '-' || isDigit(c)):
 			id, idErr = s.integer()
 			hasID = idErr == nil
 			if idErr != nil && !errors.Is(idErr, strconv.ErrRange) && !errors.Is(idErr, strconv.ErrSyntax) {
-				return Event{}, idErr
+				return idErr
 			}
+			return nil
 		case name == "type" && c == '"':
-			if typ, err = s.stringValue(); err != nil {
-				return Event{}, err
-			}
+			typ, err = s.stringValue()
 			hasType = true
+			return err
 		case name == "message" && c == '{':
 			msgID, msgIDOK, err = s.messageID()
-			if err != nil {
-				return Event{}, err
-			}
-		default:
-			if name == "id" {
-				hasID, idErr = false, errors.New("not an integer")
-			}
-			if name == "type" {
-				hasType, typ = false, ""
-			}
-			if name == "message" {
-				msgIDOK = false
-			}
-			if err := s.skip(2); err != nil {
-				return Event{}, err
-			}
+			return err
 		}
+		switch name {
+		case "id":
+			hasID, idErr = false, errors.New("not an integer")
+		case "type":
+			hasType, typ = false, ""
+		case "message":
+			msgIDOK = false
+		}
+		return s.skip(2)
+	})
+	if err != nil {
+		return Event{}, err
 	}
 	size := int(s.base + int64(s.i) - s.evOffset)
 	switch {
@@ -379,13 +348,56 @@ func (s *eventStream) event() (Event, error) {
 		}
 		ev.MessageID = msgID
 	}
-	if s.evStart >= 0 && size <= s.maxEvent {
+	s.cutOut(&ev)
+	s.prev = id
+	return ev, nil
+}
+
+// object scans the object at s.i, calling member for each member with its
+// name (as memberName reads it) and the first byte of its value, which
+// member must scan past. what names the object in syntax errors.
+func (s *eventStream) object(what string, member func(name string, c byte) error) error {
+	s.i++
+	for first := true; ; first = false {
+		c, err := s.nonSpace()
+		if err != nil {
+			return err
+		}
+		if c == '}' {
+			s.i++
+			return nil
+		}
+		if !first {
+			if c != ',' {
+				return s.syntax(c, "after a member of "+what)
+			}
+			s.i++
+			if c, err = s.nonSpace(); err != nil {
+				return err
+			}
+		}
+		name, err := s.memberName(c)
+		if err != nil {
+			return err
+		}
+		if c, err = s.nonSpace(); err != nil {
+			return err
+		}
+		if err := member(name, c); err != nil {
+			return err
+		}
+	}
+}
+
+// cutOut keeps the bytes of the element scanned (from s.evStart to s.i)
+// as ev.Raw, or marks ev Oversized when they were not kept or are over
+// the limit.
+func (s *eventStream) cutOut(ev *Event) {
+	if s.evStart >= 0 && ev.Size <= s.maxEvent {
 		ev.Raw = s.keep(s.buf[s.evStart:s.i])
 	} else {
 		ev.Oversized = true
 	}
-	s.prev = id
-	return ev, nil
 }
 
 // message scans the message object at s.i, an element of a GET /messages
@@ -396,66 +408,42 @@ func (s *eventStream) message() (Event, error) {
 	s.index++
 	s.evStart, s.evOffset = s.i, s.base+int64(s.i)
 	defer func() { s.evStart = -1 }()
-	s.i++
 	var (
 		id              int64
 		hasID           bool
 		idErr, flagsErr error
 	)
 	s.flags = nil
-	for first := true; ; first = false {
-		c, err := s.nonSpace()
-		if err != nil {
-			return Event{}, err
-		}
-		if c == '}' {
-			s.i++
-			break
-		}
-		if !first {
-			if c != ',' {
-				return Event{}, s.syntax(c, "after a member of a message")
-			}
-			s.i++
-			if c, err = s.nonSpace(); err != nil {
-				return Event{}, err
-			}
-		}
-		name, err := s.memberName(c)
-		if err != nil {
-			return Event{}, err
-		}
-		if c, err = s.nonSpace(); err != nil {
-			return Event{}, err
-		}
+	err := s.object("a message", func(name string, c byte) (err error) {
 		switch {
 		case name == "id" && (c == '-' || isDigit(c)):
 			id, idErr = s.integer()
 			hasID = idErr == nil
 			if idErr != nil && !errors.Is(idErr, strconv.ErrRange) && !errors.Is(idErr, strconv.ErrSyntax) {
-				return Event{}, idErr
+				return idErr
 			}
+			return nil
 		case name == "flags" && c == '[':
 			if s.flags, err = s.strings(); err != nil {
-				return Event{}, fmt.Errorf("message %d: flags: %w", index, err)
+				return fmt.Errorf("message %d: flags: %w", index, err)
 			}
 			flagsErr = nil
-		default:
-			if name == "id" {
-				hasID, idErr = false, errors.New("not an integer")
-			}
-			if name == "flags" {
-				s.flags, flagsErr = nil, nil
-				if c != 'n' {
-					flagsErr = errors.New("not a list of strings")
-				}
-			}
-			if err := s.skip(2); err != nil {
-				return Event{}, err
+			return nil
+		}
+		switch name {
+		case "id":
+			hasID, idErr = false, errors.New("not an integer")
+		case "flags":
+			s.flags, flagsErr = nil, nil
+			if c != 'n' {
+				flagsErr = errors.New("not a list of strings")
 			}
 		}
+		return s.skip(2)
+	})
+	if err != nil {
+		return Event{}, err
 	}
-	size := int(s.base + int64(s.i) - s.evOffset)
 	switch {
 	case idErr != nil:
 		return Event{}, fmt.Errorf("message %d: id: %v", index, idErr)
@@ -464,12 +452,8 @@ func (s *eventStream) message() (Event, error) {
 	case !hasID || id <= s.prev:
 		return Event{}, fmt.Errorf("message %d: id missing or not above %d", index, s.prev)
 	}
-	ev := Event{ID: id, Type: "message", MessageID: id, Size: size}
-	if s.evStart >= 0 && size <= s.maxEvent {
-		ev.Raw = s.keep(s.buf[s.evStart:s.i])
-	} else {
-		ev.Oversized = true
-	}
+	ev := Event{ID: id, Type: "message", MessageID: id, Size: int(s.base + int64(s.i) - s.evOffset)}
+	s.cutOut(&ev)
 	s.prev = id
 	return ev, nil
 }
@@ -510,53 +494,29 @@ func (s *eventStream) strings() ([]string, error) {
 
 // messageID scans the message object of an event and returns its id.
 func (s *eventStream) messageID() (id int64, ok bool, err error) {
-	s.i++
-	first := true
-	for {
-		c, err := s.nonSpace()
-		if err != nil {
-			return 0, false, err
+	err = s.object("a message", func(name string, c byte) error {
+		if name != "id" {
+			return s.skip(3)
 		}
-		if c == '}' {
-			s.i++
-			return id, ok, nil
-		}
-		if !first {
-			if c != ',' {
-				return 0, false, s.syntax(c, "after a member of a message")
-			}
-			s.i++
-			if c, err = s.nonSpace(); err != nil {
-				return 0, false, err
-			}
-		}
-		first = false
-		name, err := s.memberName(c)
-		if err != nil {
-			return 0, false, err
-		}
-		if c, err = s.nonSpace(); err != nil {
-			return 0, false, err
-		}
-		if name == "id" && (c == '-' || isDigit(c)) {
-			n, err := s.integer()
-			switch {
-			case err == nil:
-				id, ok = n, true
-			case errors.Is(err, strconv.ErrRange) || errors.Is(err, strconv.ErrSyntax):
-				id, ok = 0, false
-			default:
-				return 0, false, err
-			}
-			continue
-		}
-		if name == "id" {
+		if c != '-' && !isDigit(c) {
 			id, ok = 0, false
+			return s.skip(3)
 		}
-		if err := s.skip(3); err != nil {
-			return 0, false, err
+		n, err := s.integer()
+		switch {
+		case err == nil:
+			id, ok = n, true
+		case errors.Is(err, strconv.ErrRange) || errors.Is(err, strconv.ErrSyntax):
+			id, ok = 0, false
+		default:
+			return err
 		}
+		return nil
+	})
+	if err != nil {
+		return 0, false, err
 	}
+	return id, ok, nil
 }
 
 // keep copies an event out of the read buffer, into blocks sized to what
