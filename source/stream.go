@@ -302,13 +302,10 @@ func (s *eventStream) event() (Event, error) {
 	)
 	err := s.object("an event", func(name string, c byte) (err error) {
 		switch {
-		case name == "id" && (c == '-' || isDigit(c)):
-			id, idErr = s.integer()
-			hasID = idErr == nil
-			if idErr != nil && !errors.Is(idErr, strconv.ErrRange) && !errors.Is(idErr, strconv.ErrSyntax) {
-				return idErr
-			}
-			return nil
+		case name == "id":
+			id, idErr, err = s.idValue(c, 2)
+			hasID = idErr == nil && err == nil
+			return err
 		case name == "type" && c == '"':
 			typ, err = s.stringValue()
 			hasType = true
@@ -318,8 +315,6 @@ func (s *eventStream) event() (Event, error) {
 			return err
 		}
 		switch name {
-		case "id":
-			hasID, idErr = false, errors.New("not an integer")
 		case "type":
 			hasType, typ = false, ""
 		case "message":
@@ -416,13 +411,10 @@ func (s *eventStream) message() (Event, error) {
 	s.flags = nil
 	err := s.object("a message", func(name string, c byte) (err error) {
 		switch {
-		case name == "id" && (c == '-' || isDigit(c)):
-			id, idErr = s.integer()
-			hasID = idErr == nil
-			if idErr != nil && !errors.Is(idErr, strconv.ErrRange) && !errors.Is(idErr, strconv.ErrSyntax) {
-				return idErr
-			}
-			return nil
+		case name == "id":
+			id, idErr, err = s.idValue(c, 2)
+			hasID = idErr == nil && err == nil
+			return err
 		case name == "flags" && c == '[':
 			if s.flags, err = s.strings(); err != nil {
 				return fmt.Errorf("message %d: flags: %w", index, err)
@@ -430,10 +422,7 @@ func (s *eventStream) message() (Event, error) {
 			flagsErr = nil
 			return nil
 		}
-		switch name {
-		case "id":
-			hasID, idErr = false, errors.New("not an integer")
-		case "flags":
+		if name == "flags" {
 			s.flags, flagsErr = nil, nil
 			if c != 'n' {
 				flagsErr = errors.New("not a list of strings")
@@ -498,25 +487,31 @@ func (s *eventStream) messageID() (id int64, ok bool, err error) {
 		if name != "id" {
 			return s.skip(3)
 		}
-		if c != '-' && !isDigit(c) {
-			id, ok = 0, false
-			return s.skip(3)
-		}
-		n, err := s.integer()
-		switch {
-		case err == nil:
-			id, ok = n, true
-		case errors.Is(err, strconv.ErrRange) || errors.Is(err, strconv.ErrSyntax):
-			id, ok = 0, false
-		default:
-			return err
-		}
-		return nil
+		n, bad, err := s.idValue(c, 3)
+		id, ok = n, bad == nil && err == nil
+		return err
 	})
 	if err != nil {
 		return 0, false, err
 	}
 	return id, ok, nil
+}
+
+// idValue reads the value of an id member, whose first byte is c, nested
+// at depth: the id, or in bad why it is not one (a number that is not an
+// int64, or not a number at all); err is a failure of the body.
+func (s *eventStream) idValue(c byte, depth int) (id int64, bad, err error) {
+	if c != '-' && !isDigit(c) {
+		return 0, errors.New("not an integer"), s.skip(depth)
+	}
+	n, err := s.integer()
+	switch {
+	case err == nil:
+		return n, nil, nil
+	case errors.Is(err, strconv.ErrRange) || errors.Is(err, strconv.ErrSyntax):
+		return 0, err, nil
+	}
+	return 0, nil, err
 }
 
 // keep copies an event out of the read buffer, into blocks sized to what
