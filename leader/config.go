@@ -28,9 +28,10 @@ const (
 	DefaultRetryPeriod   = 2 * time.Second
 )
 
-// jitterFactor is client-go's leaderelection.JitterFactor: a standby waits
-// up to RetryPeriod*(1+jitterFactor) between tries, and client-go refuses a
-// RenewDeadline that is not above RetryPeriod*jitterFactor.
+// jitterFactor is client-go's leaderelection.JitterFactor, kept so that the
+// settings mean what they mean there: a standby waits up to
+// RetryPeriod*(1+jitterFactor) between tries, and a RenewDeadline must be
+// above RetryPeriod*jitterFactor.
 const jitterFactor = 1.2
 
 // Config is the leader election part of the bridge's configuration. Like
@@ -77,7 +78,7 @@ type Config struct {
 	// Kubeconfig is a kubeconfig file through which the lease backend
 	// reaches the API server, for a bridge run outside the cluster. Empty
 	// means the in-cluster configuration of the pod's service account.
-	Kubeconfig string `env:"KUBECONFIG" example:"/home/me/.kube/config" help:"with BRIDGE_LEADER_ELECTION=lease, the kubeconfig file to reach the API server with, outside a cluster; unset = the pod's service account"`
+	Kubeconfig string `env:"KUBECONFIG" example:"/home/me/.kube/config" help:"with BRIDGE_LEADER_ELECTION=lease, the kubeconfig file to reach the API server with, outside a cluster (its current context; a token, token file or client certificate, no exec plugin); unset = the pod's service account"`
 }
 
 // withDefaults returns c with its zero fields set to their defaults.

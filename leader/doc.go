@@ -2,9 +2,10 @@
 // and gives it a fencing token: a Term that says, at each action, whether
 // this replica may still act as the leader.
 //
-// Two backends implement Elector: a Kubernetes Lease (NewLease, through
-// client-go's tools/leaderelection and resourcelock.LeaseLock) and a key of
-// a NATS JetStream key-value bucket (NewNATSKV). Config holds the
+// Two backends implement Elector: a Kubernetes Lease (NewLease, written as
+// client-go's leaderelection writes one, through a small client of its own
+// in kube.go: client-go would add about 20 MiB to every bridge's resident
+// memory) and a key of a NATS JetStream key-value bucket (NewNATSKV). Config holds the
 // BRIDGE_LEADER_* variables; cmd/bridge runs a pipeline per term.
 //
 // # Terms
@@ -39,7 +40,8 @@
 // # Kubernetes Lease
 //
 // The term number is the Lease's spec.leaseTransitions + 1 as written by
-// the acquiring update: client-go adds 1 each time the holder changes, and
+// the acquiring update: it grows by 1 each time the holder changes (as
+// client-go counts it), and
 // since every acquisition is by a new holder, each term's number is larger
 // than the last. The first holder of a new Lease has term 1. The number is
 // reset if the Lease object is deleted, or if another program writes
@@ -47,13 +49,16 @@
 // resourceVersion was not chosen: Kubernetes documents it as opaque.)
 //
 // Writes are compare-and-set on the Lease's resourceVersion, so of two
-// standbys one acquires. client-go measures time with the real clock;
-// LeaseDuration must be whole seconds (spec.leaseDurationSeconds). A term
-// is renewed from the start of each successful write client-go makes; the
-// leader keeps renewing while onLead finishes, and releases the Lease
-// (holder emptied) once onLead has returned, so that a standby takes over
-// at its next try. A release is never written over a Lease another replica
-// holds.
+// standbys one acquires. LeaseDuration must be whole seconds
+// (spec.leaseDurationSeconds). A term is renewed from the start of each
+// successful write, every RetryPeriod; a renewal whose answer was lost is
+// recognised by reading the Lease back. The leader keeps renewing while
+// onLead finishes, and releases the Lease (holder emptied, duration one
+// second) once onLead has returned, so that a standby takes over at its
+// next try. A release is never written over a Lease another replica
+// holds. The backend reads the API server's address and credentials from
+// the pod's service account or a kubeconfig file (a token, a token file
+// or a client certificate; no exec plugins).
 //
 // # NATS KV
 //

@@ -2,44 +2,36 @@ package leader
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/jonboulle/clockwork"
-	authorizationv1 "k8s.io/api/authorization/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
-	"k8s.io/klog/v2"
 )
 
-// serviceAccountNamespace is where a pod finds its own namespace.
-const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-
-// LeaseElector elects a leader with a Kubernetes Lease through client-go's
-// leaderelection package.
+// LeaseElector elects a leader with a Kubernetes coordination.k8s.io/v1
+// Lease, written as client-go's leaderelection writes it (so that the
+// record reads the same to kubectl and to other tools): holderIdentity,
+// leaseDurationSeconds, acquireTime, renewTime and leaseTransitions, each
+// write a compare-and-set on the Lease's resourceVersion.
 type LeaseElector struct {
-	cfg    Config
-	client kubernetes.Interface
-	ns     string
-	log    *slog.Logger
-	clock  clockwork.Clock
+	cfg   Config
+	kube  *kubeClient
+	ns    string
+	log   *slog.Logger
+	clock clockwork.Clock
+
+	unreadable bool // the last read of the Lease failed; campaign's goroutine only
 }
 
-// NewLease returns an elector on the Lease cfg names. A nil rc means the
+// NewLease returns an elector on the Lease cfg names. A nil k means the
 // kubeconfig file cfg.Kubeconfig names or, without one, the in-cluster
 // configuration of the pod's service account. log may be nil.
-func NewLease(cfg Config, rc *rest.Config, log *slog.Logger) (*LeaseElector, error) {
+func NewLease(cfg Config, k *Kube, log *slog.Logger) (*LeaseElector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -47,24 +39,20 @@ func NewLease(cfg Config, rc *rest.Config, log *slog.Logger) (*LeaseElector, err
 	if cfg.Election != Lease {
 		return nil, fmt.Errorf("leader: NewLease with BRIDGE_LEADER_ELECTION=%s", cfg.Election)
 	}
-	if rc == nil && cfg.Kubeconfig != "" {
+	if k == nil && cfg.Kubeconfig != "" {
 		var err error
-		if rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig); err != nil {
+		if k, err = loadKubeconfig(cfg.Kubeconfig); err != nil {
 			return nil, fmt.Errorf("KUBECONFIG: %w", err)
 		}
 	}
-	if rc == nil {
+	if k == nil {
 		var err error
-		if rc, err = rest.InClusterConfig(); err != nil {
+		if k, err = inCluster(); err != nil {
 			return nil, fmt.Errorf("leader: Kubernetes in-cluster configuration (outside a cluster, set KUBECONFIG): %w", err)
 		}
 	}
-	rc = rest.CopyConfig(rc)
 	// No request may outlive the renew deadline.
-	if rc.Timeout == 0 || rc.Timeout > cfg.RenewDeadline {
-		rc.Timeout = cfg.RenewDeadline
-	}
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := newKubeClient(k, cfg.RenewDeadline)
 	if err != nil {
 		return nil, fmt.Errorf("leader: Kubernetes client: %w", err)
 	}
@@ -75,190 +63,221 @@ func NewLease(cfg Config, rc *rest.Config, log *slog.Logger) (*LeaseElector, err
 			ns = strings.TrimSpace(string(b))
 		}
 	}
-	return &LeaseElector{cfg: cfg, client: client, ns: ns, log: discard(log), clock: clockwork.NewRealClock()}, nil
+	return &LeaseElector{cfg: cfg, kube: client, ns: ns, log: discard(log), clock: clockwork.NewRealClock()}, nil
 }
 
-// Run implements Elector.
-func (e *LeaseElector) Run(ctx context.Context, onLead func(context.Context, *Term), onLose func(*Term)) error {
-	for ctx.Err() == nil {
-		if err := e.candidacy(ctx, onLead, onLose); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func (e *LeaseElector) where() string { return "Lease " + e.ns + "/" + e.cfg.LeaseName }
 
 // Current implements Elector: a get of the Lease (the Role the chart
 // creates grants it), then whether this identity may also update and
 // create it, asked with SelfSubjectAccessReview: a missing grant shows
 // before the first election needs it.
 func (e *LeaseElector) Current(ctx context.Context) (Record, error) {
-	r := Record{Where: "Lease " + e.ns + "/" + e.cfg.LeaseName}
-	l, err := e.client.CoordinationV1().Leases(e.ns).Get(ctx, e.cfg.LeaseName, metav1.GetOptions{})
+	r := Record{Where: e.where()}
+	l, found, err := e.kube.getLease(ctx, e.ns, e.cfg.LeaseName)
 	switch {
-	case apierrors.IsNotFound(err):
 	case err != nil:
 		return r, fmt.Errorf("leader: %s: %w", r.Where, err)
-	case l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "":
-		r.Holder = *l.Spec.HolderIdentity
+	case found && l.Spec.holder() != "":
+		r.Holder = l.Spec.holder()
 		if l.Spec.RenewTime != nil {
 			r.Renewed = l.Spec.RenewTime.Time
 		}
-		d := e.cfg.LeaseDuration
-		if l.Spec.LeaseDurationSeconds != nil {
-			d = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
-		}
-		r.Expired = !r.Renewed.IsZero() && e.clock.Since(r.Renewed) > d
+		r.Expired = !r.Renewed.IsZero() && e.clock.Since(r.Renewed) > e.duration(l)
 	}
-	for verb, name := range map[string]string{"update": e.cfg.LeaseName, "create": ""} {
-		// A create names no object to the authorizer: a Role cannot
-		// restrict it to one name.
-		review, err := e.client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
-			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: e.ns, Verb: verb, Group: "coordination.k8s.io", Resource: "leases", Name: name,
-			}},
-		}, metav1.CreateOptions{})
+	for _, verb := range []string{"update", "create"} {
+		name := e.cfg.LeaseName
+		if verb == "create" {
+			// A create names no object to the authorizer: a Role cannot
+			// restrict it to one name.
+			name = ""
+		}
+		ok, err := e.kube.allowed(ctx, e.ns, verb, name)
 		if err != nil {
 			return r, fmt.Errorf("leader: %s: may this identity %s it: %w", r.Where, verb, err)
 		}
-		if !review.Status.Allowed {
+		if !ok {
 			return r, fmt.Errorf("leader: %s: this identity may not %s it (grant coordination.k8s.io leases get, create and update in %s)", r.Where, verb, e.ns)
 		}
 	}
 	return r, nil
 }
 
-// candidacy runs one client-go LeaderElector, under a fresh identity, until
-// ctx is done or one term has ended.
-func (e *LeaseElector) candidacy(ctx context.Context, onLead func(context.Context, *Term), onLose func(*Term)) error {
-	lock := &recordingLock{
-		LeaseLock: resourcelock.LeaseLock{
-			LeaseMeta:  metav1.ObjectMeta{Name: e.cfg.LeaseName, Namespace: e.ns},
-			Client:     e.client.CoordinationV1(),
-			LockConfig: resourcelock.ResourceLockConfig{Identity: candidateID(e.cfg.Identity)},
-		},
-		clock:  e.clock,
-		window: e.cfg.RenewDeadline,
-		term:   make(chan *Term, 1),
+// duration is the lease duration the holder of l promised, or ours.
+func (e *LeaseElector) duration(l *lease) time.Duration {
+	if l.Spec.LeaseDurationSeconds != nil && *l.Spec.LeaseDurationSeconds > 0 {
+		return time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
 	}
-	leading := make(chan context.Context, 1)
-	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock:          lock,
-		LeaseDuration: e.cfg.LeaseDuration,
-		RenewDeadline: e.cfg.RenewDeadline,
-		RetryPeriod:   e.cfg.RetryPeriod,
-		// Released only once onLead has returned: the elector's context is
-		// not ctx but one cancelled after that.
-		ReleaseOnCancel: true,
-		Name:            e.cfg.LeaseName,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(c context.Context) { leading <- c },
-			OnStoppedLeading: func() {},
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("leader: %w", err)
-	}
-	// client-go logs through klog; send it to our logger.
-	leCtx, stop := context.WithCancel(klog.NewContext(context.WithoutCancel(ctx), logr.FromSlogHandler(e.log.Handler())))
-	defer stop()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		le.Run(leCtx)
-	}()
+	return e.cfg.LeaseDuration
+}
 
-	var leCtxLeading context.Context
-	select {
-	case <-ctx.Done():
-		stop()
-		<-done
-		return nil
-	case <-done: // cannot happen before leading unless leCtx ended
-		return nil
-	case leCtxLeading = <-leading:
+// Run implements Elector.
+func (e *LeaseElector) Run(ctx context.Context, onLead func(context.Context, *Term), onLose func(*Term)) error {
+	for ctx.Err() == nil {
+		term, l := e.campaign(ctx, candidateID(e.cfg.Identity))
+		if term == nil {
+			return nil
+		}
+		renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
+		renewed := make(chan *lease, 1)
+		go func() { renewed <- e.renew(renewCtx, term, l) }()
+		lead(ctx, e.log, term, onLead, onLose)
+		stopRenew()
+		e.release(ctx, <-renewed, term.Holder())
 	}
-	term := <-lock.term // sent by the acquiring write, before OnStartedLeading
-	go func() {
+	return nil
+}
+
+// campaign tries, every RetryPeriod with up to jitterFactor more, until it
+// acquires the Lease, and returns the new term and the Lease as written;
+// nil once ctx is done. It takes the Lease when there is none, when its
+// holder released it (holder empty), or when its resourceVersion has not
+// changed for the holder's lease duration since this candidate first saw
+// it, by its monotonic clock. Each write is a compare-and-set: of two
+// standbys, one wins.
+func (e *LeaseElector) campaign(ctx context.Context, id string) (*Term, *lease) {
+	var seenRV string
+	var seenAt time.Time
+	for {
+		if term, l := e.try(ctx, id, &seenRV, &seenAt); term != nil {
+			return term, l
+		}
+		wait := time.Duration(float64(e.cfg.RetryPeriod) * (1 + jitterFactor*rand.Float64()))
 		select {
-		case <-leCtxLeading.Done():
-			term.end("renewal failed")
-		case <-done:
+		case <-ctx.Done():
+			return nil, nil
+		case <-e.clock.After(wait):
 		}
-	}()
-	lead(ctx, e.log, term, onLead, onLose)
-	stop() // releases the lease if this replica still holds it
-	<-done
-	return nil
-}
-
-// recordingLock is a LeaseLock that turns the writes client-go makes into
-// a Term: the first write of this candidate's identity acquires (its
-// leaseTransitions + 1 is the term's number), every later one renews it
-// from the instant the write started, and a release ends it first.
-type recordingLock struct {
-	resourcelock.LeaseLock
-	clock  clockwork.Clock
-	window time.Duration
-	term   chan *Term // receives the term once
-
-	mu      sync.Mutex
-	current *Term
-	lastGot *resourcelock.LeaderElectionRecord
-}
-
-var errNotHolder = errors.New("leader: not releasing a lease another replica holds")
-
-func (l *recordingLock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
-	rec, raw, err := l.LeaseLock.Get(ctx)
-	if err == nil {
-		l.mu.Lock()
-		l.lastGot = rec
-		l.mu.Unlock()
 	}
-	return rec, raw, err
 }
 
-func (l *recordingLock) Create(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
-	start := l.clock.Now()
-	if err := l.LeaseLock.Create(ctx, rec); err != nil {
-		return err
+func (e *LeaseElector) try(ctx context.Context, id string, seenRV *string, seenAt *time.Time) (*Term, *lease) {
+	l, found, err := e.kube.getLease(ctx, e.ns, e.cfg.LeaseName)
+	if e.unreadable && err == nil {
+		e.log.Info("leader: the Lease is readable again", "lease", e.where())
+		e.unreadable = false
 	}
-	l.wrote(rec, start)
-	return nil
-}
-
-func (l *recordingLock) Update(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
-	if rec.HolderIdentity == "" { // a release
-		l.mu.Lock()
-		t, got := l.current, l.lastGot
-		l.mu.Unlock()
-		if t != nil {
-			t.end("released")
+	var start time.Time
+	var out *lease
+	switch {
+	case err != nil:
+		if !e.unreadable && ctx.Err() == nil {
+			// Once per outage: a standby that cannot read the Lease cannot take over.
+			e.log.Warn("leader: cannot read the Lease; retrying every retry period", "lease", e.where(), "error", err)
+			e.unreadable = true
 		}
-		// client-go releases after a fresh Get but judges by the record it
-		// last wrote: never blank a record another replica holds.
-		if got == nil || got.HolderIdentity != l.Identity() {
-			return errNotHolder
-		}
-		return l.LeaseLock.Update(ctx, rec)
+		return nil, nil
+	case !found:
+		start = e.clock.Now()
+		out, err = e.kube.createLease(ctx, &lease{
+			Metadata: leaseMeta{Name: e.cfg.LeaseName, Namespace: e.ns},
+			Spec:     e.held(leaseSpec{LeaseTransitions: new(int32(0))}, id, start, true),
+		})
+	case l.Spec.holder() != "" && l.Metadata.ResourceVersion != *seenRV:
+		*seenRV, *seenAt = l.Metadata.ResourceVersion, e.clock.Now()
+		return nil, nil
+	case l.Spec.holder() != "" && e.clock.Since(*seenAt) < e.duration(l):
+		return nil, nil
+	default: // released, or not renewed for its duration
+		start = e.clock.Now()
+		next := *l
+		next.Spec = e.held(l.Spec, id, start, true)
+		next.Spec.LeaseTransitions = new(l.Spec.transitions() + 1)
+		out, err = e.kube.updateLease(ctx, &next)
 	}
-	start := l.clock.Now()
-	if err := l.LeaseLock.Update(ctx, rec); err != nil {
-		return err
+	if err != nil {
+		e.log.Debug("leader: acquire the Lease", "lease", e.where(), "error", err)
+		return nil, nil
 	}
-	l.wrote(rec, start)
-	return nil
+	return newTerm(uint64(out.Spec.transitions())+1, id, e.clock, e.cfg.RenewDeadline, start), out
 }
 
-// wrote records a successful write of this identity that started at start.
-func (l *recordingLock) wrote(rec resourcelock.LeaderElectionRecord, start time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.current == nil {
-		l.current = newTerm(uint64(rec.LeaderTransitions)+1, rec.HolderIdentity, l.clock, l.window, start)
-		l.term <- l.current
-		return
+// held is spec as holder id writes it at now: its identity, its lease
+// duration and renew time, and, on acquiring, the acquire time.
+func (e *LeaseElector) held(spec leaseSpec, id string, now time.Time, acquire bool) leaseSpec {
+	spec.HolderIdentity = &id
+	spec.LeaseDurationSeconds = new(int32(e.cfg.LeaseDuration / time.Second))
+	spec.RenewTime = &microTime{now}
+	if acquire {
+		spec.AcquireTime = &microTime{now}
 	}
-	l.current.extend(start)
+	return spec
+}
+
+// renew rewrites the Lease every RetryPeriod, each write at the
+// resourceVersion of the last, until ctx is done or the term ends, and
+// returns the Lease as this term last wrote it. A write whose answer was
+// lost leaves the Lease at a version this replica did not see: the next
+// write conflicts, and the Lease is read back; if it still holds this
+// term's identity, renewing carries on from there (without extending the
+// term by the lost write, whose start is unknown).
+func (e *LeaseElector) renew(ctx context.Context, term *Term, l *lease) *lease {
+	ended := make(chan struct{})
+	term.whenEnded(func() { close(ended) })
+	for {
+		select {
+		case <-ctx.Done():
+			return l
+		case <-ended:
+			return l
+		case <-e.clock.After(e.cfg.RetryPeriod):
+		}
+		start := e.clock.Now()
+		wctx, cancel := context.WithDeadline(ctx, term.Deadline())
+		next := *l
+		next.Spec = e.held(l.Spec, term.Holder(), start, false)
+		out, err := e.kube.updateLease(wctx, &next)
+		if err == nil {
+			l = out
+			term.extend(start)
+			cancel()
+			continue
+		}
+		e.log.Debug("leader: renew the Lease", "lease", e.where(), "term", term.Number(), "error", err)
+		if kubeStatus(err, http.StatusConflict) || kubeStatus(err, http.StatusNotFound) {
+			got, found, gerr := e.kube.getLease(wctx, e.ns, e.cfg.LeaseName)
+			switch {
+			case gerr != nil:
+			case !found:
+				term.end("the Lease was deleted")
+			case got.Spec.holder() == term.Holder():
+				l = got // our own write, whose answer was lost
+			default:
+				term.end("another replica holds the Lease")
+			}
+		}
+		cancel()
+	}
+}
+
+// release empties the Lease's holder (with a lease duration of one second,
+// as client-go releases), if this term still holds it, so that a standby
+// takes over at its next try instead of after the lease duration. It is
+// called once the term has ended. A release is never written over a Lease
+// another replica holds: on a conflict the Lease is read back, and
+// released only if it still names holder (a renewal cancelled in flight
+// that was written all the same).
+func (e *LeaseElector) release(ctx context.Context, l *lease, holder string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.RenewDeadline)
+	defer cancel()
+	for range 2 {
+		now := microTime{e.clock.Now()}
+		next := *l
+		next.Spec.HolderIdentity = new("")
+		next.Spec.LeaseDurationSeconds = new(int32(1))
+		next.Spec.AcquireTime, next.Spec.RenewTime = &now, &now
+		_, err := e.kube.updateLease(ctx, &next)
+		if err == nil {
+			return
+		}
+		e.log.Debug("leader: release the Lease", "lease", e.where(), "error", err)
+		if !kubeStatus(err, http.StatusConflict) {
+			return
+		}
+		got, found, gerr := e.kube.getLease(ctx, e.ns, e.cfg.LeaseName)
+		if gerr != nil || !found || got.Spec.holder() != holder {
+			return
+		}
+		l = got
+	}
 }

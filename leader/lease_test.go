@@ -2,6 +2,7 @@ package leader
 
 import (
 	"context"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -12,7 +13,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
@@ -49,7 +49,7 @@ func leaseBackend(t *testing.T, srv *kubeapi.Server, ns string) backend {
 		}
 		cfg := leaseConfig
 		cfg.LeaseName, cfg.Namespace, cfg.Identity = lease, ns, identity
-		el, err := NewLease(cfg, rc, nil)
+		el, err := NewLease(cfg, kubeOf(rc), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,7 +62,7 @@ func TestLease(t *testing.T) {
 	ns := srv.Namespace(t)
 	testElection(t, leaseBackend(t, srv, ns))
 
-	// The Lease is what client-go wrote, and its leaseTransitions is the
+	// The Lease is as client-go would write it, and its leaseTransitions is the
 	// last term granted minus one.
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -96,11 +96,11 @@ func testLeaseCurrentRights(t *testing.T, srv *kubeapi.Server, ns string) {
 	rc.BearerToken = tok.Status.Token
 	cfg := leaseConfig
 	cfg.LeaseName, cfg.Namespace, cfg.Identity = "rights", ns, "a"
-	el, err := NewLease(cfg, rc, nil)
+	el, err := NewLease(cfg, kubeOf(rc), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := el.Current(ctx); err == nil || !apierrors.IsForbidden(err) {
+	if _, err := el.Current(ctx); !kubeStatus(err, http.StatusForbidden) {
 		t.Errorf("Current without any grant: %v, want forbidden", err)
 	}
 	grant := func(verbs ...string) {
@@ -144,6 +144,12 @@ func testLeaseCurrentRights(t *testing.T, srv *kubeapi.Server, ns string) {
 	currentErr("may not update")
 	grant("get", "update", "create")
 	currentErr("")
+}
+
+// kubeOf is the lease backend's connection for a client-go configuration
+// of the test API server.
+func kubeOf(rc *rest.Config) *Kube {
+	return &Kube{Server: rc.Host, CA: rc.CAData, Token: rc.BearerToken, Cert: rc.CertData, Key: rc.KeyData}
 }
 
 func must(t *testing.T, err error) {
