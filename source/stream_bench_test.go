@@ -12,14 +12,7 @@ import (
 // BenchmarkEventStream decodes a response of Zulip's example events, as
 // the queue does, and reports the rate in bytes and events.
 func BenchmarkEventStream(b *testing.B) {
-	raw, err := os.ReadFile("zuliptest/testdata/zulip/example-events.json")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var examples []map[string]any
-	if err := json.Unmarshal(raw, &examples); err != nil {
-		b.Fatal(err)
-	}
+	examples := exampleEvents(b)
 	var body bytes.Buffer
 	body.WriteString(`{"result":"success","msg":"","events":[`)
 	const n = 5000
@@ -58,14 +51,7 @@ func BenchmarkEventStream(b *testing.B) {
 // BenchmarkParseMessages decodes a GET /messages page of 1000 messages of
 // Zulip's example events' message objects, as a backfill does.
 func BenchmarkParseMessages(b *testing.B) {
-	raw, err := os.ReadFile("zuliptest/testdata/zulip/example-events.json")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var examples []map[string]any
-	if err := json.Unmarshal(raw, &examples); err != nil {
-		b.Fatal(err)
-	}
+	examples := exampleEvents(b)
 	var msgs []map[string]any
 	for _, ev := range examples {
 		if m, ok := ev["message"].(map[string]any); ok && ev["type"] == "message" {
@@ -98,4 +84,17 @@ func BenchmarkParseMessages(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/message")
+}
+
+// exampleEvents is Zulip's example events, decoded.
+func exampleEvents(b *testing.B) []map[string]any {
+	raw, err := os.ReadFile("zuliptest/testdata/zulip/example-events.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var examples []map[string]any
+	if err := json.Unmarshal(raw, &examples); err != nil {
+		b.Fatal(err)
+	}
+	return examples
 }
