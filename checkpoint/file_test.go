@@ -1,10 +1,15 @@
 package checkpoint_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -114,8 +119,9 @@ func TestFileStoreIgnoresLeftoverTemp(t *testing.T) {
 }
 
 // TestFileStoreReadersNeverSeeTornFile reads the checkpoint file directly,
-// as a crash could find it at any instant, while saves replace it: every
-// read must be a whole checkpoint, because Save never writes in place.
+// as a crash could find it at any instant, while saves write its slots in
+// place: every read must hold a whole checkpoint, never an older one than
+// the read before it.
 func TestFileStoreReadersNeverSeeTornFile(t *testing.T) {
 	dir := t.TempDir()
 	s := openFile(t, dir)
@@ -126,6 +132,7 @@ func TestFileStoreReadersNeverSeeTornFile(t *testing.T) {
 	result := make(chan error, 1)
 	go func() {
 		reads := 0
+		last := int64(-1)
 		for {
 			select {
 			case <-done:
@@ -142,10 +149,16 @@ func TestFileStoreReadersNeverSeeTornFile(t *testing.T) {
 				result <- err
 				return
 			}
-			if _, err := checkpoint.Decode(data); err != nil {
+			cp, err := checkpoint.DecodeFile(data)
+			if err != nil {
 				result <- err
 				return
 			}
+			if cp.LastEventID < last {
+				result <- fmt.Errorf("read last_event_id %d after %d", cp.LastEventID, last)
+				return
+			}
+			last = cp.LastEventID
 			reads++
 		}
 	}()
@@ -198,18 +211,47 @@ func TestFileStoreCheckFailsWhenDirectoryGone(t *testing.T) {
 	}
 }
 
+// TestFileStoreFileIsReadable: the checkpoint file is JSON lines that any
+// JSON tool reads, the checkpoint in force under the highest seq, and
+// DecodeFile reads it.
 func TestFileStoreFileIsReadable(t *testing.T) {
 	dir := t.TempDir()
 	s := openFile(t, dir)
-	if err := s.Save(t.Context(), checkpointtest.Sample(1)); err != nil {
-		t.Fatal(err)
+	for i := 1; i <= 3; i++ {
+		if err := s.Save(t.Context(), checkpointtest.Sample(i)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	data, err := os.ReadFile(filepath.Join(dir, checkpoint.FileName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasSuffix(string(data), "}\n") || !strings.Contains(string(data), `"queue_id":"1700000000:101"`) {
-		t.Errorf("checkpoint file = %q; want one JSON line", data)
+	if lines := strings.Count(string(data), "\n"); lines != 2 || !strings.HasSuffix(string(data), "\n") {
+		t.Errorf("checkpoint file has %d lines; want 2", lines)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var seqs []uint64
+	for {
+		var slot struct {
+			Seq        uint64                `json:"seq"`
+			Checkpoint checkpoint.Checkpoint `json:"checkpoint"`
+		}
+		if err := dec.Decode(&slot); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("checkpoint file is not JSON values: %v", err)
+		}
+		seqs = append(seqs, slot.Seq)
+		if slot.Seq == 3 && slot.Checkpoint.QueueID != "1700000000:103" {
+			t.Errorf("slot of seq 3 holds %+v", slot.Checkpoint)
+		}
+	}
+	if !slices.Equal(seqs, []uint64{3, 2}) {
+		t.Errorf("slots hold seqs %v; want [3 2]", seqs)
+	}
+	cp, err := checkpoint.DecodeFile(data)
+	if err != nil || cp.QueueID != "1700000000:103" {
+		t.Errorf("DecodeFile = %+v, %v", cp, err)
 	}
 }
 
@@ -231,8 +273,8 @@ func BenchmarkFileStoreSave(b *testing.B) {
 }
 
 // BenchmarkFileSyncBaseline is the least a durable write of the same bytes
-// can cost on this disk: overwrite one open file and sync it. Save adds a
-// file creation, a rename and a directory sync; compare the two.
+// can cost on this disk: overwrite one open file and sync it, which is
+// what Save does after the first (it writes a whole slot, 4 KiB).
 func BenchmarkFileSyncBaseline(b *testing.B) {
 	data, err := checkpoint.Encode(checkpointtest.Sample(1))
 	if err != nil {

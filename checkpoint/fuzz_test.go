@@ -14,7 +14,7 @@ import (
 	"github.com/zulip-bridge/zulip-bridge/checkpoint"
 )
 
-// decodeError is every message Decode may return: a sentinel, then what is
+// decodeError is every message DecodeFile may return: a sentinel, then what is
 // wrong in words, positions, field names, JSON kinds and numbers, never a
 // piece of the data (a corrupt file could hold anything, a credential too).
 var decodeError = regexp.MustCompile(`^(checkpoint corrupt: (` +
@@ -22,15 +22,17 @@ var decodeError = regexp.MustCompile(`^(checkpoint corrupt: (` +
 	`field (version|site|queue_id|last_event_id|max_message_id|updated_at) is a JSON (string|number( [-+.0-9eE]+)?|bool|array|object), want [a-z0-9.]+|` +
 	`a JSON (string|number( [-+.0-9eE]+)?|bool|array), want an object|` +
 	`updated_at is not an RFC 3339 time|a field value does not parse|no version field|version -?[0-9]+|` +
-	`site is empty|last_event_id -[0-9]+ is below -1|max_message_id -[0-9]+ is below -1|last_event_id [0-9]+ without a queue_id)|` +
+	`site is empty|last_event_id -[0-9]+ is below -1|max_message_id -[0-9]+ is below -1|last_event_id [0-9]+ without a queue_id|` +
+	`neither slot holds a whole checkpoint|[0-9]+ bytes, not two slots of the same size)|` +
 	`unsupported checkpoint version [0-9]+ \(this bridge reads version 1\))$`)
 
-// FuzzDecode feeds Decode, and the file store's Load, arbitrary stored
-// bytes. Either the error wraps exactly one of ErrCorrupt and
-// ErrUnsupportedVersion in a message of the templates above (Load's also
-// names the file), or the checkpoint is valid: Encode accepts it, and what
-// it writes decodes to the same checkpoint and encodes to the same bytes.
-// Load returns what Decode returns.
+// FuzzDecode feeds DecodeFile, and the file store's Load, arbitrary stored
+// bytes, slotted files among them. Either the error wraps exactly one of
+// ErrCorrupt and ErrUnsupportedVersion in a message of the templates above
+// (Load's also names the file), or the checkpoint is valid: Encode accepts
+// it, and what it writes decodes to the same checkpoint and encodes to the
+// same bytes. Load returns what DecodeFile returns, which is what Decode
+// returns for anything not in the slotted layout.
 func FuzzDecode(f *testing.F) {
 	golden, err := os.ReadFile("testdata/v1.json")
 	if err != nil {
@@ -57,8 +59,34 @@ func FuzzDecode(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { store.Close() })
+	// Slotted files as Save writes them: one slot, two, one torn.
+	base, err := checkpoint.Decode(golden)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i := range 2 {
+		cp := base
+		cp.LastEventID += int64(i)
+		if err := store.Save(context.Background(), cp); err != nil {
+			f.Fatal(err)
+		}
+		slotted, err := os.ReadFile(store.Path())
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(slotted)
+		torn := bytes.Clone(slotted)
+		copy(torn[len(torn)/2+30:], "torn")
+		f.Add(torn)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cp, err := checkpoint.Decode(data)
+		cp, err := checkpoint.DecodeFile(data)
+		if !bytes.HasPrefix(data, []byte(`{"seq":`)) {
+			cp2, err2 := checkpoint.Decode(data)
+			if (err == nil) != (err2 == nil) || (err != nil && err.Error() != err2.Error()) || (err == nil && !sameCheckpoint(cp, cp2)) {
+				t.Fatalf("DecodeFile(%q) = %+v, %v; Decode = %+v, %v", data, cp, err, cp2, err2)
+			}
+		}
 		if err := os.WriteFile(store.Path(), data, 0o600); err != nil {
 			t.Fatal(err)
 		}

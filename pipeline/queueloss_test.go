@@ -354,7 +354,7 @@ func readCheckpoint(t *testing.T, dir string) checkpoint.Checkpoint {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, err := checkpoint.Decode(data)
+	cp, err := checkpoint.DecodeFile(data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"flag"
 	"math/rand/v2"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zulip-bridge/zulip-bridge/checkpoint"
 	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/source/zuliptest"
 )
@@ -340,19 +340,17 @@ func (c midResponseRun) run(t *testing.T) {
 }
 
 // checkpointEventID is the last_event_id of the file checkpoint in dir, -2
-// when there is none (yet) or it is being replaced.
+// when there is none (yet).
 func checkpointEventID(dir string) int64 {
-	b, err := os.ReadFile(filepath.Join(dir, "checkpoint.json"))
+	b, err := os.ReadFile(filepath.Join(dir, checkpoint.FileName))
 	if err != nil {
 		return -2
 	}
-	var cp struct {
-		LastEventID *int64 `json:"last_event_id"`
-	}
-	if json.Unmarshal(b, &cp) != nil || cp.LastEventID == nil {
+	cp, err := checkpoint.DecodeFile(b)
+	if err != nil {
 		return -2
 	}
-	return *cp.LastEventID
+	return cp.LastEventID
 }
 
 func TestCrashMidResponseJetStream(t *testing.T) {

@@ -197,7 +197,7 @@ func TestSIGTERMResumes(t *testing.T) {
 		t.Errorf("shutdown took %s, more than BRIDGE_SHUTDOWN_TIMEOUT", took)
 	}
 	cp := readCheckpoint(t, w.dir)
-	if cp["queue_id"] != q || cp["last_event_id"].(float64) != float64(w.sim.Acked(q)) {
+	if cp.QueueID != q || cp.LastEventID != int64(w.sim.Acked(q)) {
 		t.Fatalf("checkpoint %v; want queue %s at %d", cp, q, w.sim.Acked(q))
 	}
 

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/zulip-bridge/zulip-bridge/checkpoint"
 	"github.com/zulip-bridge/zulip-bridge/internal/testutil"
 	"github.com/zulip-bridge/zulip-bridge/mapping"
 	"github.com/zulip-bridge/zulip-bridge/source"
@@ -382,15 +382,15 @@ func readTopics(t testing.TB, k *kafkaBroker, prefix string) []stored {
 }
 
 // readCheckpoint reads the file store's checkpoint, as an operator would.
-func readCheckpoint(t testing.TB, dir string) map[string]any {
+func readCheckpoint(t testing.TB, dir string) checkpoint.Checkpoint {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "checkpoint.json"))
+	b, err := os.ReadFile(filepath.Join(dir, checkpoint.FileName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cp map[string]any
-	if err := json.Unmarshal(b, &cp); err != nil {
-		t.Fatalf("checkpoint.json: %v", err)
+	cp, err := checkpoint.DecodeFile(b)
+	if err != nil {
+		t.Fatalf("%s: %v", checkpoint.FileName, err)
 	}
 	return cp
 }
