@@ -1,5 +1,7 @@
 package mapping
 
+import "github.com/zulip-bridge/zulip-bridge/source"
+
 // event holds the members of a Zulip event that the mapper uses. Members
 // of the wrong JSON type are treated as absent (the event is still
 // published, under a less specific name), except type and id, without
@@ -74,9 +76,10 @@ const (
 )
 
 // parseEvent reads one event object into ev. It validates the whole input
-// as JSON.
-func parseEvent(raw []byte, ev *event) error {
-	s := &scanner{data: raw}
+// as JSON, except the values listed in jumps (see scanner), which it steps
+// over.
+func parseEvent(raw []byte, jumps []source.Span, ev *event) error {
+	s := &scanner{data: raw, jumps: jumps}
 	if s.peek() != '{' {
 		return s.errorf("an event must be a JSON object")
 	}

@@ -91,7 +91,7 @@ type EventInfo struct {
 // Map accepts too, unless a rendered name is invalid.
 func peek(raw []byte) (EventInfo, error) {
 	var ev event
-	if err := parseEvent(raw, &ev); err != nil {
+	if err := parseEvent(raw, nil, &ev); err != nil {
 		return EventInfo{}, err
 	}
 	typ, op, err := ev.typeAndOp()
@@ -216,11 +216,22 @@ func checkQueueID(q string) error {
 //
 // Errors wrap ErrInvalidEvent, ErrInvalidName or ErrInvalidQueueID.
 func (m *Mapper) Map(raw []byte, queueID string) (*Message, error) {
+	return m.mapRaw(raw, nil, queueID)
+}
+
+// MapEvent is Map of ev.Raw, an event as the source read it: the values
+// the source scanned without reading them (ev.Skipped) are stepped over,
+// not scanned a second time. The result is Map's.
+func (m *Mapper) MapEvent(ev source.Event, queueID string) (*Message, error) {
+	return m.mapRaw(ev.Raw, ev.Skipped, queueID)
+}
+
+func (m *Mapper) mapRaw(raw []byte, jumps []source.Span, queueID string) (*Message, error) {
 	if err := checkQueueID(queueID); err != nil {
 		return nil, err
 	}
 	var ev event
-	if err := parseEvent(raw, &ev); err != nil {
+	if err := parseEvent(raw, jumps, &ev); err != nil {
 		return nil, err
 	}
 	return m.build(raw, &ev, queueID, false)
@@ -263,7 +274,7 @@ func (m *Mapper) MapBackfilled(rawMessage []byte, queueID string) (*Message, err
 	payload = append(payload, flags...)
 	payload = append(payload, '}')
 	var ev event
-	if err := parseEvent(payload, &ev); err != nil {
+	if err := parseEvent(payload, nil, &ev); err != nil {
 		return nil, err
 	}
 	return m.build(payload, &ev, queueID, true)

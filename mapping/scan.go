@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/zulip-bridge/zulip-bridge/source"
 )
 
 // This file is a minimal JSON reader: it walks an event once, validating
@@ -95,6 +97,10 @@ func specialIn8(x uint64) bool {
 type scanner struct {
 	data []byte
 	pos  int
+	// jumps lists values of data known to be well formed (source's
+	// Event.Skipped), in increasing order: skip steps over one that
+	// starts where it is asked to skip, instead of scanning it.
+	jumps []source.Span
 	// member is the offset of the opening quote of the member name that
 	// object has just read, for callers that cut members out.
 	member int
@@ -261,7 +267,11 @@ func (s *scanner) skip(depth int) error {
 	if depth > maxDepth {
 		return s.errorf("nested deeper than %d", maxDepth)
 	}
-	switch c := s.peek(); {
+	c := s.peek()
+	if len(s.jumps) > 0 && s.jump() {
+		return nil
+	}
+	switch {
 	case c == '{':
 		return s.object(depth, func([]byte) error { return s.skip(depth + 1) })
 	case c == '[':
@@ -283,6 +293,20 @@ func (s *scanner) skip(depth int) error {
 	default:
 		return s.errorf("unexpected %q, want a value", c)
 	}
+}
+
+// jump steps over the value at s.pos if it is the next of s.jumps, and
+// forgets the jumps it has passed.
+func (s *scanner) jump() bool {
+	for len(s.jumps) > 0 && int(s.jumps[0].Start) < s.pos {
+		s.jumps = s.jumps[1:]
+	}
+	if len(s.jumps) == 0 || int(s.jumps[0].Start) != s.pos || int(s.jumps[0].End) > len(s.data) {
+		return false
+	}
+	s.pos = int(s.jumps[0].End)
+	s.jumps = s.jumps[1:]
+	return true
 }
 
 // object reads the object at s.pos, calling member with each decoded key;

@@ -186,7 +186,7 @@ func (p *Pipeline) eventMessage(queueID string, ev source.Event) (*mapping.Messa
 		if err != nil {
 			return nil, err
 		}
-	} else if m, err = p.mapper.Map(ev.Raw, queueID); err != nil {
+	} else if m, err = p.mapper.MapEvent(ev, queueID); err != nil {
 		p.log.Warn("event cannot be mapped; publishing it as a bridge.invalid control event", "event_id", ev.ID, "type", ev.Type, "error", err)
 	}
 	m, dup, err := p.prepare(m, err, queueID, eventRef(ev), ev.Raw)

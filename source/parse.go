@@ -27,7 +27,21 @@ type Event struct {
 	// read through but not kept, so Raw is nil; ID, Type, MessageID and
 	// Size are set, so that it can still be acknowledged and reported.
 	Oversized bool
+	// Skipped locates, in increasing order, the values inside Raw that
+	// the stream scanned and found well formed without reading them
+	// (members of the event, and of its message object, other than the
+	// ids and the type; only those of SkipMin bytes or more): a later
+	// reader of Raw can step over them instead of scanning them again
+	// (mapping does). Nil when Raw is.
+	Skipped []Span
 }
+
+// Span is the byte range [Start, End) of one JSON value in Event.Raw.
+type Span struct{ Start, End int32 }
+
+// SkipMin is the shortest value Event.Skipped lists: stepping over a
+// shorter one saves less than listing it costs.
+const SkipMin = 24
 
 // messageOf extracts the message of a message event, with the flags that
 // the event carries beside it.

@@ -312,6 +312,9 @@ func FuzzEventStream(f *testing.F) {
 			if over := ev.Size > limit; ev.Oversized != over || (over && ev.Raw != nil) || (!over && !bytes.Equal(ev.Raw, w.Raw)) {
 				t.Fatalf("event %d (%d bytes, limit %d): oversized %v, raw %q", i, ev.Size, limit, ev.Oversized, ev.Raw)
 			}
+			if want := w.Skipped; ev.Oversized && ev.Skipped != nil || !ev.Oversized && !slices.Equal(ev.Skipped, want) {
+				t.Fatalf("event %d: streamed skipped %v, whole %v", i, ev.Skipped, want)
+			}
 		}
 	})
 }

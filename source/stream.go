@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"unicode/utf8"
 )
@@ -17,7 +18,9 @@ import (
 // scan is the only pass over the bytes in the source: it checks that the
 // body is JSON (as json.Valid would), frames each event and reads, on the
 // way, the three members the queue needs (id, type and message.id); the
-// mapping package reads the rest of the event with its own scanner.
+// mapping package reads the members it needs with its own scanner and
+// steps over the values this scan listed in Event.Skipped (a message's
+// content, say) instead of scanning them again.
 
 const (
 	// streamBufSize is the read buffer of a response; it grows only to hold
@@ -25,6 +28,8 @@ const (
 	streamBufSize = 64 << 10
 	// maxDepth is encoding/json's nesting limit.
 	maxDepth = 10000
+	// spanBlock is how many Spans each block of eventStream.spans holds.
+	spanBlock = 1024
 	// maxToken bounds a member name or a type the scanner reads out of an
 	// event it does not keep (one over the event limit).
 	maxToken = 4096
@@ -66,6 +71,9 @@ type eventStream struct {
 	err      error // sticky: the first failure
 	types    map[string]string
 	arena    []byte // where kept events are copied, in blocks
+	spans    []Span // where the Skipped of kept events are listed, in blocks
+	// evSpans is where the event being scanned starts in spans.
+	evSpans int
 
 	// list is the member holding the array: "events" for GET /events,
 	// "messages" for GET /messages, whose elements are messages (id and
@@ -292,6 +300,7 @@ func (s *eventStream) event() (Event, error) {
 	index := s.index
 	s.index++
 	s.evStart, s.evOffset = s.i, s.base+int64(s.i)
+	s.evSpans = len(s.spans)
 	defer func() { s.evStart = -1 }()
 	var (
 		id, msgID      int64
@@ -320,7 +329,7 @@ func (s *eventStream) event() (Event, error) {
 		case "message":
 			msgIDOK = false
 		}
-		return s.skip(2)
+		return s.skipValue(2)
 	})
 	if err != nil {
 		return Event{}, err
@@ -390,9 +399,36 @@ func (s *eventStream) object(what string, member func(name string, c byte) error
 func (s *eventStream) cutOut(ev *Event) {
 	if s.evStart >= 0 && ev.Size <= s.maxEvent {
 		ev.Raw = s.keep(s.buf[s.evStart:s.i])
+		if n := len(s.spans); n > s.evSpans {
+			ev.Skipped = s.spans[s.evSpans:n:n]
+		}
 	} else {
 		ev.Oversized = true
 	}
+	s.evSpans = len(s.spans)
+}
+
+// skipValue is skip for a value of the event being scanned that nothing
+// reads: when the event is kept and the value long enough, its span is
+// listed in the event's Skipped.
+func (s *eventStream) skipValue(depth int) error {
+	start := s.offset()
+	if err := s.skip(depth); err != nil {
+		return err
+	}
+	end := s.offset()
+	if s.evStart < 0 || end-start < SkipMin || end-s.evOffset > math.MaxInt32 {
+		return nil
+	}
+	if len(s.spans) == cap(s.spans) {
+		// A new block; the events already cut out keep the old one.
+		// What the event being scanned listed moves along.
+		block := make([]Span, len(s.spans)-s.evSpans, max(spanBlock, 2*(len(s.spans)-s.evSpans)))
+		copy(block, s.spans[s.evSpans:])
+		s.spans, s.evSpans = block, 0
+	}
+	s.spans = append(s.spans, Span{Start: int32(start - s.evOffset), End: int32(end - s.evOffset)})
+	return nil
 }
 
 // message scans the message object at s.i, an element of a GET /messages
@@ -485,7 +521,7 @@ func (s *eventStream) strings() ([]string, error) {
 func (s *eventStream) messageID() (id int64, ok bool, err error) {
 	err = s.object("a message", func(name string, c byte) error {
 		if name != "id" {
-			return s.skip(3)
+			return s.skipValue(3)
 		}
 		n, bad, err := s.idValue(c, 3)
 		id, ok = n, bad == nil && err == nil

@@ -1,0 +1,5 @@
+package source
+
+// ParseEvents is parseEvents, for the tests of package source_test, which
+// may import packages that import this one (mapping).
+func ParseEvents(body []byte, after int64) ([]Event, error) { return parseEvents(body, after) }

@@ -1,0 +1,169 @@
+package source_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"reflect"
+	"testing"
+
+	"github.com/zulip-bridge/zulip-bridge/mapping"
+	"github.com/zulip-bridge/zulip-bridge/source"
+)
+
+// The values an event's Skipped lists are stepped over by the mapping,
+// not scanned again; these tests hold that to giving what mapping's own
+// full scan gives.
+
+// TestSkippedMapsAlike reads the documented example events, and a stream
+// message of the bench's size, through the stream and maps each with and
+// without its Skipped: the same message, or the same error. Message
+// events must list their content, or nothing is stepped over.
+func TestSkippedMapsAlike(t *testing.T) {
+	evs := skipEvents(t)
+	m := skipMapper(t)
+	var messages, listed int
+	for _, ev := range evs {
+		checkSkipped(t, ev)
+		mapsAlike(t, m, ev)
+		if ev.Type == "message" {
+			messages++
+			if len(ev.Skipped) > 0 {
+				listed++
+			}
+		}
+	}
+	if messages == 0 || listed != messages {
+		t.Fatalf("%d of %d message events list skipped values", listed, messages)
+	}
+}
+
+// FuzzSkipped holds Event.Skipped to its contract on any response the
+// stream accepts: every span a well-formed JSON value of Raw at least
+// SkipMin long, in order, and mapping an event with its Skipped gives
+// what mapping its Raw alone does.
+func FuzzSkipped(f *testing.F) {
+	for _, s := range []string{
+		`{"result":"success","events":[{"type":"message","id":3,"message":{"id":9,"content":"a long enough text \u00e9 to be over","display_recipient":[{"id":1,"email":"a-long-enough-address@example.com"}]},"flags":["read","mentioned","wildcard"]}]}`,
+		`{"result":"success","events":[{"type":"stream","op":"create","id":1,"streams":[{"stream_id":1,"name":"a stream with a long enough name"}],"flags":"a string long enough to be skipped"}]}`,
+		`{"result":"success","events":[{"type":"message","id":1,"message":{"id":2,"type":"private","subject":"a subject long enough to be listed","subject":"twice"}}]}`,
+		`{"result":"success","events":[{"type":"x","id":1,"nested":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	m := skipMapper(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		evs, err := source.ParseEvents(body, -1)
+		if err != nil {
+			return
+		}
+		for _, ev := range evs {
+			checkSkipped(t, ev)
+			mapsAlike(t, m, ev)
+		}
+	})
+}
+
+// BenchmarkMapEvent maps the events of TestSkippedMapsAlike, a long
+// stream message every other one, with their Skipped (MapEvent) and
+// without (Map): go test ./source -run '^$' -bench MapEvent -cpu 1
+func BenchmarkMapEvent(b *testing.B) {
+	all := skipEvents(b)
+	var evs []source.Event
+	for _, ev := range all {
+		evs = append(evs, ev, all[len(all)-1])
+	}
+	m := skipMapper(b)
+	for _, bc := range []struct {
+		name string
+		f    func(ev source.Event) (*mapping.Message, error)
+	}{
+		{"Map", func(ev source.Event) (*mapping.Message, error) { return m.Map(ev.Raw, "q1") }},
+		{"MapEvent", func(ev source.Event) (*mapping.Message, error) { return m.MapEvent(ev, "q1") }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				ev := evs[i%len(evs)]
+				i++
+				if _, err := bc.f(ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// skipEvents returns the documented example events and, last, a stream
+// message of the bench's size, read through the stream.
+func skipEvents(tb testing.TB) []source.Event {
+	tb.Helper()
+	raw, err := os.ReadFile("zuliptest/testdata/zulip/example-events.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var examples []json.RawMessage
+	if err := json.Unmarshal(raw, &examples); err != nil {
+		tb.Fatal(err)
+	}
+	long := fmt.Sprintf(`{"type":"message","id":0,"flags":["read","mentioned"],"message":{"id":42,"type":"stream","stream_id":7,"display_recipient":"engineering","subject":"deploys","timestamp":1700000000,"sender_email":"iago@zulip.example.com","avatar_url":"https://secure.gravatar.com/avatar/0123456789abcdef?d=identicon","content":%q}}`,
+		"<p>"+string(bytes.Repeat([]byte("a line of a long message \\u00e9 "), 30))+"</p>")
+	var body bytes.Buffer
+	body.WriteString(`{"result":"success","events":[`)
+	for i, ex := range append(examples, json.RawMessage(long)) {
+		var ev map[string]json.RawMessage
+		if err := json.Unmarshal(ex, &ev); err != nil {
+			tb.Fatal(err)
+		}
+		ev["id"] = json.RawMessage(fmt.Sprint(i))
+		b, _ := json.Marshal(ev)
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		body.Write(b)
+	}
+	body.WriteString(`]}`)
+	evs, err := source.ParseEvents(body.Bytes(), -1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return evs
+}
+
+func skipMapper(tb testing.TB) *mapping.Mapper {
+	site, err := source.ParseSite("https://chat.example.com")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, err := mapping.New(mapping.Config{}, site)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+func checkSkipped(t *testing.T, ev source.Event) {
+	t.Helper()
+	end := int32(0)
+	for _, sp := range ev.Skipped {
+		if sp.Start < end || sp.End-sp.Start < source.SkipMin || int(sp.End) > len(ev.Raw) {
+			t.Fatalf("event %d: span %v after %d, raw of %d bytes", ev.ID, sp, end, len(ev.Raw))
+		}
+		v := ev.Raw[sp.Start:sp.End]
+		if !json.Valid(v) || bytes.TrimSpace(v) == nil || len(bytes.TrimSpace(v)) != len(v) {
+			t.Fatalf("event %d: span %v is not one value: %q", ev.ID, sp, v)
+		}
+		end = sp.End
+	}
+}
+
+func mapsAlike(t *testing.T, m *mapping.Mapper, ev source.Event) {
+	t.Helper()
+	want, werr := m.Map(ev.Raw, "q1")
+	got, gerr := m.MapEvent(ev, "q1")
+	if fmt.Sprint(werr) != fmt.Sprint(gerr) || !reflect.DeepEqual(want, got) {
+		t.Fatalf("event %q with skipped %v:\nMapEvent %+v, %v\nMap      %+v, %v", ev.Raw, ev.Skipped, got, gerr, want, werr)
+	}
+}
