@@ -39,8 +39,11 @@ func (b *bench) backfill(ctx context.Context, sink string) (*backfillResult, err
 	// The baseline runs just before and just after the bridge, and
 	// counts their average, so that a burst of load from elsewhere
 	// weighs on both sides alike.
+	// Its CPU time (this process's: the simulator and the client) is
+	// counted the same way.
+	var walkCPU time.Duration
 	walk := func() (time.Duration, int, error) {
-		began := time.Now()
+		began, cpu := time.Now(), selfCPU()
 		served, pages, err := walkMessages(ctx, sim)
 		if err != nil {
 			return 0, 0, err
@@ -48,6 +51,7 @@ func (b *bench) backfill(ctx context.Context, sink string) (*backfillResult, err
 		if int64(served) != l.backlog {
 			return 0, 0, fmt.Errorf("%s: GET /messages served %d messages, the queue had %d", sink, served, l.backlog)
 		}
+		walkCPU += selfCPU() - cpu
 		return time.Since(began), pages, nil
 	}
 	before, pages, err := walk()
@@ -78,11 +82,15 @@ func (b *bench) backfill(ctx context.Context, sink string) (*backfillResult, err
 	r := &backfillResult{
 		Messages: l.backlog, Pages: pages,
 		BridgeSeconds: o.took.Seconds(), BaselineSeconds: baseline.Seconds(),
+		BridgeCPUMicros:   micros(o.bridgeCPU, int(l.backlog)),
+		ServerCPUMicros:   micros(o.benchCPU, int(l.backlog)),
+		BaselineCPUMicros: micros(walkCPU/2, int(l.backlog)),
 	}
 	r.BridgeMPS = float64(r.Messages) / r.BridgeSeconds
 	r.BaselineMPS = float64(r.Messages) / r.BaselineSeconds
 	r.Ratio = r.BridgeMPS / r.BaselineMPS
-	b.logf("backfill %s: %d messages, bridge %.0f/s, GET /messages %.0f/s, ratio %.3f", sink, r.Messages, r.BridgeMPS, r.BaselineMPS, r.Ratio)
+	b.logf("backfill %s: %d messages, bridge %.0f/s, GET /messages %.0f/s, ratio %.3f; CPU µs per message: bridge %.1f + broker,simulator %.1f, GET /messages %.1f",
+		sink, r.Messages, r.BridgeMPS, r.BaselineMPS, r.Ratio, r.BridgeCPUMicros, r.ServerCPUMicros, r.BaselineCPUMicros)
 	return r, nil
 }
 

@@ -126,6 +126,10 @@ func TestBenchTiny(t *testing.T) {
 			t.Errorf("%s backfill: %d messages in %d pages, want 30 in 1", name, bf.Messages, bf.Pages)
 		}
 		positive(t, name+" backfill", bf.BridgeSeconds, bf.BridgeMPS, bf.BaselineSeconds, bf.BaselineMPS, bf.Ratio)
+		// CPU time comes in clock ticks: 30 messages may take none.
+		if bf.BridgeCPUMicros < 0 || bf.ServerCPUMicros < 0 || bf.BaselineCPUMicros < 0 || bf.BridgeCPUMicros+bf.ServerCPUMicros+bf.BaselineCPUMicros == 0 {
+			t.Errorf("%s backfill: CPU µs per message %v + %v | %v", name, bf.BridgeCPUMicros, bf.ServerCPUMicros, bf.BaselineCPUMicros)
+		}
 	}
 	if len(r.Targets) != 14 {
 		t.Errorf("%d targets, want 7 per sink: %+v", len(r.Targets), r.Targets)

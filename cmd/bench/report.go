@@ -225,6 +225,12 @@ type backfillResult struct {
 	BaselineSeconds float64 `json:"baseline_seconds"`
 	BaselineMPS     float64 `json:"baseline_mps"`
 	Ratio           float64 `json:"ratio"`
+	// The CPU time per message of the bridge process (start-up included),
+	// of this process meanwhile (broker and simulator), and of this
+	// process while it walked the pages (simulator and client).
+	BridgeCPUMicros   float64 `json:"bridge_cpu_us_per_message"`
+	ServerCPUMicros   float64 `json:"server_cpu_us_per_message"`
+	BaselineCPUMicros float64 `json:"baseline_cpu_us_per_message"`
 }
 
 // target is one figure checked against its goal.
@@ -351,13 +357,14 @@ func printTable(w io.Writer, r *result) {
 
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "backfill after a queue loss\tmessages\tbridge\tGET /messages pages\tratio\t\n")
+	fmt.Fprintf(tw, "backfill after a queue loss\tmessages\tbridge\tGET /messages pages\tratio\tCPU µs/message: bridge + broker,simulator | GET /messages\t\n")
 	for _, s := range sortedSinks(r) {
 		bf := r.Sinks[s].Backfill
 		if bf == nil {
 			continue
 		}
-		fmt.Fprintf(tw, "  %s\t%d\t%s/s\t%s/s\t%.3f\t%s\n", name[s], bf.Messages, si(bf.BridgeMPS), si(bf.BaselineMPS), bf.Ratio, verdict(r, s+" backfill ratio"))
+		fmt.Fprintf(tw, "  %s\t%d\t%s/s\t%s/s\t%.3f\t%.1f + %.1f | %.1f\t%s\n", name[s], bf.Messages, si(bf.BridgeMPS), si(bf.BaselineMPS), bf.Ratio,
+			bf.BridgeCPUMicros, bf.ServerCPUMicros, bf.BaselineCPUMicros, verdict(r, s+" backfill ratio"))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -499,6 +506,7 @@ func roundAll(r *result) {
 		}
 		if bf := s.Backfill; bf != nil {
 			bf.BridgeSeconds, bf.BridgeMPS, bf.BaselineSeconds, bf.BaselineMPS, bf.Ratio = round(bf.BridgeSeconds), round(bf.BridgeMPS), round(bf.BaselineSeconds), round(bf.BaselineMPS), round(bf.Ratio)
+			bf.BridgeCPUMicros, bf.ServerCPUMicros, bf.BaselineCPUMicros = round(bf.BridgeCPUMicros), round(bf.ServerCPUMicros), round(bf.BaselineCPUMicros)
 		}
 	}
 }
