@@ -307,6 +307,11 @@ func (c *Client) send(ctx context.Context, r request) (*response, error) {
 	endpoint := "/api/v1/" + r.path
 	u := *c.base
 	u.Path = strings.TrimRight(u.Path, "/") + endpoint
+	if u.RawPath != "" {
+		// The site's path as it was escaped (an escaped slash stays one);
+		// endpoint needs no escaping.
+		u.RawPath = strings.TrimRight(u.RawPath, "/") + endpoint
+	}
 	u.RawQuery = r.query.Encode()
 
 	rctx, cancel := context.WithCancelCause(ctx)
