@@ -16,7 +16,7 @@ import (
 const backfillPage = 1000
 
 // backfill measures how fast the bridge recovers the messages of a lost
-// queue: -events/10 messages are sent while the bridge is stopped, the
+// queue: -events messages are sent while the bridge is stopped, the
 // queue expires, and the bridge is started again. The baseline is the
 // simulator serving the same GET /messages pages to a plain HTTP client.
 func (b *bench) backfill(ctx context.Context, sink string) (*backfillResult, error) {
@@ -25,7 +25,7 @@ func (b *bench) backfill(ctx context.Context, sink string) (*backfillResult, err
 		return nil, err
 	}
 	defer sim.Close()
-	n := max(1, b.cfg.events/10)
+	n := max(1, b.cfg.events)
 	lanes, err := b.prepare(ctx, sim, "backfill", []string{sink}, n, true, spoolOff)
 	if err != nil {
 		return nil, err

@@ -122,11 +122,11 @@ func TestBenchTiny(t *testing.T) {
 		if bf == nil {
 			t.Fatalf("%s: no backfill", name)
 		}
-		if bf.Messages != 30 || bf.Pages != 1 {
-			t.Errorf("%s backfill: %d messages in %d pages, want 30 in 1", name, bf.Messages, bf.Pages)
+		if bf.Messages != 300 || bf.Pages != 1 {
+			t.Errorf("%s backfill: %d messages in %d pages, want 300 in 1", name, bf.Messages, bf.Pages)
 		}
 		positive(t, name+" backfill", bf.BridgeSeconds, bf.BridgeMPS, bf.BaselineSeconds, bf.BaselineMPS, bf.Ratio)
-		// CPU time comes in clock ticks: 30 messages may take none.
+		// CPU time comes in clock ticks: 300 messages may take none.
 		if bf.BridgeCPUMicros < 0 || bf.ServerCPUMicros < 0 || bf.BaselineCPUMicros < 0 || bf.BridgeCPUMicros+bf.ServerCPUMicros+bf.BaselineCPUMicros == 0 {
 			t.Errorf("%s backfill: CPU µs per message %v + %v | %v", name, bf.BridgeCPUMicros, bf.ServerCPUMicros, bf.BaselineCPUMicros)
 		}

@@ -42,7 +42,7 @@
 //   - big backlog: -big events drained as above; rate, peak RSS (VmHWM),
 //     whether the bridge lost its queue (registered a new one) and how
 //     many events reached the broker, waiting at most -timeout.
-//   - backfill: -events/10 messages sent while the bridge is stopped, its
+//   - backfill: -events messages sent while the bridge is stopped, its
 //     queue expired, the bridge started: the time until the broker holds
 //     them all and the resync event, against the simulator serving the
 //     same GET /messages pages (1000 per page) to a plain HTTP client just

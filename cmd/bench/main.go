@@ -63,7 +63,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&cfg.runs, "runs", 3, "drain runs per sink; the figure is the median")
-	fs.IntVar(&cfg.events, "events", 100000, "events in the backlog of each drain run (backfill: a tenth as many messages)")
+	fs.IntVar(&cfg.events, "events", 100000, "events in the backlog of each drain run, and messages of the backfill")
 	fs.IntVar(&cfg.big, "big", 1000000, "events in the big backlog; 0 skips it")
 	fs.Float64Var(&cfg.rate, "rate", 1000, "events per second of the latency measurement")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "length of the latency measurement")
