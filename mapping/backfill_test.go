@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -108,4 +109,66 @@ func TestBackfillFlagsPosition(t *testing.T) {
 	if _, err := m.MapBackfilled([]byte(`{"id":1}`), ""); !errors.Is(err, ErrInvalidQueueID) {
 		t.Errorf("empty queue id: %v", err)
 	}
+}
+
+// FuzzMapBackfilled holds MapBackfilled, which builds the event of a
+// backfilled message from the message as it read it, to what reading that
+// event back gives: the same message, or an error for the same input.
+func FuzzMapBackfilled(f *testing.F) {
+	f.Add([]byte(backfilledMessage))
+	for _, s := range []string{
+		`{"id":1,"type":"private","flags":["read"],"display_recipient":[{"id":3},{"id":1}]}`,
+		`{"flags":[],"id":2,"type":"stream","stream_id":1,"display_recipient":"a","subject":"b"}`,
+		`{"id":3,"type":"stream","subject":"x","subject":"y"}`,
+		`{"id":4,"flags":[[[[[[[[]]]]]]]],"content":"\u00e9"}`,
+		`{"id":5}`, `[]`, `{"id":"6"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	// At the nesting limit: the message nests one level deeper in its
+	// event than alone.
+	for _, n := range []int{9997, 9998, 9999, 10000} {
+		f.Add([]byte(`{"id":7,"x":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}`))
+	}
+	m := newMapper(f, Config{})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, err := m.MapBackfilled(raw, testQueue)
+		want, werr := backfilledByEvent(m, raw)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("MapBackfilled: %v; by its event: %v", err, werr)
+		}
+		if err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("MapBackfilled %+v\nby its event %+v", got, want)
+		}
+	})
+}
+
+// backfilledByEvent is MapBackfilled as it was: the synthetic event read
+// back with parseEvent.
+func backfilledByEvent(m *Mapper, raw []byte) (*Message, error) {
+	var msg message
+	s := &scanner{data: raw}
+	if s.peek() != '{' {
+		return nil, s.errorf("a message must be a JSON object")
+	}
+	if err := s.message(0, &msg); err != nil {
+		return nil, err
+	}
+	if err := s.end(); err != nil {
+		return nil, err
+	}
+	body := raw
+	if msg.flagsCut[1] > 0 {
+		body = append(append([]byte(nil), raw[:msg.flagsCut[0]]...), raw[msg.flagsCut[1]:]...)
+	}
+	flags := msg.flags
+	if flags == nil {
+		flags = []byte("[]")
+	}
+	payload := []byte(`{"type":"message","message":` + string(trimSpace(body)) + `,"flags":` + string(flags) + `}`)
+	var ev event
+	if err := parseEvent(payload, nil, &ev); err != nil {
+		return nil, err
+	}
+	return m.build(payload, &ev, testQueue, true)
 }

@@ -140,13 +140,16 @@ func parseEvent(raw []byte, jumps []source.Span, ev *event) error {
 	return s.end()
 }
 
-// parseMessage reads one message object, as GET /messages returns it.
-func parseMessage(raw []byte, m *message) error {
-	s := &scanner{data: raw}
+// parseMessage reads one message object, as GET /messages returns it,
+// stepping over the values listed in jumps. It is read at depth 1, as the
+// message member of the event MapBackfilled makes of it, so that nothing
+// in it may nest deeper than it could in that event.
+func parseMessage(raw []byte, jumps []source.Span, m *message) error {
+	s := &scanner{data: raw, jumps: jumps}
 	if s.peek() != '{' {
 		return s.errorf("a message must be a JSON object")
 	}
-	if err := s.message(0, m); err != nil {
+	if err := s.message(1, m); err != nil {
 		return err
 	}
 	return s.end()

@@ -250,35 +250,63 @@ func (m *Mapper) mapRaw(raw []byte, jumps []source.Span, queueID string) (*Messa
 // event, so a message that was published live before the queue was lost is
 // recognised as a duplicate.
 func (m *Mapper) MapBackfilled(rawMessage []byte, queueID string) (*Message, error) {
+	return m.mapBackfilled(rawMessage, nil, queueID)
+}
+
+// MapBackfilledMessage is MapBackfilled of msg.Raw, a message as the
+// source read it: the values the source scanned without reading them
+// (msg.Skipped) are stepped over, not scanned a second time. The result is
+// MapBackfilled's.
+func (m *Mapper) MapBackfilledMessage(msg source.Message, queueID string) (*Message, error) {
+	return m.mapBackfilled(msg.Raw, msg.Skipped, queueID)
+}
+
+func (m *Mapper) mapBackfilled(rawMessage []byte, jumps []source.Span, queueID string) (*Message, error) {
 	if err := checkQueueID(queueID); err != nil {
 		return nil, err
 	}
 	var msg message
-	if err := parseMessage(rawMessage, &msg); err != nil {
+	if err := parseMessage(rawMessage, jumps, &msg); err != nil {
 		return nil, err
 	}
-	body := rawMessage
-	if msg.flagsCut[1] > 0 {
-		body = make([]byte, 0, len(rawMessage))
-		body = append(body, rawMessage[:msg.flagsCut[0]]...)
-		body = append(body, rawMessage[msg.flagsCut[1]:]...)
+	// The object without the white space around it, and without "flags"
+	// (whose cut lies inside it).
+	lead := scanner{data: rawMessage}
+	lead.ws()
+	lo := lead.pos
+	hi := lo + len(trimSpace(rawMessage))
+	cut := msg.flagsCut
+	if cut[1] == 0 {
+		cut = [2]int{hi, hi}
 	}
 	flags := msg.flags
 	if flags == nil {
 		flags = []byte("[]")
 	}
-	payload := make([]byte, 0, len(body)+len(flags)+64)
-	payload = append(payload, `{"type":"message","message":`...)
-	payload = append(payload, trimSpace(body)...)
-	payload = append(payload, `,"flags":`...)
+	payload := make([]byte, 0, len(backfillHead)+hi-lo-(cut[1]-cut[0])+len(backfillFlags)+len(flags)+1)
+	payload = append(payload, backfillHead...)
+	payload = append(payload, rawMessage[lo:cut[0]]...)
+	payload = append(payload, rawMessage[cut[1]:hi]...)
+	payload = append(payload, backfillFlags...)
 	payload = append(payload, flags...)
 	payload = append(payload, '}')
-	var ev event
-	if err := parseEvent(payload, nil, &ev); err != nil {
-		return nil, err
-	}
+	// What parseEvent would read of payload, which is well formed: the
+	// type, and the message as read above (build reads only its values,
+	// not their positions); no id.
+	ev := event{typ: str{raw: messageType, ok: true}, msg: msg}
 	return m.build(payload, &ev, queueID, true)
 }
+
+// The parts of the event MapBackfilled makes of a message, around it and
+// its flags.
+const (
+	backfillHead  = `{"type":"message","message":`
+	backfillFlags = `,"flags":`
+)
+
+// messageType is the type of the events MapBackfilled makes. build only
+// reads it.
+var messageType = []byte("message")
 
 func trimSpace(b []byte) []byte {
 	s := scanner{data: b}

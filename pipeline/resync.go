@@ -104,7 +104,7 @@ func (p *Pipeline) backfill(ctx context.Context, lost *source.QueueLost, from, t
 			}
 			msgs := make([]*mapping.Message, 0, len(pg.msgs))
 			for _, pm := range pg.msgs {
-				m, err := p.mapper.MapBackfilled(pm.Raw, lost.NewQueueID)
+				m, err := p.mapper.MapBackfilledMessage(pm, lost.NewQueueID)
 				if err != nil {
 					p.log.Warn("backfilled message cannot be mapped; publishing it as a bridge.invalid control event", "message_id", pm.ID, "error", err)
 				}

@@ -200,6 +200,9 @@ type Message struct {
 	Raw json.RawMessage
 	// Flags are the bot's flags on the message (read, mentioned, ...).
 	Flags []string
+	// Skipped is as Event.Skipped: the long values of Raw that the
+	// response's scan stepped over (members other than id and flags).
+	Skipped []Span
 }
 
 // GetMessages returns up to numAfter messages with ids above anchor, oldest

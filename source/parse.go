@@ -72,6 +72,6 @@ func parseMessages(body []byte, anchor int64) ([]Message, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		out = append(out, Message{ID: ev.ID, Raw: ev.Raw, Flags: s.flags})
+		out = append(out, Message{ID: ev.ID, Raw: ev.Raw, Flags: s.flags, Skipped: ev.Skipped})
 	}
 }

@@ -49,20 +49,74 @@ func FuzzSkipped(f *testing.F) {
 		`{"result":"success","events":[{"type":"stream","op":"create","id":1,"streams":[{"stream_id":1,"name":"a stream with a long enough name"}],"flags":"a string long enough to be skipped"}]}`,
 		`{"result":"success","events":[{"type":"message","id":1,"message":{"id":2,"type":"private","subject":"a subject long enough to be listed","subject":"twice"}}]}`,
 		`{"result":"success","events":[{"type":"x","id":1,"nested":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}]}`,
+		`{"result":"success","found_newest":true,"messages":[{"id":4,"flags":["read"],"content":"a long enough text \u00e9 to be over","type":"stream","stream_id":1,"display_recipient":"a stream with a long name","subject":"s"}]}`,
+		`{"result":"success","messages":[{"content":"<p>a long enough paragraph to be listed</p>","id":1,"flags":null},{"id":2,"type":"private","display_recipient":[{"id":1,"email":"someone@example.com"}]}]}`,
 	} {
 		f.Add([]byte(s))
 	}
 	m := skipMapper(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		evs, err := source.ParseEvents(body, -1)
-		if err != nil {
-			return
+		if evs, err := source.ParseEvents(body, -1); err == nil {
+			for _, ev := range evs {
+				checkSkipped(t, ev)
+				mapsAlike(t, m, ev)
+			}
 		}
-		for _, ev := range evs {
-			checkSkipped(t, ev)
-			mapsAlike(t, m, ev)
+		if msgs, _, err := source.ParseMessages(body, -1); err == nil {
+			for _, msg := range msgs {
+				checkSkipped(t, source.Event{ID: msg.ID, Raw: msg.Raw, Skipped: msg.Skipped})
+				backfillsAlike(t, m, msg)
+			}
 		}
 	})
+}
+
+// TestSkippedBackfillsAlike is TestSkippedMapsAlike for the message
+// objects of a GET /messages response: MapBackfilledMessage gives what
+// MapBackfilled of the same bytes gives, and the messages list their
+// content.
+func TestSkippedBackfillsAlike(t *testing.T) {
+	var body bytes.Buffer
+	body.WriteString(`{"result":"success","found_newest":true,"messages":[`)
+	n := 0
+	for _, ev := range skipEvents(t) {
+		if ev.Type != "message" {
+			continue
+		}
+		var e struct {
+			Message map[string]json.RawMessage `json:"message"`
+			Flags   json.RawMessage            `json:"flags"`
+		}
+		if err := json.Unmarshal(ev.Raw, &e); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		e.Message["id"] = json.RawMessage(fmt.Sprint(n))
+		if e.Flags != nil {
+			e.Message["flags"] = e.Flags
+		}
+		b, _ := json.Marshal(e.Message)
+		if n > 1 {
+			body.WriteByte(',')
+		}
+		body.Write(b)
+	}
+	body.WriteString(`]}`)
+	msgs, _, err := source.ParseMessages(body.Bytes(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != n || n < 2 {
+		t.Fatalf("%d messages read of %d", len(msgs), n)
+	}
+	m := skipMapper(t)
+	for _, msg := range msgs {
+		if len(msg.Skipped) == 0 {
+			t.Errorf("message %d lists no skipped value: %s", msg.ID, msg.Raw)
+		}
+		checkSkipped(t, source.Event{ID: msg.ID, Raw: msg.Raw, Skipped: msg.Skipped})
+		backfillsAlike(t, m, msg)
+	}
 }
 
 // BenchmarkMapEvent maps the events of TestSkippedMapsAlike, a long
@@ -156,6 +210,15 @@ func checkSkipped(t *testing.T, ev source.Event) {
 			t.Fatalf("event %d: span %v is not one value: %q", ev.ID, sp, v)
 		}
 		end = sp.End
+	}
+}
+
+func backfillsAlike(t *testing.T, m *mapping.Mapper, msg source.Message) {
+	t.Helper()
+	want, werr := m.MapBackfilled(msg.Raw, "q1")
+	got, gerr := m.MapBackfilledMessage(msg, "q1")
+	if fmt.Sprint(werr) != fmt.Sprint(gerr) || !reflect.DeepEqual(want, got) {
+		t.Fatalf("message %q with skipped %v:\nMapBackfilledMessage %+v, %v\nMapBackfilled        %+v, %v", msg.Raw, msg.Skipped, got, gerr, want, werr)
 	}
 }
 

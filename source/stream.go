@@ -438,6 +438,7 @@ func (s *eventStream) message() (Event, error) {
 	index := s.index
 	s.index++
 	s.evStart, s.evOffset = s.i, s.base+int64(s.i)
+	s.evSpans = len(s.spans)
 	defer func() { s.evStart = -1 }()
 	var (
 		id              int64
@@ -464,7 +465,7 @@ func (s *eventStream) message() (Event, error) {
 				flagsErr = errors.New("not a list of strings")
 			}
 		}
-		return s.skip(2)
+		return s.skipValue(2)
 	})
 	if err != nil {
 		return Event{}, err
