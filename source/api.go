@@ -224,12 +224,21 @@ func (c *Client) GetMessages(ctx context.Context, anchor int64, numAfter int) (m
 	if c.narrow != "" {
 		q.Set("narrow", c.narrow)
 	}
-	body, err := c.do(ctx, request{method: http.MethodGet, path: path, query: q, timeout: c.reqTO})
+	// The page is decoded as it arrives, each message copied out once,
+	// not read whole first; the limit is the whole body's, as for do.
+	resp, err := c.send(ctx, request{method: http.MethodGet, path: path, query: q, timeout: c.reqTO})
 	if err != nil {
 		return nil, false, err
 	}
-	msgs, foundNewest, err = parseMessages(body, anchor)
-	if err != nil {
+	defer resp.Close()
+	body := &io.LimitedReader{R: resp, N: c.maxBody + 1}
+	msgs, foundNewest, err = readMessages(body, anchor, int(min(c.maxBody, math.MaxInt32)))
+	switch re, isRead := errors.AsType[*readError](err); {
+	case body.N <= 0:
+		return nil, false, &ResponseTooLargeError{Method: http.MethodGet, Endpoint: resp.endpoint, Limit: c.maxBody}
+	case isRead:
+		return nil, false, resp.readError(re.err)
+	case err != nil:
 		return nil, false, malformed(http.MethodGet, path, err)
 	}
 	return msgs, foundNewest, nil

@@ -277,7 +277,8 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 		return nil, err
 	}
 	defer resp.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.body, c.maxBody+1))
+	// Read through resp: each read is timed.
+	b, err := io.ReadAll(io.LimitReader(resp, c.maxBody+1))
 	if err != nil {
 		return nil, resp.readError(err)
 	}

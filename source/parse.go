@@ -61,7 +61,13 @@ func messageOf(ev Event) (Message, error) {
 // every message an object with an id above the previous one, the first
 // above anchor.
 func parseMessages(body []byte, anchor int64) ([]Message, bool, error) {
-	s := newEventStream(bytes.NewReader(body), anchor, len(body))
+	return readMessages(bytes.NewReader(body), anchor, len(body))
+}
+
+// readMessages is parseMessages of the response r reads, whose messages
+// are at most maxMessage bytes each (a larger one is an error).
+func readMessages(r io.Reader, anchor int64, maxMessage int) ([]Message, bool, error) {
+	s := newEventStream(r, anchor, maxMessage)
 	s.list = "messages"
 	var out []Message
 	for {
@@ -71,6 +77,9 @@ func parseMessages(body []byte, anchor int64) ([]Message, bool, error) {
 		}
 		if err != nil {
 			return nil, false, err
+		}
+		if ev.Oversized {
+			return nil, false, fmt.Errorf("message %d is over %d bytes", ev.ID, maxMessage)
 		}
 		out = append(out, Message{ID: ev.ID, Raw: ev.Raw, Flags: s.flags, Skipped: ev.Skipped})
 	}
