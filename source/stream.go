@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -96,9 +97,28 @@ const (
 
 func newEventStream(r io.Reader, after int64, maxEvent int) *eventStream {
 	return &eventStream{
-		r: r, buf: make([]byte, streamBufSize), evStart: -1, tokStart: -1,
+		r: r, buf: *bufPool.Get().(*[]byte), evStart: -1, tokStart: -1,
 		maxEvent: maxEvent, prev: after, types: make(map[string]string), list: "events",
 	}
+}
+
+// bufPool holds read buffers of streamBufSize. A long-poll at a steady
+// rate reads one small response after another: a new buffer each would
+// be most of what the bridge allocates, and its garbage collections
+// would lengthen the tail of its latency.
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, streamBufSize)
+	return &b
+}}
+
+// release gives the read buffer back once the stream has ended: nothing
+// the stream returned points into it (events are copied out, see keep).
+func (s *eventStream) release() {
+	if len(s.buf) == streamBufSize {
+		b := s.buf
+		bufPool.Put(&b)
+	}
+	s.buf = nil
 }
 
 // next returns the next event, or io.EOF after the last one once the whole
@@ -112,6 +132,7 @@ func (s *eventStream) next() (Event, error) {
 	ev, err := s.advance()
 	if err != nil {
 		s.err = err
+		s.release()
 	}
 	return ev, err
 }
@@ -421,9 +442,11 @@ func (s *eventStream) skipValue(depth int) error {
 		return nil
 	}
 	if len(s.spans) == cap(s.spans) {
-		// A new block; the events already cut out keep the old one.
-		// What the event being scanned listed moves along.
-		block := make([]Span, len(s.spans)-s.evSpans, max(spanBlock, 2*(len(s.spans)-s.evSpans)))
+		// A new block, twice the last up to spanBlock (a response of one
+		// event needs a few); the events already cut out keep the old
+		// one. What the event being scanned listed moves along.
+		size := min(max(2*cap(s.spans), 16), spanBlock)
+		block := make([]Span, len(s.spans)-s.evSpans, max(size, 2*(len(s.spans)-s.evSpans)))
 		copy(block, s.spans[s.evSpans:])
 		s.spans, s.evSpans = block, 0
 	}
@@ -555,7 +578,9 @@ func (s *eventStream) idValue(c byte, depth int) (id int64, bad, err error) {
 // is buffered, so that small events do not cost an allocation each.
 func (s *eventStream) keep(b []byte) []byte {
 	if len(b) > cap(s.arena)-len(s.arena) {
-		n := max(len(b), min(s.w-s.evStart, 1<<20), 4<<10)
+		// Sized to what is buffered from the event on: the events that
+		// follow share the block.
+		n := max(len(b), min(s.w-s.evStart, 1<<20))
 		s.arena = make([]byte, 0, n)
 	}
 	start := len(s.arena)
