@@ -215,18 +215,25 @@ func checkSkipped(t *testing.T, ev source.Event) {
 
 func backfillsAlike(t *testing.T, m *mapping.Mapper, msg source.Message) {
 	t.Helper()
-	want, werr := m.MapBackfilled(msg.Raw, "q1")
-	got, gerr := m.MapBackfilledMessage(msg, "q1")
-	if fmt.Sprint(werr) != fmt.Sprint(gerr) || !reflect.DeepEqual(want, got) {
-		t.Fatalf("message %q with skipped %v:\nMapBackfilledMessage %+v, %v\nMapBackfilled        %+v, %v", msg.Raw, msg.Skipped, got, gerr, want, werr)
-	}
+	alike(t, "MapBackfilledMessage", msg.Raw, msg.Skipped,
+		func() (*mapping.Message, error) { return m.MapBackfilledMessage(msg, "q1") },
+		func() (*mapping.Message, error) { return m.MapBackfilled(msg.Raw, "q1") })
 }
 
 func mapsAlike(t *testing.T, m *mapping.Mapper, ev source.Event) {
 	t.Helper()
-	want, werr := m.Map(ev.Raw, "q1")
-	got, gerr := m.MapEvent(ev, "q1")
+	alike(t, "MapEvent", ev.Raw, ev.Skipped,
+		func() (*mapping.Message, error) { return m.MapEvent(ev, "q1") },
+		func() (*mapping.Message, error) { return m.Map(ev.Raw, "q1") })
+}
+
+// alike fails unless mapping raw with its skipped values (name) gives
+// what mapping its bytes alone does.
+func alike(t *testing.T, name string, raw []byte, skipped []source.Span, with, without func() (*mapping.Message, error)) {
+	t.Helper()
+	got, gerr := with()
+	want, werr := without()
 	if fmt.Sprint(werr) != fmt.Sprint(gerr) || !reflect.DeepEqual(want, got) {
-		t.Fatalf("event %q with skipped %v:\nMapEvent %+v, %v\nMap      %+v, %v", ev.Raw, ev.Skipped, got, gerr, want, werr)
+		t.Fatalf("%q with skipped %v:\n%s %+v, %v\nwithout them %+v, %v", raw, skipped, name, got, gerr, want, werr)
 	}
 }
