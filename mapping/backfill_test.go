@@ -165,7 +165,8 @@ func backfilledByEvent(m *Mapper, raw []byte) (*Message, error) {
 	if flags == nil {
 		flags = []byte("[]")
 	}
-	payload := []byte(`{"type":"message","message":` + string(trimSpace(body)) + `,"flags":` + string(flags) + `}`)
+	lo, hi := trimmed(body)
+	payload := []byte(`{"type":"message","message":` + string(body[lo:hi]) + `,"flags":` + string(flags) + `}`)
 	var ev event
 	if err := parseEvent(payload, nil, &ev); err != nil {
 		return nil, err

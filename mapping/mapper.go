@@ -271,10 +271,7 @@ func (m *Mapper) mapBackfilled(rawMessage []byte, jumps []source.Span, queueID s
 	}
 	// The object without the white space around it, and without "flags"
 	// (whose cut lies inside it).
-	lead := scanner{data: rawMessage}
-	lead.ws()
-	lo := lead.pos
-	hi := lo + len(trimSpace(rawMessage))
+	lo, hi := trimmed(rawMessage)
 	cut := msg.flagsCut
 	if cut[1] == 0 {
 		cut = [2]int{hi, hi}
@@ -308,14 +305,16 @@ const (
 // reads it.
 var messageType = []byte("message")
 
-func trimSpace(b []byte) []byte {
+// trimmed returns where b is without the JSON white space around it:
+// b[lo:hi].
+func trimmed(b []byte) (lo, hi int) {
 	s := scanner{data: b}
 	s.ws()
-	b = b[s.pos:]
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
+	lo, hi = s.pos, len(b)
+	for hi > lo && (b[hi-1] == ' ' || b[hi-1] == '\t' || b[hi-1] == '\n' || b[hi-1] == '\r') {
+		hi--
 	}
-	return b
+	return lo, hi
 }
 
 // Control returns a control event of the bridge itself (docs/names.md):

@@ -1,9 +1,6 @@
 package source
 
 import (
-	"bytes"
-	"errors"
-	"io"
 	"runtime"
 	"testing"
 )
@@ -15,15 +12,8 @@ import (
 func TestSmallResponsesReuseBuffers(t *testing.T) {
 	body := []byte(`{"result":"success","msg":"","events":[{"type":"message","id":1,"message":{"id":9,"content":"a message of some length, as a chat has"},"flags":[]}],"queue_id":"q"}`)
 	read := func() {
-		s := newEventStream(bytes.NewReader(body), -1, 1<<20)
-		for {
-			_, err := s.next()
-			if errors.Is(err, io.EOF) {
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+		if _, err := parseEvents(body, -1); err != nil {
+			t.Fatal(err)
 		}
 	}
 	read()
