@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -81,35 +80,13 @@ func TestParseEvents(t *testing.T) {
 // TestParseEventsExamples runs the parser over Zulip's own example of every
 // event type.
 func TestParseEventsExamples(t *testing.T) {
-	raw, err := os.ReadFile("zuliptest/testdata/zulip/example-events.json")
+	body, n := ResponseOfExamples(t)
+	evs, err := parseEvents(body, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var examples []json.RawMessage
-	if err := json.Unmarshal(raw, &examples); err != nil {
-		t.Fatal(err)
-	}
-	var body bytes.Buffer
-	body.WriteString(`{"result":"success","msg":"","events":[`)
-	for i, ex := range examples {
-		var obj map[string]any
-		if err := json.Unmarshal(ex, &obj); err != nil {
-			t.Fatal(err)
-		}
-		obj["id"] = i
-		b, _ := json.Marshal(obj)
-		if i > 0 {
-			body.WriteByte(',')
-		}
-		body.Write(b)
-	}
-	body.WriteString(`]}`)
-	evs, err := parseEvents(body.Bytes(), -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(evs) != len(examples) {
-		t.Fatalf("%d events, want %d", len(evs), len(examples))
+	if len(evs) != n {
+		t.Fatalf("%d events, want %d", len(evs), n)
 	}
 	for _, ev := range evs {
 		if ev.Type == "message" && ev.MessageID == 0 {

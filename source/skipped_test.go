@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"reflect"
 	"testing"
 
@@ -154,32 +153,10 @@ func BenchmarkMapEvent(b *testing.B) {
 // message of the bench's size, read through the stream.
 func skipEvents(tb testing.TB) []source.Event {
 	tb.Helper()
-	raw, err := os.ReadFile("zuliptest/testdata/zulip/example-events.json")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var examples []json.RawMessage
-	if err := json.Unmarshal(raw, &examples); err != nil {
-		tb.Fatal(err)
-	}
 	long := fmt.Sprintf(`{"type":"message","id":0,"flags":["read","mentioned"],"message":{"id":42,"type":"stream","stream_id":7,"display_recipient":"engineering","subject":"deploys","timestamp":1700000000,"sender_email":"iago@zulip.example.com","avatar_url":"https://secure.gravatar.com/avatar/0123456789abcdef?d=identicon","content":%q}}`,
 		"<p>"+string(bytes.Repeat([]byte("a line of a long message \\u00e9 "), 30))+"</p>")
-	var body bytes.Buffer
-	body.WriteString(`{"result":"success","events":[`)
-	for i, ex := range append(examples, json.RawMessage(long)) {
-		var ev map[string]json.RawMessage
-		if err := json.Unmarshal(ex, &ev); err != nil {
-			tb.Fatal(err)
-		}
-		ev["id"] = json.RawMessage(fmt.Sprint(i))
-		b, _ := json.Marshal(ev)
-		if i > 0 {
-			body.WriteByte(',')
-		}
-		body.Write(b)
-	}
-	body.WriteString(`]}`)
-	evs, err := source.ParseEvents(body.Bytes(), -1)
+	body, _ := source.ResponseOfExamples(tb, json.RawMessage(long))
+	evs, err := source.ParseEvents(body, -1)
 	if err != nil {
 		tb.Fatal(err)
 	}
